@@ -1,0 +1,104 @@
+// Per-architecture knowledge, kept as data. The pipeline never branches on
+// an arch name; it reads these records.
+import { usageError } from './errors.js';
+
+export interface ArchRecord {
+  /** Our name for it, as given to --arch. */
+  readonly name: string;
+  /** ARCH= for kbuild. */
+  readonly linuxArch: string;
+  /** CROSS_COMPILE= prefix, '' for a native build. */
+  readonly crossCompile: string;
+  /** Host tool that must exist for the build, and the Debian package that has it. */
+  readonly compiler: { readonly tool: string; readonly debPackage: string };
+  /** The fragment in kconfigs/ besides common.config. */
+  readonly kconfigFragment: string;
+  /** make target and the image it leaves, relative to the build directory. */
+  readonly imageTarget: string;
+  readonly imagePath: string;
+  /** Debian architecture of the guest's user space. */
+  readonly debArch: string;
+  /** uname -m in the guest, checked after boot. */
+  readonly unameMachine: string;
+  readonly qemu: {
+    readonly binary: string;
+    readonly debPackage: string;
+    /** Machine, firmware and CPU arguments; the CPU model is filled in from cpuModels. */
+    readonly machineArgs: readonly string[];
+    readonly cpuModels: readonly string[];
+    readonly console: string;
+    readonly memoryMiB: number;
+  };
+  /** ppc64le under TCG is several times slower; every timeout is multiplied by this. */
+  readonly timeoutScale: number;
+  /** Extra flags for the out-of-tree guest modules (ccflags-y). */
+  readonly moduleCflags: string;
+}
+
+const X86_64: ArchRecord = {
+  name: 'x86_64',
+  linuxArch: 'x86_64',
+  crossCompile: '',
+  compiler: { tool: 'gcc', debPackage: 'gcc' },
+  kconfigFragment: 'x86_64.config',
+  imageTarget: 'bzImage',
+  imagePath: 'arch/x86/boot/bzImage',
+  debArch: 'amd64',
+  unameMachine: 'x86_64',
+  qemu: {
+    binary: 'qemu-system-x86_64',
+    debPackage: 'qemu-system-x86',
+    // qboot starts the kernel much faster than SeaBIOS.
+    machineArgs: ['-M', 'q35', '-bios', 'qboot.rom'],
+    cpuModels: ['qemu64'],
+    console: 'ttyS0',
+    memoryMiB: 512,
+  },
+  timeoutScale: 1,
+  moduleCflags: '',
+};
+
+const PPC64LE: ArchRecord = {
+  name: 'ppc64le',
+  linuxArch: 'powerpc',
+  crossCompile: 'powerpc64le-linux-gnu-',
+  compiler: { tool: 'powerpc64le-linux-gnu-gcc', debPackage: 'gcc-powerpc64le-linux-gnu' },
+  kconfigFragment: 'ppc64le.config',
+  imageTarget: 'vmlinux',
+  imagePath: 'vmlinux',
+  debArch: 'ppc64el',
+  unameMachine: 'ppc64le',
+  qemu: {
+    binary: 'qemu-system-ppc64',
+    debPackage: 'qemu-system-ppc',
+    // VOF boots to SSH faster than SLOF; the cap-* settings silence TCG warnings.
+    machineArgs: ['-M', 'pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off'],
+    cpuModels: ['power9', 'power8'],
+    console: 'hvc0',
+    memoryMiB: 1024,
+  },
+  timeoutScale: 4,
+  // Tail calls in patched functions have corrupted the TOC on ppc64 (kpatch #1002).
+  moduleCflags: '-fno-optimize-sibling-calls',
+};
+
+export const ARCHES: Readonly<Record<string, ArchRecord>> = Object.freeze({
+  [X86_64.name]: X86_64,
+  [PPC64LE.name]: PPC64LE,
+});
+
+export const archNames = (): string[] => Object.keys(ARCHES);
+
+/** Looks an arch up by name; an unknown one is a usage error listing the known ones. */
+export function getArch(name: string): ArchRecord {
+  const rec = ARCHES[name];
+  if (!rec) throw usageError(`unknown arch '${name}'`, { hint: `use one of: ${archNames().join(', ')}` });
+  return rec;
+}
+
+/** Parses a comma-separated --arch value. */
+export function parseArchList(value: string): ArchRecord[] {
+  const names = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0) throw usageError('--arch is empty', { hint: `use one of: ${archNames().join(', ')}` });
+  return [...new Set(names)].map(getArch);
+}

@@ -1,0 +1,90 @@
+// Boots a kernel in QEMU and connects over SSH. Retries QEMU only when its
+// port forward could not be set up (the port was taken); a kernel that
+// panics or never brings SSH up fails with the console tail.
+import pRetry, { AbortError } from 'p-retry';
+import type { ArchRecord } from './arch.js';
+import { bootError, HarnessError, infraError } from './errors.js';
+import type { Keys } from './keys.js';
+import type { Logger } from './log.js';
+import { freePort } from './ports.js';
+import { QemuVM } from './qemu.js';
+import { GuestShell } from './ssh.js';
+import { timeout } from './timeouts.js';
+
+export interface BootRequest {
+  arch: ArchRecord;
+  kernel: string;
+  initrd: string;
+  keys: Keys;
+  consoleLog: string;
+  logger: Logger;
+  cpu?: string;
+  qemuBinary?: string;
+  extraAppend?: string[];
+}
+
+export interface Booted {
+  vm: QemuVM;
+  ssh: GuestShell;
+  bootMs: number;
+  port: number;
+}
+
+export const portTaken = (stderr: string) => /could not set up host forwarding rule|Address already in use/i.test(stderr);
+
+/** Starts QEMU (on another port if the first is taken) and returns once SSH works. */
+export async function bootGuest(req: BootRequest): Promise<Booted> {
+  const { arch, logger } = req;
+  const deadline = timeout('bootToSsh', arch);
+  return pRetry(
+    async () => {
+      const port = await freePort();
+      const vm = new QemuVM({
+        arch,
+        kernel: req.kernel,
+        initrd: req.initrd,
+        sshPort: port,
+        consoleLog: req.consoleLog,
+        cpu: req.cpu,
+        binary: req.qemuBinary,
+        extraAppend: req.extraAppend,
+      });
+      logger.info(`boot ${arch.name}: ${vm.command}`);
+      const abort = Promise.race([
+        vm.fatal.then((ev) => `kernel ${ev.kind} on ${arch.name}: ${ev.line.trim()}`),
+        vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH came up`),
+      ]);
+      try {
+        const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, abort });
+        const bootMs = Date.now() - vm.startedAt;
+        return { vm, ssh, bootMs, port };
+      } catch (e) {
+        // Give a fatal line a moment to arrive so the report shows the panic, not only the exit.
+        await new Promise((r) => setTimeout(r, 300));
+        await vm.stop();
+        const exit = vm.exit;
+        const ctx = {
+          arch: arch.name,
+          command: vm.command,
+          durationMs: Date.now() - vm.startedAt,
+          consoleTail: vm.console.last(40),
+          logPath: req.consoleLog,
+          exitCode: exit?.code,
+          signal: exit?.signal ?? undefined,
+        };
+        const panic = vm.events.find((ev) => ev.kind === 'panic' || ev.kind === 'oops' || ev.kind === 'bug');
+        if (panic) throw new AbortError(bootError(`kernel failed during boot: ${panic.line.trim()}`, ctx));
+        if (exit && portTaken(exit.stderr)) {
+          logger.info(`boot ${arch.name}: port ${port} was taken, trying another`);
+          throw infraError(`port ${port} was taken`, ctx);
+        }
+        if (exit && exit.code !== 0 && exit.stderr.trim() && vm.console.last(1).length === 0) {
+          throw new AbortError(infraError(`QEMU failed to start: ${exit.stderr.trim().split('\n')[0]}`, { ...ctx, details: exit.stderr }));
+        }
+        const msg = e instanceof HarnessError ? e.message : String(e);
+        throw new AbortError(bootError(`${arch.name} guest did not reach SSH: ${msg}`, { ...ctx, details: exit?.stderr || undefined }));
+      }
+    },
+    { retries: 3, minTimeout: 0 },
+  );
+}

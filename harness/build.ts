@@ -1,0 +1,139 @@
+// Kernel config and build, out of tree (make O=...), one cache entry per
+// (patched tree, fragments, toolchain). The only place that runs kbuild for
+// the kernel itself.
+import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import type { ArchRecord } from './arch.js';
+import { hashOf, readValidMarker, writeMarker, invalidate } from './cache.js';
+import { buildError } from './errors.js';
+import { run, formatCommand } from './exec.js';
+import { checkConfig, parseConfig } from './kconfig.js';
+import type { Logger } from './log.js';
+
+export interface BuildRequest {
+  arch: ArchRecord;
+  tree: string;
+  treeKey: string;
+  kconfigDir: string;
+  cacheDir: string;
+  logger: Logger;
+  rebuild?: boolean;
+  jobs?: number;
+}
+
+export interface BuildResult {
+  buildDir: string;
+  image: string;
+  key: string;
+  reused: boolean;
+  durationMs: number;
+  logPath: string;
+  makeCommand: string;
+}
+
+export function makeArgs(arch: ArchRecord, tree: string, buildDir: string): string[] {
+  const args = ['-C', tree, `O=${buildDir}`, `ARCH=${arch.linuxArch}`];
+  if (arch.crossCompile) args.push(`CROSS_COMPILE=${arch.crossCompile}`);
+  return args;
+}
+
+async function compilerVersion(arch: ArchRecord): Promise<string> {
+  const r = await run(arch.compiler.tool, ['--version']).catch(() => {
+    throw buildError(`compiler ${arch.compiler.tool} for ${arch.name} is not installed`, {
+      arch: arch.name,
+      hint: `install the Debian package ${arch.compiler.debPackage} (scripts/setup-host.sh does)`,
+    });
+  });
+  return r.stdout.split('\n')[0] ?? '';
+}
+
+/** Error lines worth showing from a failed build log. */
+export function compilerErrors(log: string, max = 25): string[] {
+  const lines = log.split('\n');
+  const hits = lines.filter((l) => /\berror\b|\*\*\*|undefined reference|Error \d+/i.test(l));
+  return hits.slice(0, max);
+}
+
+/** Configures and builds the kernel and its in-tree modules, or reuses a complete build. */
+export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
+  const started = Date.now();
+  const { arch, logger } = req;
+  const fragments = ['common.config', arch.kconfigFragment].map((f) => join(req.kconfigDir, f));
+  const fragmentText = fragments.map((f) => readFileSync(f, 'utf8')).join('\n');
+  const cc = await compilerVersion(arch);
+  const key = hashOf(req.treeKey, arch.name, fragmentText, cc);
+  const buildDir = join(req.cacheDir, 'builds', `${arch.name}-${key}`);
+  const logPath = join(buildDir, 'build.log');
+  const base = makeArgs(arch, req.tree, buildDir);
+  const jobs = req.jobs ?? availableParallelism();
+  const makeCommand = formatCommand('make', [...base, `-j${jobs}`, arch.imageTarget, 'modules']);
+  const result = (reused: boolean): BuildResult => ({
+    buildDir,
+    image: join(buildDir, arch.imagePath),
+    key,
+    reused,
+    durationMs: Date.now() - started,
+    logPath,
+    makeCommand,
+  });
+
+  if (req.rebuild) invalidate(buildDir);
+  else if (await readValidMarker(buildDir)) return result(true);
+
+  mkdirSync(buildDir, { recursive: true });
+  writeFileSync(logPath, '');
+  const configured = join(buildDir, '.klp-config-ok');
+  const fragmentCopy = join(buildDir, 'klp-fragments.config');
+  if (!existsSync(configured) || readFileSync(fragmentCopy, 'utf8') !== fragmentText) {
+    rmSync(configured, { force: true });
+    logger.info(`config ${arch.name}: tinyconfig + ${fragments.map((f) => f.slice(req.kconfigDir.length + 1)).join(' + ')}`);
+    const onFailure = failureFor(arch, logPath);
+    await run('make', [...base, 'tinyconfig'], { logPath, logger, onFailure });
+    appendFileSync(join(buildDir, '.config'), `\n# klp-harness fragments\n${fragmentText}\n`);
+    await run('make', [...base, 'olddefconfig'], { logPath, logger, onFailure });
+    await checkConfig({ tree: req.tree, buildDir, wanted: parseConfig(fragmentText), fragments, arch: arch.name });
+    writeFileSync(fragmentCopy, fragmentText);
+    writeFileSync(configured, '');
+  }
+
+  logger.info(`build ${arch.name}: ${makeCommand}`);
+  logger.info(`build ${arch.name}: log in ${logPath}`);
+  const previous = Number(readMaybe(join(buildDir, '.klp-compiled-count')) ?? 0);
+  let compiled = 0;
+  let lastReport = Date.now();
+  await run('make', [...base, `-j${jobs}`, arch.imageTarget, 'modules'], {
+    logPath,
+    logger,
+    onFailure: failureFor(arch, logPath),
+    onLine: (line) => {
+      if (/^\s+CC( \[M\])?\s/.test(line)) compiled++;
+      logger.verbose(`build ${arch.name}: ${line}`);
+      if (Date.now() - lastReport > 30_000) {
+        lastReport = Date.now();
+        logger.info(`build ${arch.name}: ${compiled}${previous ? ` of ~${previous}` : ''} files compiled, ${Math.round((Date.now() - started) / 1000)} s`);
+      }
+    },
+  });
+  if (compiled > 0) writeFileSync(join(buildDir, '.klp-compiled-count'), String(compiled));
+  await writeMarker(buildDir, key, { tree: req.treeKey, fragments: hashOf(fragmentText), compiler: cc }, [arch.imagePath, 'Module.symvers', '.config']);
+  return result(false);
+}
+
+function readMaybe(path: string): string | undefined {
+  return existsSync(path) ? readFileSync(path, 'utf8') : undefined;
+}
+
+function failureFor(arch: ArchRecord, logPath: string) {
+  return (f: { command: string; exitCode?: number; signal?: string; durationMs: number; output: string }) =>
+    buildError(`kernel build for ${arch.name} failed`, {
+      arch: arch.name,
+      command: f.command,
+      exitCode: f.exitCode,
+      signal: f.signal,
+      durationMs: f.durationMs,
+      logPath,
+      details: compilerErrors(f.output).join('\n'),
+      hint: 'fix the error above (the full log has the context) and run again; the build resumes where it stopped',
+    });
+}

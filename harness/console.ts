@@ -1,0 +1,51 @@
+// Reading the kernel console: which lines mean the kernel under test died,
+// and which are reports (WARN, BUG, lockdep, RCU stall) a scenario must not see.
+
+export type ConsoleEventKind = 'panic' | 'oops' | 'bug' | 'warning' | 'lockdep' | 'rcu-stall' | 'hung-task';
+
+export interface ConsoleEvent {
+  kind: ConsoleEventKind;
+  line: string;
+}
+
+const PATTERNS: [ConsoleEventKind, RegExp][] = [
+  ['panic', /Kernel panic - not syncing/],
+  ['oops', /\bOops\b|Unable to handle kernel|BUG: unable to handle|general protection fault/],
+  ['bug', /\bBUG: |kernel BUG at/],
+  ['warning', /WARNING: .* at |------------\[ cut here \]------------/],
+  ['lockdep', /possible circular locking|possible recursive locking|inconsistent lock state|WARNING: suspicious RCU usage/],
+  ['rcu-stall', /rcu_(sched|preempt)? ?detected stalls|rcu: INFO: .*detected stalls/],
+  ['hung-task', /INFO: task .* blocked for more than/],
+];
+
+/** Classifies one console line; undefined for an ordinary line. */
+export function classifyLine(line: string): ConsoleEvent | undefined {
+  for (const [kind, re] of PATTERNS) if (re.test(line)) return { kind, line };
+  return undefined;
+}
+
+/** Kinds after which the kernel cannot be trusted to go on: the run stops at once. */
+export const isFatal = (e: ConsoleEvent) => e.kind === 'panic';
+
+/** Every report in a console text or dmesg. */
+export function scanConsole(text: string): ConsoleEvent[] {
+  return text.split('\n').flatMap((l) => classifyLine(l) ?? []);
+}
+
+/** Keeps the last n lines of a stream, for error reports. */
+export class RingBuffer {
+  private lines: string[] = [];
+  constructor(private readonly size = 80) {}
+  push(line: string) {
+    this.lines.push(line);
+    if (this.lines.length > this.size) this.lines.shift();
+  }
+  last(n = this.size): string[] {
+    return this.lines.slice(-n);
+  }
+}
+
+/** Removes ANSI escapes and carriage returns that firmware and the kernel print. */
+export const cleanConsoleLine = (s: string) =>
+  // eslint-disable-next-line no-control-regex
+  s.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r/g, '');

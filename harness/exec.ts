@@ -1,0 +1,129 @@
+// The low layer for short host commands: every make, tar, patch and apt call
+// goes through here, is printed shell-quoted first, and is logged to a file.
+import { createWriteStream } from 'node:fs';
+import { execa, type ResultPromise } from 'execa';
+import { HarnessError, infraError } from './errors.js';
+import type { Logger } from './log.js';
+import { track } from './children.js';
+
+/** Quotes one argv element so that a person can paste the command into a shell. */
+export function shellQuote(arg: string): string {
+  if (arg === '') return "''";
+  if (/^[\w@%+=:,./-]+$/.test(arg)) return arg;
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+export const formatCommand = (file: string, args: readonly string[]) =>
+  [file, ...args].map(shellQuote).join(' ');
+
+export interface RunOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Append stdout and stderr to this file. */
+  logPath?: string;
+  timeoutMs?: number;
+  input?: string;
+  logger?: Logger;
+  /** Called for each output line (progress). */
+  onLine?: (line: string) => void;
+  /** Build the error for a non-zero exit; default is an infrastructure error. */
+  onFailure?: (r: RunFailure) => HarnessError;
+}
+
+export interface RunFailure {
+  command: string;
+  exitCode?: number;
+  signal?: string;
+  timedOut: boolean;
+  output: string;
+  durationMs: number;
+  logPath?: string;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  output: string;
+  durationMs: number;
+}
+
+/** Runs a command to completion in its own process group; throws a HarnessError on failure. */
+export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const command = formatCommand(file, args);
+  opts.logger?.verbose(`$ ${command}`);
+  const started = Date.now();
+  const log = opts.logPath ? createWriteStream(opts.logPath, { flags: 'a' }) : undefined;
+  log?.write(`$ ${command}\n`);
+  let child: ResultPromise;
+  try {
+    child = execa(file, args, {
+      cwd: opts.cwd,
+      env: opts.env,
+      extendEnv: true,
+      all: true,
+      reject: false,
+      timeout: opts.timeoutMs,
+      forceKillAfterDelay: 3000,
+      cleanup: true,
+      detached: true,
+      input: opts.input,
+      stdin: opts.input === undefined ? 'ignore' : undefined,
+      maxBuffer: 256 * 1024 * 1024,
+      lines: false,
+    });
+  } catch (e) {
+    throw infraError(`could not start ${file}`, { command }, e);
+  }
+  const untrack = track(child, file);
+  if (log || opts.onLine) {
+    let partial = '';
+    child.all?.on('data', (chunk: Buffer) => {
+      log?.write(chunk);
+      if (opts.onLine) {
+        const text = partial + chunk.toString();
+        const lines = text.split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines) opts.onLine(l);
+      }
+    });
+  }
+  const r = await child;
+  untrack();
+  await new Promise<void>((res) => (log ? log.end(res) : res()));
+  const durationMs = Date.now() - started;
+  const output = typeof r.all === 'string' ? r.all : '';
+  if (r.failed) {
+    const failure: RunFailure = {
+      command,
+      exitCode: r.exitCode,
+      signal: r.signal,
+      timedOut: r.timedOut,
+      output,
+      durationMs,
+      logPath: opts.logPath,
+    };
+    if (r.exitCode === undefined && !r.signal && !r.timedOut) {
+      const missing = (r as { code?: string }).code === 'ENOENT';
+      throw infraError(missing ? `host tool '${file}' is not installed` : `could not run ${file}: ${r.shortMessage}`, {
+        command,
+        hint: missing ? 'run scripts/setup-host.sh (as root) to install the host packages' : undefined,
+      });
+    }
+    if (opts.onFailure) throw opts.onFailure(failure);
+    throw infraError(`command failed: ${file}${r.timedOut ? ' (timed out)' : ''}`, {
+      command,
+      exitCode: r.exitCode,
+      signal: r.signal,
+      durationMs,
+      logPath: opts.logPath,
+      details: tail(output, 30),
+    });
+  }
+  return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), output, durationMs };
+}
+
+/** The last n lines of a text. */
+export function tail(text: string, n: number): string {
+  const lines = text.trimEnd().split('\n');
+  return lines.slice(-n).join('\n');
+}

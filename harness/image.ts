@@ -1,0 +1,171 @@
+// The guest's initramfs, one per arch: busybox and dropbear from Debian
+// packages of the guest's architecture, with exactly the shared libraries
+// their ELF headers ask for, plus our init, users and keys.
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { dirname, join, posix } from 'node:path';
+import type { ArchRecord } from './arch.js';
+import { aptState, aptUpdate, dependencyClosure, downloadDebs } from './apt.js';
+import { hashOf, readValidMarker, writeMarker, writeFileAtomic } from './cache.js';
+import { onCleanup } from './children.js';
+import { writeCpio, type CpioEntry } from './cpio.js';
+import { isElf, readElfDeps } from './elf.js';
+import { infraError } from './errors.js';
+import { run } from './exec.js';
+import type { Keys } from './keys.js';
+import type { Logger } from './log.js';
+
+/** What goes into every guest: the packages, and the programs taken from them. */
+export const GUEST_PACKAGES = ['busybox', 'dropbear-bin'];
+export const GUEST_PROGRAMS = ['/bin/busybox', '/usr/sbin/dropbear'];
+
+export interface ImageRequest {
+  arch: ArchRecord;
+  cacheDir: string;
+  initScript: string;
+  keys: Keys;
+  logger: Logger;
+  rebuild?: boolean;
+}
+
+export interface ImageResult {
+  path: string;
+  reused: boolean;
+  durationMs: number;
+  files: number;
+  bytes: number;
+}
+
+/** Directories searched for shared libraries inside the unpacked packages. */
+export function libraryDirs(sysroot: string): string[] {
+  const dirs = ['lib', 'usr/lib', 'lib64', 'usr/lib64'];
+  const multiarch: string[] = [];
+  for (const d of ['lib', 'usr/lib']) {
+    const abs = join(sysroot, d);
+    if (!existsSync(abs)) continue;
+    for (const n of readdirSync(abs)) if (/-linux-gnu/.test(n)) multiarch.push(`${d}/${n}`);
+  }
+  return [...multiarch, ...dirs].map((d) => `/${d}`);
+}
+
+/**
+ * Collects the files a set of programs needs from a sysroot: the programs,
+ * their interpreter and their DT_NEEDED libraries, recursively, with the
+ * symlinks on the way. Returns guest paths; throws on a library not found.
+ */
+export function resolveClosure(sysroot: string, programs: string[]): { paths: string[]; symlinks: Map<string, string> } {
+  const paths = new Set<string>();
+  const symlinks = new Map<string, string>();
+  const libDirs = libraryDirs(sysroot);
+  const queue = [...programs];
+  const addPath = (guestPath: string, depth = 0): string => {
+    if (depth > 16) throw new Error(`symlink loop at ${guestPath}`);
+    const host = join(sysroot, guestPath);
+    const st = lstatSync(host);
+    if (st.isSymbolicLink()) {
+      const target = readlinkSync(host);
+      symlinks.set(guestPath, target);
+      const resolved = target.startsWith('/') ? target : posix.join(posix.dirname(guestPath), target);
+      return addPath(resolved, depth + 1);
+    }
+    paths.add(guestPath);
+    return guestPath;
+  };
+  const seen = new Set<string>();
+  while (queue.length) {
+    const p = queue.shift()!;
+    if (seen.has(p)) continue;
+    seen.add(p);
+    if (!existsSync(join(sysroot, p))) throw new Error(`${p} is not in the unpacked packages`);
+    const real = addPath(p);
+    const buf = readFileSync(join(sysroot, real));
+    if (!isElf(buf)) continue;
+    const deps = readElfDeps(buf);
+    if (deps.interpreter) queue.push(deps.interpreter);
+    for (const lib of deps.needed) {
+      const dir = libDirs.find((d) => existsSync(join(sysroot, d, lib)));
+      if (!dir) throw new Error(`${lib}, needed by ${p}, is in none of ${libDirs.join(' ')}`);
+      queue.push(posix.join(dir, lib));
+    }
+  }
+  return { paths: [...paths].sort(), symlinks };
+}
+
+function passwd(): string {
+  return 'root:x:0:0:root:/root:/bin/sh\n';
+}
+
+/** Builds (or reuses) the initramfs for an arch. */
+export async function buildImage(req: ImageRequest): Promise<ImageResult> {
+  const started = Date.now();
+  const { arch, logger } = req;
+  const key = hashOf(arch.debArch, GUEST_PACKAGES.join(','), GUEST_PROGRAMS.join(','), req.initScript, req.keys.clientPublic, req.keys.hostKeyDropbear);
+  const dir = join(req.cacheDir, 'images', `${arch.name}-${key}`);
+  const path = join(dir, 'initramfs.cpio');
+  if (!req.rebuild) {
+    const marker = await readValidMarker(dir);
+    if (marker) {
+      return { path, reused: true, durationMs: Date.now() - started, files: Number(marker.meta?.files ?? 0), bytes: readFileSync(path).length };
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const state = aptState(req.cacheDir, arch.debArch);
+  await aptUpdate(state, logger);
+  const pkgs = await dependencyClosure(state, GUEST_PACKAGES);
+  const debs = await downloadDebs(state, pkgs, logger);
+  const sysroot = join(dir, `sysroot.tmp-${process.pid}`);
+  const forget = onCleanup(() => rmSync(sysroot, { recursive: true, force: true }));
+  try {
+    mkdirSync(sysroot, { recursive: true });
+    for (const deb of debs) await run('dpkg-deb', ['-x', deb, sysroot]);
+    let closure: ReturnType<typeof resolveClosure>;
+    try {
+      closure = resolveClosure(sysroot, GUEST_PROGRAMS);
+    } catch (e) {
+      throw infraError(`guest image for ${arch.name}: ${(e as Error).message}`, {
+        details: `packages: ${pkgs.join(' ')}`,
+        hint: 'a package layout changed; run with --rebuild image, or report it',
+      });
+    }
+    const entries: CpioEntry[] = [];
+    const dirs = new Set<string>();
+    const addDir = (d: string, mode = 0o755) => {
+      if (d === '/' || dirs.has(d)) return;
+      addDir(posix.dirname(d));
+      dirs.add(d);
+      entries.push({ type: 'dir', path: d, mode });
+    };
+    for (const d of ['/proc', '/sys', '/dev', '/tmp', '/run', '/etc/dropbear', '/var/log', '/bin', '/sbin', '/usr/bin', '/usr/sbin']) addDir(d);
+    addDir('/root', 0o700);
+    addDir('/root/.ssh', 0o700);
+    for (const p of closure.paths) {
+      addDir(posix.dirname(p));
+      const mode = lstatSync(join(sysroot, p)).mode & 0o7777;
+      entries.push({ type: 'file', path: p, data: readFileSync(join(sysroot, p)), mode });
+    }
+    for (const [link, target] of closure.symlinks) {
+      addDir(posix.dirname(link));
+      entries.push({ type: 'symlink', path: link, target });
+    }
+    entries.push(
+      { type: 'file', path: '/init', data: Buffer.from(req.initScript), mode: 0o755 },
+      { type: 'file', path: '/etc/passwd', data: Buffer.from(passwd()) },
+      { type: 'file', path: '/etc/group', data: Buffer.from('root:x:0:\ntty:x:5:\n') },
+      { type: 'file', path: '/etc/shells', data: Buffer.from('/bin/sh\n') },
+      { type: 'file', path: '/root/.ssh/authorized_keys', data: Buffer.from(req.keys.clientPublic + '\n'), mode: 0o600 },
+      { type: 'file', path: '/etc/dropbear/dropbear_ed25519_host_key', data: req.keys.hostKeyDropbear, mode: 0o600 },
+    );
+    const cpio = writeCpio(entries);
+    writeFileAtomic(path, cpio);
+    await writeMarker(dir, key, { packages: pkgs.join(' ') }, ['initramfs.cpio'], {
+      files: entries.length,
+      debs: debs.map((d) => d.slice(dirname(d).length + 1)),
+    });
+    logger.info(`image ${arch.name}: ${entries.length} entries, ${(cpio.length / 1048576).toFixed(1)} MiB from ${debs.length} packages`);
+    return { path, reused: false, durationMs: Date.now() - started, files: entries.length, bytes: cpio.length };
+  } finally {
+    forget();
+    rmSync(sysroot, { recursive: true, force: true });
+  }
+}
+

@@ -1,0 +1,155 @@
+// Supervises one QEMU process: own process group, console kept in a file
+// and a ring buffer, fatal console lines reported at once, stopped with
+// SIGTERM then SIGKILL to the whole group. The only code that starts QEMU.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import type { ArchRecord } from './arch.js';
+import { track } from './children.js';
+import { classifyLine, cleanConsoleLine, isFatal, RingBuffer, type ConsoleEvent } from './console.js';
+import { formatCommand } from './exec.js';
+
+export interface QemuOptions {
+  arch: ArchRecord;
+  kernel: string;
+  initrd: string;
+  sshPort: number;
+  consoleLog: string;
+  cpu?: string;
+  smp?: number;
+  extraAppend?: string[];
+  /** Replaces the QEMU binary (tests use a fake script). */
+  binary?: string;
+}
+
+/** The QEMU argv for a boot, from the arch record alone. */
+export function qemuArgs(o: QemuOptions): string[] {
+  const q = o.arch.qemu;
+  const append = [`console=${q.console}`, 'panic=-1', 'printk.time=1', ...(o.extraAppend ?? [])].filter(Boolean);
+  return [
+    ...q.machineArgs,
+    '-cpu', o.cpu ?? q.cpuModels[0]!,
+    '-smp', String(o.smp ?? 2),
+    '-m', String(q.memoryMiB),
+    '-display', 'none',
+    '-monitor', 'none',
+    '-serial', 'stdio',
+    '-no-reboot',
+    '-kernel', o.kernel,
+    '-initrd', o.initrd,
+    '-append', append.join(' '),
+    '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${o.sshPort}-:22`,
+    '-device', 'virtio-net-pci,netdev=n0',
+    '-device', 'virtio-rng-pci',
+  ];
+}
+
+export type VmExit = { code: number | null; signal: NodeJS.Signals | null; stderr: string };
+
+export class QemuVM {
+  readonly command: string;
+  readonly startedAt = Date.now();
+  readonly console = new RingBuffer(120);
+  readonly events: ConsoleEvent[] = [];
+  /** Resolves when QEMU exits, for whatever reason. */
+  readonly exited: Promise<VmExit>;
+  /** Resolves with the first fatal console event (panic). */
+  readonly fatal: Promise<ConsoleEvent>;
+  private child: ChildProcess;
+  private log: WriteStream;
+  private stderr = '';
+  private exitInfo?: VmExit;
+  private lineWaiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  private allText: string[] = [];
+
+  constructor(readonly options: QemuOptions) {
+    const binary = options.binary ?? options.arch.qemu.binary;
+    const args = qemuArgs(options);
+    this.command = formatCommand(binary, args);
+    this.log = createWriteStream(options.consoleLog, { flags: 'a' });
+    this.log.write(`# ${this.command}\n`);
+    this.child = spawn(binary, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const untrack = track(this.child, binary);
+    let resolveFatal!: (e: ConsoleEvent) => void;
+    this.fatal = new Promise((r) => (resolveFatal = r));
+    let partial = '';
+    this.child.stdout!.on('data', (chunk: Buffer) => {
+      this.log.write(chunk);
+      const text = partial + chunk.toString('utf8');
+      const lines = text.split('\n');
+      partial = lines.pop() ?? '';
+      for (const raw of lines) {
+        const line = cleanConsoleLine(raw);
+        this.console.push(line);
+        this.allText.push(line);
+        const ev = classifyLine(line);
+        if (ev) {
+          this.events.push(ev);
+          if (isFatal(ev)) resolveFatal(ev);
+        }
+        this.lineWaiters = this.lineWaiters.filter((w) => (w.re.test(line) ? (w.resolve(line), false) : true));
+      }
+    });
+    this.child.stderr!.on('data', (chunk: Buffer) => {
+      this.stderr += chunk.toString('utf8');
+      this.log.write(`# qemu stderr: ${chunk.toString('utf8')}`);
+    });
+    this.exited = new Promise((resolve) => {
+      const done = (code: number | null, signal: NodeJS.Signals | null) => {
+        untrack();
+        this.exitInfo ??= { code, signal, stderr: this.stderr };
+        this.log.end();
+        resolve(this.exitInfo);
+      };
+      this.child.on('exit', done);
+      this.child.on('error', (e) => {
+        this.stderr += String(e.message);
+        done(null, null);
+      });
+    });
+  }
+
+  get pid() {
+    return this.child.pid;
+  }
+  get running() {
+    return this.exitInfo === undefined;
+  }
+  get exit() {
+    return this.exitInfo;
+  }
+  get stderrText() {
+    return this.stderr;
+  }
+  /** Console lines from a mark (see lineCount) to now. */
+  linesSince(mark: number): string[] {
+    return this.allText.slice(mark);
+  }
+  get lineCount() {
+    return this.allText.length;
+  }
+
+  /** Waits for a console line matching re. */
+  waitForLine(re: RegExp): Promise<string> {
+    const hit = this.allText.find((l) => re.test(l));
+    if (hit) return Promise.resolve(hit);
+    return new Promise((resolve) => this.lineWaiters.push({ re, resolve }));
+  }
+
+  /** Stops QEMU: SIGTERM to its group, SIGKILL after graceMs. */
+  async stop(graceMs = 3000): Promise<VmExit> {
+    if (this.running && this.child.pid) {
+      const kill = (sig: NodeJS.Signals) => {
+        try {
+          process.kill(-this.child.pid!, sig);
+        } catch {
+          /* gone */
+        }
+      };
+      kill('SIGTERM');
+      const timer = setTimeout(() => kill('SIGKILL'), graceMs);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    return this.exited;
+  }
+}

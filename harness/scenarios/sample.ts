@@ -1,0 +1,52 @@
+// The kernel's livepatch-sample module: patch, check the new /proc/cmdline,
+// check our series' signal file refuses a write with no transition, unpatch,
+// remove.
+import { join } from 'node:path';
+import type { Scenario } from './types.js';
+
+const PATCH = 'livepatch_sample';
+const PATCHED_CMDLINE = 'this has been live patched';
+
+export const sample: Scenario = {
+  name: 'sample',
+  description: 'livepatch-sample.ko patches and unpatches cleanly; signal without a transition gives EINVAL',
+  async run(ctx) {
+    const { ops } = ctx;
+    const original = await ops.read('/proc/cmdline');
+    let ko = '';
+    await ctx.step('load livepatch-sample.ko', async (s) => {
+      ko = await ctx.copyIn(join(ctx.build.buildDir, 'samples/livepatch/livepatch-sample.ko'));
+      const r = await ops.insmod(ko);
+      s.equal('insmod exit status', String(r.code), '0');
+    });
+    await ctx.step('patching completes', async (s) => {
+      const w = await ops.waitTransition(PATCH, '0', 10_000);
+      ctx.timing('patchingMs', w.waitedMs);
+      s.equal('transition', w.value, '0');
+      s.equal('enabled', await ops.read(ops.patchFile(PATCH, 'enabled')), '1');
+      s.equal('/proc/cmdline', await ops.read('/proc/cmdline'), PATCHED_CMDLINE);
+      s.match('dmesg', await ops.dmesg(), new RegExp(`'${PATCH}': patching complete`));
+    });
+    await ctx.step('signal without a transition is refused', async (s) => {
+      const file = ops.patchFile(PATCH, 'signal');
+      s.equal(`${file} exists (the patch series is in this kernel)`, String(await ops.exists(file)), 'true');
+      const w = await ops.write(file, '1');
+      s.equal('write 1 to signal', w.ok ? 'accepted' : w.error, 'Invalid argument');
+      s.equal('transition after the write', await ops.read(ops.patchFile(PATCH, 'transition')), '0');
+    });
+    await ctx.step('unpatching completes', async (s) => {
+      const w0 = await ops.write(ops.patchFile(PATCH, 'enabled'), '0');
+      s.equal('write 0 to enabled', w0.ok ? 'accepted' : w0.error, 'accepted');
+      const w = await ops.waitTransition(PATCH, '0', 10_000);
+      ctx.timing('unpatchingMs', w.waitedMs);
+      s.equal('transition', w.value, '0');
+      s.match('dmesg', await ops.dmesg(), new RegExp(`'${PATCH}': unpatching complete`));
+      s.equal('/proc/cmdline', await ops.read('/proc/cmdline'), original);
+    });
+    await ctx.step('rmmod succeeds', async (s) => {
+      const r = await ops.rmmod(PATCH);
+      s.equal('rmmod exit status', String(r.code), '0');
+      s.equal(`${PATCH} gone from sysfs`, String(await ops.exists(`/sys/kernel/livepatch/${PATCH}`)), 'false');
+    });
+  },
+};

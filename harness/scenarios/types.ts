@@ -1,0 +1,58 @@
+// What a scenario is and what it reports: named steps, each with checks that
+// compare a reading from the guest with what was expected.
+import type { ArchRecord } from '../arch.js';
+import type { BuildResult } from '../build.js';
+import type { GuestOps } from '../guestops.js';
+import type { Logger } from '../log.js';
+
+export interface Check {
+  what: string;
+  expected: string;
+  actual: string;
+  ok: boolean;
+}
+
+export interface StepReport {
+  name: string;
+  checks: Check[];
+  durationMs: number;
+  error?: string;
+}
+
+export interface ScenarioReport {
+  name: string;
+  arch: string;
+  cpu?: string;
+  ok: boolean;
+  steps: StepReport[];
+  durationMs: number;
+  /** Named timings (e.g. stuckSeenMs, remedyToDoneMs). */
+  timings: Record<string, number>;
+  error?: string;
+}
+
+export interface ScenarioContext {
+  arch: ArchRecord;
+  ops: GuestOps;
+  build: BuildResult;
+  logger: Logger;
+  /** Runs one step; checks recorded inside it; a failed check ends the scenario. */
+  step(name: string, fn: (s: StepApi) => Promise<void>): Promise<void>;
+  timing(name: string, ms: number): void;
+  /** Copies a host file into the guest and returns the guest path. */
+  copyIn(hostPath: string): Promise<string>;
+}
+
+export interface StepApi {
+  /** Records a check of a guest reading; returns whether it held. */
+  equal(what: string, actual: string, expected: string): boolean;
+  match(what: string, actual: string, re: RegExp): boolean;
+}
+
+export interface Scenario {
+  name: string;
+  description: string;
+  run(ctx: ScenarioContext): Promise<void>;
+}
+
+export class CheckFailed extends Error {}

@@ -1,0 +1,137 @@
+// SSH to the guest with ssh2: run a command (stdout, stderr, exit status),
+// copy a file in. Connecting retries only while the server is not up yet.
+import pRetry, { AbortError } from 'p-retry';
+import { Client, type ClientChannel } from 'ssh2';
+import { HarnessError, infraError, timeoutError } from './errors.js';
+import type { Keys } from './keys.js';
+
+export interface ExecResult {
+  command: string;
+  stdout: string;
+  stderr: string;
+  code: number | null;
+  signal?: string;
+  durationMs: number;
+}
+
+/** Quotes a string for the guest's POSIX shell. */
+export const q = (s: string | number) => `'${String(s).replace(/'/g, `'\\''`)}'`;
+
+/** Errors that mean "the server is not listening yet", the only ones worth a retry. */
+export function isNotUpYet(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; level?: string };
+  if (e.code && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(e.code)) return true;
+  return /Connection lost before handshake|Timed out while waiting for handshake|read ECONNRESET|socket hang up/.test(e.message ?? '');
+}
+
+export class GuestShell {
+  private constructor(
+    private readonly client: Client,
+    readonly port: number,
+  ) {}
+
+  /**
+   * Connects, retrying while the server is not up. `abort` resolves (with a
+   * reason) when waiting is pointless: the VM died or panicked.
+   */
+  static async connect(opts: { port: number; keys: Keys; deadlineMs: number; abort?: Promise<string> }): Promise<GuestShell> {
+    let aborted: string | undefined;
+    opts.abort?.then((why) => (aborted = why));
+    const started = Date.now();
+    const attempt = () =>
+      new Promise<Client>((resolve, reject) => {
+        const c = new Client();
+        c.on('ready', () => resolve(c));
+        c.on('error', (e) => {
+          c.end();
+          reject(e);
+        });
+        c.connect({
+          host: '127.0.0.1',
+          port: opts.port,
+          username: 'root',
+          privateKey: opts.keys.clientPrivate,
+          readyTimeout: 8000,
+          hostVerifier: (key: Buffer) => key.equals(opts.keys.hostPublicBlob),
+        });
+      });
+    const client = await pRetry(
+      async () => {
+        if (aborted) throw new AbortError(aborted);
+        try {
+          return await attempt();
+        } catch (e) {
+          if (aborted) throw new AbortError(aborted);
+          if (!isNotUpYet(e)) throw new AbortError(e as Error);
+          throw e;
+        }
+      },
+      {
+        retries: 1000,
+        minTimeout: 150,
+        maxTimeout: 500,
+        factor: 1.3,
+        shouldRetry: () => Date.now() - started < opts.deadlineMs && !aborted,
+      },
+    ).catch((e: Error) => {
+      if (aborted) throw new HarnessError('boot', aborted);
+      if (/verification failed|Host denied/i.test(e.message)) {
+        throw infraError('the guest presented a host key the harness did not make', { hint: 'rebuild the image: --rebuild image' }, e);
+      }
+      if (/authentication methods failed/i.test(e.message)) {
+        throw infraError('the guest refused the harness client key', { hint: 'rebuild the image: --rebuild image' }, e);
+      }
+      if (isNotUpYet(e)) throw timeoutError(`no SSH from the guest within ${Math.round(opts.deadlineMs / 1000)} s`, { details: e.message });
+      throw infraError(`SSH connection failed: ${e.message}`, {}, e);
+    });
+    return new GuestShell(client, opts.port);
+  }
+
+  /** Runs a shell command in the guest. Never throws for a non-zero exit status. */
+  exec(command: string, opts: { timeoutMs?: number; stdin?: Buffer | string } = {}): Promise<ExecResult> {
+    const started = Date.now();
+    return new Promise((resolve, reject) => {
+      this.client.exec(command, (err: Error | undefined, ch: ClientChannel) => {
+        if (err) return reject(infraError(`could not start a guest command: ${err.message}`, { command }, err));
+        let stdout = '';
+        let stderr = '';
+        let timer: NodeJS.Timeout | undefined;
+        if (opts.timeoutMs) {
+          timer = setTimeout(() => {
+            ch.close();
+            reject(timeoutError(`guest command did not finish within ${opts.timeoutMs} ms`, { command, details: `stdout so far:\n${stdout}\nstderr so far:\n${stderr}` }));
+          }, opts.timeoutMs);
+        }
+        let code: number | null = null;
+        let signal: string | undefined;
+        ch.on('data', (d: Buffer) => (stdout += d.toString()));
+        ch.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        ch.on('exit', (c: number | null, sig?: string) => {
+          code = c;
+          signal = sig;
+        });
+        ch.on('close', () => {
+          clearTimeout(timer);
+          resolve({ command, stdout, stderr, code, signal, durationMs: Date.now() - started });
+        });
+        if (opts.stdin !== undefined) ch.end(opts.stdin);
+        else ch.end();
+      });
+    });
+  }
+
+  /** Copies data into a guest file (through `cat`, so no SFTP server is needed). */
+  async put(data: Buffer, remotePath: string, mode = 0o644): Promise<void> {
+    const r = await this.exec(`cat > ${q(remotePath)} && chmod ${mode.toString(8)} ${q(remotePath)} && wc -c < ${q(remotePath)}`, {
+      stdin: data,
+      timeoutMs: 60_000,
+    });
+    if (r.code !== 0 || Number(r.stdout.trim()) !== data.length) {
+      throw infraError(`copying ${data.length} bytes to ${remotePath} failed`, { details: `${r.stdout}${r.stderr}` });
+    }
+  }
+
+  close(): void {
+    this.client.end();
+  }
+}

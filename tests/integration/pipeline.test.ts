@@ -1,0 +1,49 @@
+// End to end on real kernels: build (or reuse) both, boot each in QEMU, run
+// the livepatch-sample scenario over SSH. Every assertion is a guest reading.
+import { join } from 'node:path';
+import t from 'tap';
+import { archNames, parseArchList } from '../../harness/arch.js';
+import { buildKernel } from '../../harness/build.js';
+import { createLogger } from '../../harness/log.js';
+import { runMain, PROJECT_ROOT } from '../../harness/pipeline.js';
+import { pickScenarios } from '../../harness/scenarios/index.js';
+
+const arches = parseArchList(process.env.KLP_HARNESS_ARCHES ?? archNames().join(','));
+const logger = createLogger(process.env.KLP_HARNESS_VERBOSE ? 'verbose' : 'normal');
+const report = await runMain({ arches, scenarios: pickScenarios(['sample']), logger });
+t.comment(`artifacts: ${report.outDir}`);
+
+for (const a of report.arches) {
+  t.test(a.arch, async (t) => {
+    t.notOk(a.error, `${a.arch} built, booted and ran without a harness or kernel error`, { report: a.error?.report });
+    t.ok(a.build, 'kernel built or reused');
+    for (const b of a.boots) t.ok((b.bootMs ?? 0) > 0, `booted to SSH on cpu ${b.cpu} in ${b.bootMs} ms`);
+    t.ok(a.scenarios.length > 0, 'scenarios ran');
+    for (const s of a.scenarios) {
+      t.test(`${s.name}${s.cpu ? ` (${s.cpu})` : ''}`, async (t) => {
+        for (const step of s.steps) {
+          t.test(step.name, async (t) => {
+            t.notOk(step.error, 'no error in this step', { error: step.error });
+            t.ok(step.checks.length > 0, 'the step read something from the guest');
+            for (const c of step.checks) t.equal(c.actual, c.expected, c.what);
+          });
+        }
+        t.ok(s.ok, `scenario ${s.name} passed`, { error: s.error });
+      });
+    }
+    if (a.build && !a.error) {
+      t.test('a second run reuses the cached kernel build (no make)', async (t) => {
+        const again = await buildKernel({
+          arch: parseArchList(a.arch)[0]!,
+          tree: report.source.tree!,
+          treeKey: report.source.treeKey!,
+          kconfigDir: join(PROJECT_ROOT, 'kconfigs'),
+          cacheDir: report.cacheDir,
+          logger,
+        });
+        t.equal(again.reused, true, 'build reused');
+        t.equal(again.buildDir, a.build!.dir, 'same build directory');
+      });
+    }
+  });
+}

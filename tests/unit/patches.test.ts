@@ -1,0 +1,109 @@
+import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { HarnessError } from '../../harness/errors.js';
+import { silentLogger } from '../../harness/log.js';
+import { findHunk, readSeries, splitMbox } from '../../harness/patches.js';
+import { prepareSource } from '../../harness/source.js';
+import { ROOT, tempDir } from '../helpers.js';
+
+const PATCH = `From: a
+Subject: [PATCH] demo
+
+---
+--- a/kernel/livepatch/core.c
++++ b/kernel/livepatch/core.c
+@@ -1,3 +1,3 @@
+ line one
+-line two
++line 2
+ line three
+@@ -10,3 +10,3 @@
+ ten
+-eleven
++11
+ twelve
+`;
+
+function fakeTree(t: Parameters<typeof tempDir>[0]): string {
+  const tree = tempDir(t);
+  mkdirSync(join(tree, 'kernel/livepatch'), { recursive: true });
+  writeFileSync(join(tree, 'Makefile'), 'VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\nEXTRAVERSION =\nNAME = test\n');
+  writeFileSync(join(tree, 'Kconfig'), '');
+  const lines = ['line one', 'line two', 'line three', '4', '5', '6', '7', '8', '9', 'ten', 'eleven', 'twelve'];
+  writeFileSync(join(tree, 'kernel/livepatch/core.c'), lines.join('\n') + '\n');
+  return tree;
+}
+
+function quilt(t: Parameters<typeof tempDir>[0], patches: Record<string, string>, series?: string): string {
+  const dir = tempDir(t);
+  for (const [n, text] of Object.entries(patches)) writeFileSync(join(dir, n), text);
+  if (series !== undefined) writeFileSync(join(dir, 'series'), series);
+  return dir;
+}
+
+t.test('the project series reads in order', async (t) => {
+  const s = readSeries(join(ROOT, 'patches'));
+  t.ok(s.patches.length >= 1);
+  t.match(s.patches[0]!.text, /signal_store/);
+});
+
+t.test('bad series input is a usage error that says what to do', async (t) => {
+  const missing = (() => { try { readSeries('/nonexistent/series-dir'); } catch (e) { return e as HarnessError; } })();
+  t.equal(missing?.kind, 'usage');
+  t.match(missing?.message, /does not exist/);
+  const noSeries = (() => { try { readSeries(quilt(t, { 'a.patch': PATCH })); } catch (e) { return e as HarnessError; } })();
+  t.match(noSeries?.message, /has no 'series' file/);
+  t.match(noSeries?.context.hint, /found: a\.patch/);
+  const empty = (() => { try { readSeries(quilt(t, { 'a.patch': PATCH }, '# nothing\n\n')); } catch (e) { return e as HarnessError; } })();
+  t.match(empty?.message, /is empty/);
+  const dangling = (() => { try { readSeries(quilt(t, {}, 'b.patch\n')); } catch (e) { return e as HarnessError; } })();
+  t.match(dangling?.message, /names b\.patch, which does not exist/);
+});
+
+t.test('findHunk returns the nth hunk of a file', async (t) => {
+  t.match(findHunk(PATCH, 'kernel/livepatch/core.c', 2), /^@@ -10,3 \+10,3 @@\n ten\n-eleven\n\+11/);
+  t.equal(findHunk(PATCH, 'kernel/livepatch/core.c', 3), undefined);
+});
+
+t.test('splitMbox finds each patch in a format-patch mbox', async (t) => {
+  const mbox = `From 0123456789abcdef0123456789abcdef01234567 Mon Sep 17 00:00:00 2001\nSubject: [PATCH 1/2] one\n\n${PATCH}\nFrom 1123456789abcdef0123456789abcdef01234567 Mon Sep 17 00:00:00 2001\nSubject: [PATCH 2/2] two\n\n${PATCH}`;
+  const p = splitMbox(mbox, 'x.mbox');
+  t.equal(p.length, 2);
+  t.match(p[1]!.name, /\[PATCH 2\/2\] two/);
+});
+
+t.test('a patch that applies lands in a private copy; the user tree is untouched', async (t) => {
+  const tree = fakeTree(t);
+  const cacheDir = tempDir(t);
+  const series = readSeries(quilt(t, { 'ok.patch': PATCH }, 'ok.patch\n'));
+  const r = await prepareSource({ kernelSrc: tree, series, cacheDir, logger: silentLogger });
+  t.match(readFileSync(join(r.tree, 'kernel/livepatch/core.c'), 'utf8'), /line 2\n/);
+  t.match(readFileSync(join(tree, 'kernel/livepatch/core.c'), 'utf8'), /line two\n/, 'source tree unchanged');
+  t.equal(r.version, '6.1.0');
+  const again = await prepareSource({ kernelSrc: tree, series, cacheDir, logger: silentLogger });
+  t.equal(again.reused, true, 'second call reuses the cached tree');
+});
+
+t.test('a patch that does not apply names the patch and shows the rejected hunk', async (t) => {
+  const tree = fakeTree(t);
+  writeFileSync(join(tree, 'kernel/livepatch/core.c'), ['line one', 'line two', 'line three', '4', '5', '6', '7', '8', '9', 'TEN', 'ELEVEN', 'TWELVE'].join('\n') + '\n');
+  const cacheDir = tempDir(t);
+  const series = readSeries(quilt(t, { 'bad.patch': PATCH }, 'bad.patch\n'));
+  const err = (await prepareSource({ kernelSrc: tree, series, cacheDir, logger: silentLogger }).catch((e) => e)) as HarnessError;
+  t.equal(err.kind, 'patch');
+  t.match(err.message, /patch 'bad.patch' does not apply/);
+  t.match(err.report(), /kernel\/livepatch\/core\.c, hunk #2:\n\s*\| @@ -10,3 \+10,3 @@/);
+  const { readdirSync } = await import('node:fs');
+  t.same(readdirSync(join(cacheDir, 'trees')), [], 'no partial cache entry is left');
+});
+
+t.test('a kernel source that is not there or not a tree is a usage error', async (t) => {
+  const series = readSeries(join(ROOT, 'patches'));
+  const cacheDir = tempDir(t);
+  const e1 = (await prepareSource({ kernelSrc: '/nonexistent/linux', series, cacheDir, logger: silentLogger }).catch((e) => e)) as HarnessError;
+  t.equal(e1.kind, 'usage');
+  t.match(e1.message, /does not exist/);
+  const e2 = (await prepareSource({ kernelSrc: tempDir(t), series, cacheDir, logger: silentLogger }).catch((e) => e)) as HarnessError;
+  t.match(e2.message, /is not a kernel tree \(no Makefile\)/);
+});
