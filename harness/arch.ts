@@ -50,7 +50,7 @@ const X86_64: ArchRecord = {
     debPackage: 'qemu-system-x86',
     // qboot starts the kernel much faster than SeaBIOS.
     machineArgs: ['-M', 'q35', '-bios', 'qboot.rom'],
-    cpuModels: ['qemu64'],
+    cpuModels: ['max'],
     console: 'ttyS0',
     memoryMiB: 512,
   },

@@ -30,6 +30,11 @@ export interface Booted {
   port: number;
 }
 
+/** Printed to /dev/kmsg by guest/init once the SSH server runs. */
+export const READY_LINE = /klp-init: ready/;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
+
 export const portTaken = (stderr: string) => /could not set up host forwarding rule|Address already in use/i.test(stderr);
 
 /** Starts QEMU (on another port if the first is taken) and returns once SSH works. */
@@ -55,6 +60,9 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH came up`),
       ]);
       try {
+        // Connecting before the guest's network is up costs seconds of TCP SYN
+        // back-off inside QEMU's user network; our init says when it is ready.
+        await Promise.race([vm.waitForLine(READY_LINE), abort, sleep(deadline / 2)]);
         const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, abort });
         const bootMs = Date.now() - vm.startedAt;
         return { vm, ssh, bootMs, port };

@@ -52,15 +52,16 @@ export class GuestOps {
 
   /**
    * Waits in the guest (one SSH command, no host polling) until the patch's
-   * `transition` reads `want` or the timeout passes. Returns the reading and
-   * how long the guest waited.
+   * `transition` reads `want` or the timeout passes. Returns the reading
+   * ('gone' once the patch is freed, which ends a wait for '0') and how long
+   * the guest waited.
    */
   async waitTransition(patch: string, want: '0' | '1', timeoutMs: number): Promise<{ value: string; waitedMs: number }> {
     const file = this.patchFile(patch, 'transition');
     const tenths = Math.ceil(timeoutMs / 100);
     const script =
       `i=0; v=$(cat ${q(file)} 2>/dev/null || echo gone); ` +
-      `while [ "$v" != ${q(want)} ] && [ $i -lt ${tenths} ]; do usleep 100000; i=$((i+1)); v=$(cat ${q(file)} 2>/dev/null || echo gone); done; ` +
+      `while [ "$v" != ${q(want)} ] && ${want === '0' ? `[ "$v" != gone ] && ` : ''}[ $i -lt ${tenths} ]; do usleep 100000; i=$((i+1)); v=$(cat ${q(file)} 2>/dev/null || echo gone); done; ` +
       `echo "$v $i"`;
     const r = await this.run(script, timeoutMs + this.commandTimeoutMs);
     const [value = '', ticks = '0'] = r.stdout.trim().split(/\s+/);

@@ -75,19 +75,29 @@ export function resolveClosure(sysroot: string, programs: string[]): { paths: st
     const p = queue.shift()!;
     if (seen.has(p)) continue;
     seen.add(p);
-    if (!existsSync(join(sysroot, p))) throw new Error(`${p} is not in the unpacked packages`);
+    if (!lexists(join(sysroot, p))) throw new Error(`${p} is not in the unpacked packages`);
     const real = addPath(p);
     const buf = readFileSync(join(sysroot, real));
     if (!isElf(buf)) continue;
     const deps = readElfDeps(buf);
     if (deps.interpreter) queue.push(deps.interpreter);
     for (const lib of deps.needed) {
-      const dir = libDirs.find((d) => existsSync(join(sysroot, d, lib)));
+      const dir = libDirs.find((d) => lexists(join(sysroot, d, lib)));
       if (!dir) throw new Error(`${lib}, needed by ${p}, is in none of ${libDirs.join(' ')}`);
       queue.push(posix.join(dir, lib));
     }
   }
   return { paths: [...paths].sort(), symlinks };
+}
+
+/** Exists without following a symlink: package symlinks are absolute and must not resolve on the host. */
+function lexists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function passwd(): string {

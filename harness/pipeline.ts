@@ -11,6 +11,7 @@ import { cacheRoot } from './cache.js';
 import { exitCodeFor, EXIT, HarnessError } from './errors.js';
 import { GuestOps } from './guestops.js';
 import { buildImage } from './image.js';
+import { buildGuestModules } from './modules.js';
 import { loadKeys } from './keys.js';
 import type { Logger } from './log.js';
 import { readSeries } from './patches.js';
@@ -42,7 +43,8 @@ export interface ArchReport {
   kernelVersion?: string;
   build?: { reused: boolean; durationMs: number; dir: string; log: string; makeCommand: string };
   image?: { reused: boolean; durationMs: number; path: string; bytes: number };
-  boots: { cpu: string; bootMs?: number; qemuCommand?: string; consoleLog: string }[];
+  modules?: { reused: boolean; dir: string };
+  boots: { cpu: string; scenario: string; bootMs?: number; qemuCommand?: string; consoleLog: string }[];
   scenarios: ScenarioReport[];
   error?: { kind: string; message: string; report: string; exitCode: number };
 }
@@ -109,33 +111,46 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
       const image = await buildImage({ arch, cacheDir, initScript, keys, logger: opts.logger, rebuild: rebuild.has('image') });
       ar.image = { reused: image.reused, durationMs: image.durationMs, path: image.path, bytes: image.bytes };
 
-      const cpus = opts.cpus?.(arch) ?? [arch.qemu.cpuModels[0]!];
-      for (const cpu of cpus) {
-        const consoleLog = join(archOut, `console-${cpu}.log`);
-        const bootRec: ArchReport['boots'][number] = { cpu, consoleLog };
-        ar.boots.push(bootRec);
-        const booted = await bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger: opts.logger, cpu, qemuBinary: opts.qemuBinary });
-        bootRec.bootMs = booted.bootMs;
-        bootRec.qemuCommand = booted.vm.command;
-        writeFileSync(join(archOut, `qemu-command-${cpu}.txt`), booted.vm.command + '\n');
-        opts.logger.info(`boot ${arch.name}/${cpu}: SSH up after ${(booted.bootMs / 1000).toFixed(1)} s (ssh -i ${keys.clientPrivatePath} -p ${booted.port} -o UserKnownHostsFile=${keys.knownHostsPath} -o HostKeyAlias=klp-harness-guest root@127.0.0.1)`);
-        try {
-          const ops = new GuestOps(booted.ssh, timeout('guestCommand', arch));
-          const uname = (await ops.must('uname -m')).trim();
-          if (uname !== arch.unameMachine) throw new HarnessError('boot', `guest reports uname -m '${uname}', expected '${arch.unameMachine}'`, { arch: arch.name });
-          for (const scenario of opts.scenarios) {
+      const modules = await buildGuestModules({ arch, build, tree: src.tree, sourceDir: join(PROJECT_ROOT, 'guest/modules'), logger: opts.logger });
+      ar.modules = { reused: modules.reused, dir: modules.dir };
+
+      const cpuChoice = opts.cpus?.(arch) ?? [...arch.qemu.cpuModels];
+      for (const scenario of opts.scenarios) {
+        // Every scenario gets a freshly booted guest: a forced transition leaves a module that can never go.
+        for (const cpu of scenario.allCpus ? cpuChoice : cpuChoice.slice(0, 1)) {
+          const label = `${scenario.name}-${cpu}`;
+          const consoleLog = join(archOut, `console-${label}.log`);
+          const bootRec: ArchReport['boots'][number] = { cpu, scenario: scenario.name, consoleLog };
+          ar.boots.push(bootRec);
+          const booted = await bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger: opts.logger, cpu, qemuBinary: opts.qemuBinary });
+          bootRec.bootMs = booted.bootMs;
+          bootRec.qemuCommand = booted.vm.command;
+          writeFileSync(join(archOut, `qemu-command-${label}.txt`), booted.vm.command + '\n');
+          opts.logger.info(`boot ${arch.name}/${cpu}: SSH up after ${(booted.bootMs / 1000).toFixed(1)} s (${sshCommand(keys, booted.port)})`);
+          try {
+            const ops = new GuestOps(booted.ssh, timeout('guestCommand', arch));
+            const uname = (await ops.must('uname -m')).trim();
+            if (uname !== arch.unameMachine) throw new HarnessError('boot', `guest reports uname -m '${uname}', expected '${arch.unameMachine}'`, { arch: arch.name });
             opts.logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name}`);
-            const sr = await runScenario(scenario, { arch, ops, build, logger: opts.logger }, cpu);
+            const sr = await runScenario(scenario, { arch, ops, build, modules, vm: booted.vm, logger: opts.logger }, cpu);
             ar.scenarios.push(sr);
             const dmesg = await booted.ssh.exec('dmesg').catch(() => undefined);
-            if (dmesg) writeFileSync(join(archOut, `dmesg-${cpu}-${scenario.name}.txt`), dmesg.stdout);
+            if (dmesg) writeFileSync(join(archOut, `dmesg-${label}.txt`), dmesg.stdout);
+            if (sr.diagnosis) writeFileSync(join(archOut, `blocking-tasks-${label}.txt`), sr.diagnosis + '\n');
             opts.logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name} ${sr.ok ? 'passed' : 'FAILED'} in ${(sr.durationMs / 1000).toFixed(1)} s`);
             if (!sr.ok && sr.error) opts.logger.info(sr.error);
-            if (!booted.vm.running) throw new HarnessError('boot', `QEMU for ${arch.name} exited during scenario ${scenario.name}`, { consoleTail: booted.vm.console.last(40), logPath: consoleLog });
+            if (!booted.vm.running) {
+              throw new HarnessError('boot', `QEMU for ${arch.name} exited during scenario ${scenario.name}`, {
+                arch: arch.name,
+                consoleTail: booted.vm.console.last(40),
+                logPath: consoleLog,
+                details: booted.vm.exit?.stderr,
+              });
+            }
+          } finally {
+            booted.ssh.close();
+            await booted.vm.stop();
           }
-        } finally {
-          booted.ssh.close();
-          await booted.vm.stop();
         }
       }
     } catch (e) {
@@ -149,6 +164,11 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
   report.exitCode = overallExit(report);
   writeFileSync(join(outDir, 'summary.json'), JSON.stringify(report, null, 2) + '\n');
   return report;
+}
+
+/** A command a person can paste into a second terminal to reach the guest. */
+export function sshCommand(keys: { clientPrivatePath: string; knownHostsPath: string }, port: number): string {
+  return `ssh -i ${keys.clientPrivatePath} -p ${port} -o UserKnownHostsFile=${keys.knownHostsPath} -o HostKeyAlias=klp-harness-guest root@127.0.0.1`;
 }
 
 /** The most serious outcome wins: usage > infra > kernel > tests failed > ok. */

@@ -24,7 +24,8 @@ export interface QemuOptions {
 /** The QEMU argv for a boot, from the arch record alone. */
 export function qemuArgs(o: QemuOptions): string[] {
   const q = o.arch.qemu;
-  const append = [`console=${q.console}`, 'panic=-1', 'printk.time=1', ...(o.extraAppend ?? [])].filter(Boolean);
+  // trust_cpu: seed the crng from the CPU (RDRAND under TCG) so the SSH server does not wait for entropy.
+  const append = [`console=${q.console}`, 'panic=-1', 'printk.time=1', 'random.trust_cpu=on', ...(o.extraAppend ?? [])];
   return [
     ...q.machineArgs,
     '-cpu', o.cpu ?? q.cpuModels[0]!,

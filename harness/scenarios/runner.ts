@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { HarnessError } from '../errors.js';
+import { LP_SYSFS } from '../guestops.js';
+import { blockingTasks, formatBlocking } from './sleeper.js';
 import { CheckFailed, type Check, type Scenario, type ScenarioContext, type ScenarioReport, type StepApi } from './types.js';
 
 export async function runScenario(
@@ -31,7 +33,8 @@ export async function runScenario(
         },
         match: (what, actual, re) => {
           const ok = re.test(actual);
-          const shown = ok ? (re.exec(actual)?.[0] ?? '') : actual.split('\n').slice(-15).join('\n');
+          // Short readings are shown whole; long ones (dmesg) by the matched part or the tail.
+          const shown = actual.length <= 300 ? actual : ok ? (re.exec(actual)?.[0] ?? '') : actual.split('\n').slice(-15).join('\n');
           checks.push({ what, expected: `matches ${re}`, actual: shown, ok });
           return ok;
         },
@@ -56,7 +59,47 @@ export async function runScenario(
   } catch (e) {
     report.ok = false;
     report.error = e instanceof CheckFailed ? `check failed in ${e.message}` : e instanceof HarnessError ? e.report() : String(e);
+    report.diagnosis = await diagnose(base.ops).catch((d) => `diagnosis failed: ${String(d)}`);
+    if (report.diagnosis) report.error += `\n${report.diagnosis}`;
+  }
+  // Whatever happened above, the kernel must not have complained.
+  try {
+    await ctx.step('console clean and taint explained', async (s) => {
+      const reports = base.vm.events.map((e) => `${e.kind}: ${e.line.trim()}`);
+      s.equal('WARN/BUG/Oops/lockdep/RCU stall reports on the console', reports.join('\n') || 'none', 'none');
+      const tainted = Number((await base.ops.read('/proc/sys/kernel/tainted')) || 0);
+      s.equal('taint flags other than livepatch (K) and out-of-tree module (O)', describeTaint(tainted & ~EXPLAINED_TAINT), 'none');
+    });
+  } catch (e) {
+    report.ok = false;
+    report.error ??= e instanceof CheckFailed ? `check failed in ${e.message}` : String(e);
   }
   report.durationMs = Date.now() - started;
   return report;
+}
+
+const TAINT_OOT_MODULE = 1 << 12;
+const TAINT_LIVEPATCH = 1 << 15;
+const EXPLAINED_TAINT = TAINT_OOT_MODULE | TAINT_LIVEPATCH;
+
+/** Names the set bits of a taint mask, in the kernel's letters where known. */
+export function describeTaint(mask: number): string {
+  if (!mask) return 'none';
+  const letters = 'PFSRMBUDAWCIOELKXT';
+  const out: string[] = [];
+  for (let bit = 0; bit < 31; bit++) if (mask & (1 << bit)) out.push(`${letters[bit] ?? '?'}(bit ${bit})`);
+  return out.join(' ');
+}
+
+/** For a pending transition: which patch, which direction, and the tasks that block it. */
+async function diagnose(ops: ScenarioContext['ops']): Promise<string | undefined> {
+  const r = await ops.run(`for p in ${LP_SYSFS}/*/; do [ "$(cat $p/transition 2>/dev/null)" = 1 ] && echo "$(basename $p) $(cat $p/enabled)"; done`);
+  const lines: string[] = [];
+  for (const line of r.stdout.trim().split('\n').filter(Boolean)) {
+    const [patch, enabled] = line.split(' ');
+    const initial = enabled === '1' ? '0' : '1';
+    const tasks = await blockingTasks(ops, initial);
+    lines.push(`${patch} is in transition (${enabled === '1' ? 'patching' : 'unpatching'}); blocking: ${formatBlocking(tasks)}`);
+  }
+  return lines.length ? lines.join('\n') : undefined;
 }

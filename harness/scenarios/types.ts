@@ -4,6 +4,8 @@ import type { ArchRecord } from '../arch.js';
 import type { BuildResult } from '../build.js';
 import type { GuestOps } from '../guestops.js';
 import type { Logger } from '../log.js';
+import type { ModulesResult } from '../modules.js';
+import type { QemuVM } from '../qemu.js';
 
 export interface Check {
   what: string;
@@ -29,12 +31,16 @@ export interface ScenarioReport {
   /** Named timings (e.g. stuckSeenMs, remedyToDoneMs). */
   timings: Record<string, number>;
   error?: string;
+  /** Tasks that blocked the transition when a wait failed. */
+  diagnosis?: string;
 }
 
 export interface ScenarioContext {
   arch: ArchRecord;
   ops: GuestOps;
   build: BuildResult;
+  modules: ModulesResult;
+  vm: QemuVM;
   logger: Logger;
   /** Runs one step; checks recorded inside it; a failed check ends the scenario. */
   step(name: string, fn: (s: StepApi) => Promise<void>): Promise<void>;
@@ -52,6 +58,8 @@ export interface StepApi {
 export interface Scenario {
   name: string;
   description: string;
+  /** Run once per CPU model of the arch (e.g. power8 and power9), not only the first. */
+  allCpus?: boolean;
   run(ctx: ScenarioContext): Promise<void>;
 }
 

@@ -1,0 +1,54 @@
+// The out-of-tree guest modules (guest/modules) built against one kernel
+// build, cached beside it by the content of their sources and flags.
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ArchRecord } from './arch.js';
+import { compilerErrors, makeArgs, type BuildResult } from './build.js';
+import { hashOf, readValidMarker, writeMarker } from './cache.js';
+import { buildError } from './errors.js';
+import { run } from './exec.js';
+import type { Logger } from './log.js';
+
+export const GUEST_MODULES = ['klp_sleeper.ko', 'klp_sleeper_lp.ko'];
+
+export interface ModulesResult {
+  dir: string;
+  modules: Record<string, string>;
+  reused: boolean;
+}
+
+export async function buildGuestModules(opts: {
+  arch: ArchRecord;
+  build: BuildResult;
+  tree: string;
+  sourceDir: string;
+  logger: Logger;
+}): Promise<ModulesResult> {
+  const { arch, build } = opts;
+  const sources = readdirSync(opts.sourceDir).sort();
+  const key = hashOf(build.key, arch.moduleCflags, ...sources.flatMap((f) => [f, readFileSync(join(opts.sourceDir, f))]));
+  const dir = join(build.buildDir, 'klp-guest-modules', key);
+  const modules = Object.fromEntries(GUEST_MODULES.map((m) => [m, join(dir, m)]));
+  if (await readValidMarker(dir)) return { dir, modules, reused: true };
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  cpSync(opts.sourceDir, dir, { recursive: true });
+  const logPath = join(dir, 'build.log');
+  opts.logger.info(`modules ${arch.name}: building ${GUEST_MODULES.join(', ')}`);
+  // External modules build from the kernel's output directory, which knows its source tree.
+  const args = ['-C', build.buildDir, ...makeArgs(arch, opts.tree, build.buildDir).slice(3), `M=${dir}`, `KLP_LP_CFLAGS=${arch.moduleCflags}`, 'modules'];
+  await run('make', args, {
+    logPath,
+    logger: opts.logger,
+    onFailure: (f) =>
+      buildError(`guest modules for ${arch.name} failed to build`, {
+        arch: arch.name,
+        command: f.command,
+        exitCode: f.exitCode,
+        logPath,
+        details: compilerErrors(f.output).join('\n'),
+      }),
+  });
+  await writeMarker(dir, key, { build: build.key }, GUEST_MODULES);
+  return { dir, modules, reused: false };
+}
