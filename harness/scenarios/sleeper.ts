@@ -43,11 +43,15 @@ export interface BlockingTask {
  * pid, comm, patch_state and the top of the kernel stack they sleep on.
  */
 export async function blockingTasks(ops: GuestOps, initialState: '0' | '1'): Promise<BlockingTask[]> {
+  // The function comes from the kernel's own dynamic-debug line when there is
+  // one, else from the first non-scheduler symbol on the task's stack.
   const script =
+    `dmesg | grep 'is sleeping on function' > /tmp/klp-sleeping 2>/dev/null; ` +
     `for t in /proc/[0-9]*/task/[0-9]*; do s=$(cat $t/patch_state 2>/dev/null) || continue; ` +
-    `[ "$s" = ${q(initialState)} ] || continue; ` +
-    `f=$(grep -m1 -v -E 'schedule|__switch_to|switch_to|_sched|wait_' $t/stack 2>/dev/null | sed 's/^\\[<[0-9a-fx]*>\\] //'); ` +
-    `echo "\${t##*/}|$(cat $t/comm)|$s|$f"; done`;
+    `[ "$s" = ${q(initialState)} ] || continue; p=\${t##*/}; ` +
+    `f=$(grep ":$p is sleeping" /tmp/klp-sleeping | tail -n1 | sed 's/.*on function //'); ` +
+    `[ -n "$f" ] || f=$(sed 's/^\\[<[0-9a-fx]*>\\] //' $t/stack 2>/dev/null | grep -E '^[A-Za-z_][A-Za-z0-9_.]*\\+0x' | grep -v -E '^(__switch_to|__schedule|schedule|_switch)' | head -n1); ` +
+    `echo "$p|$(cat $t/comm)|$s|$f"; done`;
   const r = await ops.run(script);
   return r.stdout
     .trim()

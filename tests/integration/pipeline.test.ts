@@ -1,5 +1,6 @@
 // End to end on real kernels: build (or reuse) both, boot each in QEMU, run
-// the livepatch-sample scenario over SSH. Every assertion is a guest reading.
+// every scenario over SSH (KLP_HARNESS_SCENARIOS=a,b narrows it). Every
+// assertion compares a reading from the guest with what was expected.
 import { join } from 'node:path';
 import t from 'tap';
 import { archNames, parseArchList } from '../../harness/arch.js';
@@ -7,10 +8,13 @@ import { buildKernel } from '../../harness/build.js';
 import { createLogger } from '../../harness/log.js';
 import { runMain, PROJECT_ROOT } from '../../harness/pipeline.js';
 import { pickScenarios } from '../../harness/scenarios/index.js';
+import { formatSummary } from '../../harness/summary.js';
 
 const arches = parseArchList(process.env.KLP_HARNESS_ARCHES ?? archNames().join(','));
 const logger = createLogger(process.env.KLP_HARNESS_VERBOSE ? 'verbose' : 'normal');
-const report = await runMain({ arches, scenarios: pickScenarios(['sample']), logger });
+const only = process.env.KLP_HARNESS_SCENARIOS?.split(',').filter(Boolean);
+const report = await runMain({ arches, scenarios: pickScenarios(only), logger });
+t.comment(formatSummary(report));
 t.comment(`artifacts: ${report.outDir}`);
 
 for (const a of report.arches) {
