@@ -21,6 +21,8 @@ export interface BootRequest {
   cpu?: string;
   qemuBinary?: string;
   extraAppend?: string[];
+  /** Picks the host port for the SSH forward (tests inject a taken one). */
+  pickPort?: () => Promise<number>;
 }
 
 export interface Booted {
@@ -43,7 +45,7 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
   const deadline = timeout('bootToSsh', arch);
   return pRetry(
     async () => {
-      const port = await freePort();
+      const port = await (req.pickPort ?? freePort)();
       const vm = new QemuVM({
         arch,
         kernel: req.kernel,
@@ -54,7 +56,7 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         binary: req.qemuBinary,
         extraAppend: req.extraAppend,
       });
-      logger.info(`boot ${arch.name}: ${vm.command}`);
+      logger.info(`boot ${arch.name}: qemu pid ${vm.pid}: ${vm.command}`);
       const abort = Promise.race([
         vm.fatal.then((ev) => `kernel ${ev.kind} on ${arch.name}: ${ev.line.trim()}`),
         vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH came up`),

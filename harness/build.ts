@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { ArchRecord } from './arch.js';
 import { hashOf, readValidMarker, writeMarker, invalidate } from './cache.js';
-import { buildError } from './errors.js';
+import { buildError, usageError } from './errors.js';
 import { run, formatCommand } from './exec.js';
 import { checkConfig, parseConfig } from './kconfig.js';
 import type { Logger } from './log.js';
@@ -60,6 +60,10 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const started = Date.now();
   const { arch, logger } = req;
   const fragments = ['common.config', arch.kconfigFragment].map((f) => join(req.kconfigDir, f));
+  const absent = fragments.filter((f) => !existsSync(f));
+  if (absent.length) {
+    throw usageError(`config fragment(s) missing: ${absent.join(', ')}`, { arch: arch.name, hint: 'a fragment directory needs common.config and one <arch>.config per arch' });
+  }
   const fragmentText = fragments.map((f) => readFileSync(f, 'utf8')).join('\n');
   const cc = await compilerVersion(arch);
   const key = hashOf(req.treeKey, arch.name, fragmentText, cc);

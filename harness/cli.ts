@@ -19,6 +19,7 @@ Options:
   --kernel-src PATH    kernel tarball or tree (default: ${DEFAULT_KERNEL_SRC});
                        a tree is copied, never modified
   --patches PATH       quilt directory (series + patches) or mbox (default: patches/)
+  --kconfigs DIR       config fragments: common.config + <arch>.config (default: kconfigs/)
   --cache-dir DIR      build cache (default: $KLP_HARNESS_CACHE or ~/.cache/klp-harness)
   --out DIR            where this run's logs and reports go (default: <cache>/runs/<time>)
   --scenario NAME      run only this scenario; repeatable (${SCENARIOS.map((s) => s.name).join(', ')})
@@ -44,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
         arch: { type: 'string' },
         'kernel-src': { type: 'string' },
         patches: { type: 'string' },
+        kconfigs: { type: 'string' },
         'cache-dir': { type: 'string' },
         out: { type: 'string' },
         scenario: { type: 'string', multiple: true },
@@ -80,6 +82,7 @@ export async function main(argv: string[]): Promise<number> {
       scenarios,
       kernelSrc: values['kernel-src'],
       patches: values.patches,
+      kconfigDir: values.kconfigs,
       cacheDir: values['cache-dir'],
       outDir: values.out,
       rebuild,

@@ -84,6 +84,7 @@ export function exitCodeFor(err: unknown): number {
     case 'patch':
     case 'build':
     case 'boot':
+    case 'timeout': // the guest stopped answering
       return EXIT.kernelFailed;
     case 'assertion':
     case 'guest-command':

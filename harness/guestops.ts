@@ -1,8 +1,19 @@
 // Guest-side operations on the livepatch interface, each returning what the
 // guest said, so scenarios assert on readings, never on assumptions.
+import type { ConsoleEvent, RingBuffer } from './console.js';
 import { errorContextFrom } from './report-helpers.js';
-import { HarnessError } from './errors.js';
+import { bootError, HarnessError, infraError } from './errors.js';
 import { q, type ExecResult, type GuestShell } from './ssh.js';
+
+/** What GuestOps watches so that a dead guest fails a command at once. */
+export interface VmWatch {
+  fatal: Promise<ConsoleEvent>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
+  console: RingBuffer;
+  options: { consoleLog: string; arch: { name: string } };
+  /** True once the harness itself asked QEMU to stop. */
+  stopping?: boolean;
+}
 
 export const LP_SYSFS = '/sys/kernel/livepatch';
 
@@ -13,14 +24,43 @@ export interface WriteResult {
 }
 
 export class GuestOps {
+  /** Resolves with the error to report once the kernel panics or QEMU exits. */
+  private readonly dead: Promise<HarnessError>;
+
   constructor(
     readonly ssh: GuestShell,
     private readonly commandTimeoutMs: number,
-  ) {}
+    private readonly vm?: VmWatch,
+  ) {
+    this.dead = vm
+      ? Promise.race([
+          vm.fatal.then((ev) => bootError(`kernel ${ev.kind}: ${ev.line.trim()}`, this.vmContext())),
+          vm.exited.then((x) => {
+            const ctx = { ...this.vmContext(), exitCode: x.code, signal: x.signal, details: x.stderr.trim() ? `QEMU stderr:\n${x.stderr}` : undefined };
+            // A signal from outside (kill) is the host's doing; an exit of its own after a crash is the kernel's.
+            return x.signal ? infraError(`QEMU was killed (${x.signal}) while the guest was in use`, ctx) : bootError(`QEMU exited (code ${x.code}) while the guest was in use`, ctx);
+          }),
+        ])
+      : new Promise(() => {});
+  }
+
+  private vmContext() {
+    return this.vm ? { arch: this.vm.options.arch.name, consoleTail: this.vm.console.last(40), logPath: this.vm.options.consoleLog } : {};
+  }
+
+  /** Races a guest operation against the guest dying; adds the console tail to a timeout. */
+  private async guard<T>(op: Promise<T>): Promise<T> {
+    try {
+      return await Promise.race([op, this.dead.then((e) => Promise.reject(e))]);
+    } catch (e) {
+      if (e instanceof HarnessError && e.kind === 'timeout' && this.vm) Object.assign(e.context, this.vmContext());
+      throw e;
+    }
+  }
 
   /** Runs a command and fails (as a guest-command error) on a non-zero exit. */
   async must(command: string): Promise<string> {
-    const r = await this.ssh.exec(command, { timeoutMs: this.commandTimeoutMs });
+    const r = await this.run(command);
     if (r.code !== 0) {
       throw new HarnessError('guest-command', `guest command failed with status ${r.code}`, errorContextFrom(r));
     }
@@ -28,7 +68,12 @@ export class GuestOps {
   }
 
   run(command: string, timeoutMs = this.commandTimeoutMs): Promise<ExecResult> {
-    return this.ssh.exec(command, { timeoutMs });
+    return this.guard(this.ssh.exec(command, { timeoutMs }));
+  }
+
+  /** Copies data into a guest file. */
+  put(data: Buffer, remotePath: string): Promise<void> {
+    return this.guard(this.ssh.put(data, remotePath));
   }
 
   async read(path: string): Promise<string> {

@@ -10,8 +10,12 @@ import { buildKernel, type BuildResult } from './build.js';
 import { cacheRoot } from './cache.js';
 import { exitCodeFor, EXIT, HarnessError } from './errors.js';
 import { GuestOps } from './guestops.js';
-import { buildImage } from './image.js';
-import { buildGuestModules } from './modules.js';
+import { buildImage, type ImageResult } from './image.js';
+import type { Keys } from './keys.js';
+import { wasInterrupted } from './children.js';
+import { buildGuestModules, type ModulesResult } from './modules.js';
+import { toJUnit } from './junit.js';
+import { preflight } from './preflight.js';
 import { loadKeys } from './keys.js';
 import type { Logger } from './log.js';
 import { readSeries } from './patches.js';
@@ -32,6 +36,8 @@ export interface RunOptions {
   cacheDir?: string;
   outDir?: string;
   rebuild?: Stage[];
+  /** Config fragments (common.config + one per arch); default kconfigs/. */
+  kconfigDir?: string;
   logger: Logger;
   /** CPU models per arch to run the scenarios on; default: the arch's first. */
   cpus?: (arch: ArchRecord) => string[];
@@ -81,6 +87,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
   const rebuild = new Set(opts.rebuild ?? []);
   opts.logger.info(`run: artifacts in ${outDir}`);
 
+  preflight(opts.arches);
   const series = readSeries(patchesDir);
   const src = await prepareSource({ kernelSrc, series, cacheDir, logger: opts.logger, rebuild: rebuild.has('source') });
   Object.assign(report.source, { reused: src.reused, durationMs: src.durationMs, tree: src.tree, treeKey: src.key });
@@ -95,29 +102,17 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
     const archOut = join(outDir, arch.name);
     mkdirSync(archOut, { recursive: true });
     try {
-      const build: BuildResult = await buildKernel({
-        arch,
-        tree: src.tree,
-        treeKey: src.key,
-        kconfigDir: join(PROJECT_ROOT, 'kconfigs'),
-        cacheDir,
-        logger: opts.logger,
-        rebuild: rebuild.has('build'),
-      });
+      const { build, image, modules } = await prepareArch({ arch, src, keys, initScript, cacheDir, rebuild, logger: opts.logger, kconfigDir: opts.kconfigDir });
       ar.build = { reused: build.reused, durationMs: build.durationMs, dir: build.buildDir, log: build.logPath, makeCommand: build.makeCommand };
       writeFileSync(join(archOut, 'make-command.txt'), build.makeCommand + '\n');
-      opts.logger.info(`build ${arch.name}: ${build.reused ? 'reused' : 'built'} in ${(build.durationMs / 1000).toFixed(1)} s`);
-
-      const image = await buildImage({ arch, cacheDir, initScript, keys, logger: opts.logger, rebuild: rebuild.has('image') });
       ar.image = { reused: image.reused, durationMs: image.durationMs, path: image.path, bytes: image.bytes };
-
-      const modules = await buildGuestModules({ arch, build, tree: src.tree, sourceDir: join(PROJECT_ROOT, 'guest/modules'), logger: opts.logger });
       ar.modules = { reused: modules.reused, dir: modules.dir };
 
       const cpuChoice = opts.cpus?.(arch) ?? [...arch.qemu.cpuModels];
       for (const scenario of opts.scenarios) {
         // Every scenario gets a freshly booted guest: a forced transition leaves a module that can never go.
         for (const cpu of scenario.allCpus ? cpuChoice : cpuChoice.slice(0, 1)) {
+          checkInterrupted();
           const label = `${scenario.name}-${cpu}`;
           const consoleLog = join(archOut, `console-${label}.log`);
           const bootRec: ArchReport['boots'][number] = { cpu, scenario: scenario.name, consoleLog };
@@ -128,7 +123,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
           writeFileSync(join(archOut, `qemu-command-${label}.txt`), booted.vm.command + '\n');
           opts.logger.info(`boot ${arch.name}/${cpu}: SSH up after ${(booted.bootMs / 1000).toFixed(1)} s (${sshCommand(keys, booted.port)})`);
           try {
-            const ops = new GuestOps(booted.ssh, timeout('guestCommand', arch));
+            const ops = new GuestOps(booted.ssh, timeout('guestCommand', arch), booted.vm);
             const uname = (await ops.must('uname -m')).trim();
             if (uname !== arch.unameMachine) throw new HarnessError('boot', `guest reports uname -m '${uname}', expected '${arch.unameMachine}'`, { arch: arch.name });
             opts.logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name}`);
@@ -139,14 +134,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
             if (sr.diagnosis) writeFileSync(join(archOut, `blocking-tasks-${label}.txt`), sr.diagnosis + '\n');
             opts.logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name} ${sr.ok ? 'passed' : 'FAILED'} in ${(sr.durationMs / 1000).toFixed(1)} s`);
             if (!sr.ok && sr.error) opts.logger.info(sr.error);
-            if (!booted.vm.running) {
-              throw new HarnessError('boot', `QEMU for ${arch.name} exited during scenario ${scenario.name}`, {
-                arch: arch.name,
-                consoleTail: booted.vm.console.last(40),
-                logPath: consoleLog,
-                details: booted.vm.exit?.stderr,
-              });
-            }
+            // A guest that died fails its scenario (with the console excerpt); the next scenario boots afresh.
           } finally {
             booted.ssh.close();
             await booted.vm.stop();
@@ -163,7 +151,42 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
   report.durationMs = Date.now() - started;
   report.exitCode = overallExit(report);
   writeFileSync(join(outDir, 'summary.json'), JSON.stringify(report, null, 2) + '\n');
+  writeFileSync(join(outDir, 'junit.xml'), toJUnit(report));
   return report;
+}
+
+/** Everything an arch needs before booting: kernel build, guest image, guest modules (each cached). */
+export async function prepareArch(o: {
+  arch: ArchRecord;
+  src: { tree: string; key: string };
+  keys: Keys;
+  initScript: string;
+  cacheDir: string;
+  logger: Logger;
+  rebuild?: Set<Stage>;
+  kconfigDir?: string;
+}): Promise<{ build: BuildResult; image: ImageResult; modules: ModulesResult }> {
+  const { arch, logger } = o;
+  checkInterrupted();
+  const build = await buildKernel({
+    arch,
+    tree: o.src.tree,
+    treeKey: o.src.key,
+    kconfigDir: o.kconfigDir ?? join(PROJECT_ROOT, 'kconfigs'),
+    cacheDir: o.cacheDir,
+    logger,
+    rebuild: o.rebuild?.has('build'),
+  });
+  logger.info(`build ${arch.name}: ${build.reused ? 'reused' : 'built'} in ${(build.durationMs / 1000).toFixed(1)} s`);
+  checkInterrupted();
+  const image = await buildImage({ arch, cacheDir: o.cacheDir, initScript: o.initScript, keys: o.keys, logger, rebuild: o.rebuild?.has('image') });
+  checkInterrupted();
+  const modules = await buildGuestModules({ arch, build, tree: o.src.tree, sourceDir: join(PROJECT_ROOT, 'guest/modules'), logger });
+  return { build, image, modules };
+}
+
+function checkInterrupted() {
+  if (wasInterrupted()) throw new HarnessError('interrupted', 'interrupted by a signal');
 }
 
 /** A command a person can paste into a second terminal to reach the guest. */
@@ -173,7 +196,8 @@ export function sshCommand(keys: { clientPrivatePath: string; knownHostsPath: st
 
 /** The most serious outcome wins: usage > infra > kernel > tests failed > ok. */
 export function overallExit(r: RunReport): number {
-  const codes = r.arches.map((a) => a.error?.exitCode ?? (a.scenarios.every((s) => s.ok) ? EXIT.ok : EXIT.testsFailed));
+  const scenarioCode = (s: ScenarioReport) => (s.ok ? EXIT.ok : s.fault === 'kernel' ? EXIT.kernelFailed : s.fault === 'infra' ? EXIT.infra : EXIT.testsFailed);
+  const codes = r.arches.flatMap((a) => [a.error?.exitCode ?? EXIT.ok, ...a.scenarios.map(scenarioCode)]);
   for (const c of [EXIT.interrupted, EXIT.usage, EXIT.infra, EXIT.kernelFailed, EXIT.testsFailed]) if (codes.includes(c)) return c;
   return EXIT.ok;
 }

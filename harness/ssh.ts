@@ -92,17 +92,22 @@ export class GuestShell {
   exec(command: string, opts: { timeoutMs?: number; stdin?: Buffer | string } = {}): Promise<ExecResult> {
     const started = Date.now();
     return new Promise((resolve, reject) => {
-      this.client.exec(command, (err: Error | undefined, ch: ClientChannel) => {
-        if (err) return reject(infraError(`could not start a guest command: ${err.message}`, { command }, err));
-        let stdout = '';
-        let stderr = '';
-        let timer: NodeJS.Timeout | undefined;
-        if (opts.timeoutMs) {
-          timer = setTimeout(() => {
-            ch.close();
+      let stdout = '';
+      let stderr = '';
+      let channel: ClientChannel | undefined;
+      // The timer covers opening the channel too: a frozen guest never answers that.
+      const timer = opts.timeoutMs
+        ? setTimeout(() => {
+            channel?.close();
             reject(timeoutError(`guest command did not finish within ${opts.timeoutMs} ms`, { command, details: `stdout so far:\n${stdout}\nstderr so far:\n${stderr}` }));
-          }, opts.timeoutMs);
+          }, opts.timeoutMs)
+        : undefined;
+      this.client.exec(command, (err: Error | undefined, ch: ClientChannel) => {
+        if (err) {
+          clearTimeout(timer);
+          return reject(infraError(`could not start a guest command: ${err.message}`, { command }, err));
         }
+        channel = ch;
         let code: number | null = null;
         let signal: string | undefined;
         ch.on('data', (d: Buffer) => (stdout += d.toString()));

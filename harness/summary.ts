@@ -20,5 +20,7 @@ export function formatSummary(r: RunReport): string {
   out.push(`  total: ${secs(r.durationMs)}, exit code ${r.exitCode}`);
   out.push(`  artifacts: ${r.outDir}`);
   out.push(`  summary:   ${r.outDir}/summary.json`);
+  out.push(`  junit:     ${r.outDir}/junit.xml`);
+  out.push(`  log:       ${r.outDir}/harness.log`);
   return out.join('\n') + '\n';
 }

@@ -19,7 +19,7 @@ export async function runScenario(
     timing: (name, ms) => (report.timings[name] = ms),
     copyIn: async (hostPath) => {
       const guestPath = `/root/${basename(hostPath)}`;
-      await base.ops.ssh.put(readFileSync(hostPath), guestPath);
+      await base.ops.put(readFileSync(hostPath), guestPath);
       return guestPath;
     },
     step: async (name, fn) => {
@@ -35,7 +35,7 @@ export async function runScenario(
           const ok = re.test(actual);
           // Short readings are shown whole; long ones (dmesg) by the matched part or the tail.
           const shown = actual.length <= 300 ? actual : ok ? (re.exec(actual)?.[0] ?? '') : actual.split('\n').slice(-15).join('\n');
-          checks.push({ what, expected: `matches ${re}`, actual: shown, ok });
+          checks.push({ what, expected: `matches ${re}`, actual: shown, ok, pattern: { source: re.source, flags: re.flags } });
           return ok;
         },
       };
@@ -59,6 +59,8 @@ export async function runScenario(
   } catch (e) {
     report.ok = false;
     report.error = e instanceof CheckFailed ? `check failed in ${e.message}` : e instanceof HarnessError ? e.report() : String(e);
+    if (e instanceof HarnessError) report.fault = ['boot', 'timeout'].includes(e.kind) ? 'kernel' : e.kind === 'infra' ? 'infra' : undefined;
+    if (report.fault) return finish(report, started);
     report.diagnosis = await diagnose(base.ops).catch((d) => `diagnosis failed: ${String(d)}`);
     if (report.diagnosis) report.error += `\n${report.diagnosis}`;
   }
@@ -74,6 +76,10 @@ export async function runScenario(
     report.ok = false;
     report.error ??= e instanceof CheckFailed ? `check failed in ${e.message}` : String(e);
   }
+  return finish(report, started);
+}
+
+function finish(report: ScenarioReport, started: number): ScenarioReport {
   report.durationMs = Date.now() - started;
   return report;
 }

@@ -9,9 +9,12 @@ import type { QemuVM } from '../qemu.js';
 
 export interface Check {
   what: string;
+  /** The expected value, or for a pattern check a description of it. */
   expected: string;
   actual: string;
   ok: boolean;
+  /** Set for a pattern check: the reading must match this regular expression. */
+  pattern?: { source: string; flags: string };
 }
 
 export interface StepReport {
@@ -33,6 +36,8 @@ export interface ScenarioReport {
   error?: string;
   /** Tasks that blocked the transition when a wait failed. */
   diagnosis?: string;
+  /** Set when the scenario did not fail on a check but because the kernel ('kernel') or the host ('infra') failed. */
+  fault?: 'kernel' | 'infra';
 }
 
 export interface ScenarioContext {

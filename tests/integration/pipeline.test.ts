@@ -29,7 +29,10 @@ for (const a of report.arches) {
           t.test(step.name, async (t) => {
             t.notOk(step.error, 'no error in this step', { error: step.error });
             t.ok(step.checks.length > 0, 'the step read something from the guest');
-            for (const c of step.checks) t.equal(c.actual, c.expected, c.what);
+            for (const c of step.checks) {
+              if (c.pattern) t.match(c.actual, new RegExp(c.pattern.source, c.pattern.flags), c.what);
+              else t.equal(c.actual, c.expected, c.what);
+            }
           });
         }
         t.ok(s.ok, `scenario ${s.name} passed`, { error: s.error });

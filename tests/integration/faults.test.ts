@@ -1,0 +1,173 @@
+// Fault injection on real VMs (and a fake make for the build): a panic, a
+// hung guest, a killed QEMU, a taken port, SIGINT/SIGTERM in each phase, a
+// corrupted cache entry. Each checks the error and that no child outlives it.
+import { chmodSync, existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { getArch } from '../../harness/arch.js';
+import { bootGuest, type Booted } from '../../harness/boot.js';
+import { cacheRoot, MARKER } from '../../harness/cache.js';
+import { liveChildren } from '../../harness/children.js';
+import { EXIT, HarnessError } from '../../harness/errors.js';
+import { GuestOps } from '../../harness/guestops.js';
+import { buildImage } from '../../harness/image.js';
+import { loadKeys } from '../../harness/keys.js';
+import { createLogger } from '../../harness/log.js';
+import { readSeries } from '../../harness/patches.js';
+import { prepareArch, PROJECT_ROOT } from '../../harness/pipeline.js';
+import { freePort } from '../../harness/ports.js';
+import { DEFAULT_KERNEL_SRC, prepareSource } from '../../harness/source.js';
+import { alive, fakeKernelTree, okSeries, runCli } from '../cli-helpers.js';
+import { tempDir } from '../helpers.js';
+
+const arch = getArch('x86_64');
+const logger = createLogger('normal');
+const cacheDir = cacheRoot();
+const keys = loadKeys(cacheDir);
+const initScript = readFileSync(join(PROJECT_ROOT, 'guest/init'), 'utf8');
+const src = await prepareSource({ kernelSrc: DEFAULT_KERNEL_SRC, series: readSeries(join(PROJECT_ROOT, 'patches')), cacheDir, logger });
+const { build, image } = await prepareArch({ arch, src, keys, initScript, cacheDir, logger });
+
+const boot = (extra: Partial<Parameters<typeof bootGuest>[0]>, t0: Test) =>
+  bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(tempDir(t0), 'console.log'), logger, ...extra });
+
+
+const noQemuLeft = (t: Test) => t.same(liveChildren().filter((c) => c.name.includes('qemu')), [], 'no QEMU child left');
+
+t.test('a panic during boot fails at once with the panic line', async (t) => {
+  const started = Date.now();
+  const err = (await boot({ extraAppend: ['rdinit=/no-such-init'] }, t).catch((e) => e)) as HarnessError;
+  t.type(err, HarnessError);
+  t.equal(err.kind, 'boot');
+  t.match(err.message, /Kernel panic - not syncing/);
+  t.match(err.report(), /last console lines/);
+  t.ok(Date.now() - started < 30_000, `failed after ${Date.now() - started} ms, without waiting for the SSH timeout`);
+  noQemuLeft(t);
+});
+
+async function withGuest(t: Test, fn: (b: Booted, ops: GuestOps) => Promise<void>, commandTimeoutMs = 60_000) {
+  const b = await boot({}, t);
+  const ops = new GuestOps(b.ssh, commandTimeoutMs, b.vm);
+  try {
+    await fn(b, ops);
+  } finally {
+    b.ssh.close();
+    await b.vm.stop();
+  }
+  noQemuLeft(t);
+}
+
+t.test('a panic during a scenario is reported from the console within seconds', async (t) => {
+  await withGuest(t, async (_b, ops) => {
+    const started = Date.now();
+    const err = (await ops.run('echo c > /proc/sysrq-trigger').catch((e) => e)) as HarnessError;
+    t.equal(err.kind, 'boot');
+    t.match(err.message, /kernel panic: .*sysrq triggered crash/);
+    t.ok(err.context.consoleTail?.some((l) => /sysrq/.test(l)), 'console excerpt included');
+    t.ok(Date.now() - started < 10_000, `detected after ${Date.now() - started} ms (command timeout 60 s)`);
+  });
+});
+
+t.test('a guest that stops answering is ended by the scaled command timeout, with the console tail', async (t) => {
+  await withGuest(
+    t,
+    async (b, ops) => {
+      process.kill(b.vm.pid!, 'SIGSTOP');
+      const started = Date.now();
+      const err = (await ops.run('true').catch((e) => e)) as HarnessError;
+      t.equal(err.kind, 'timeout');
+      t.ok((err.context.consoleTail?.length ?? 0) > 0, 'console tail attached');
+      t.ok(Date.now() - started < 6000, `timed out after ${Date.now() - started} ms`);
+      process.kill(b.vm.pid!, 'SIGCONT');
+    },
+    3000,
+  );
+});
+
+t.test('QEMU killed mid-run is reported as such, at once', async (t) => {
+  await withGuest(t, async (b, ops) => {
+    const pending = ops.run('sleep 20');
+    process.kill(b.vm.pid!, 'SIGKILL');
+    const err = (await pending.catch((e) => e)) as HarnessError;
+    t.equal(err.kind, 'infra');
+    t.match(err.message, /QEMU was killed \(SIGKILL\)/);
+  });
+});
+
+t.test('a taken SSH port is retried on another port; nothing else is retried', async (t) => {
+  const server = createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const taken = (server.address() as { port: number }).port;
+  t.teardown(() => server.close());
+  let calls = 0;
+  const b = await boot({ pickPort: async () => (calls++ === 0 ? taken : freePort()) }, t);
+  t.not(b.port, taken, `QEMU moved from taken port ${taken} to ${b.port}`);
+  t.equal(calls, 2, 'one retry');
+  t.equal((await b.ssh.exec('echo up')).stdout.trim(), 'up', 'the guest answers on the new port');
+  b.ssh.close();
+  await b.vm.stop();
+  noQemuLeft(t);
+});
+
+t.test('SIGINT during a build: make is gone, exit 130, no half-written entry', async (t) => {
+  const bin = tempDir(t);
+  const pids = join(bin, 'pids');
+  writeFileSync(join(bin, 'make'), `#!/bin/sh\necho $$ >> ${pids}\nsleep 300 &\necho $! >> ${pids}\nwait\n`);
+  chmodSync(join(bin, 'make'), 0o755);
+  const cache = tempDir(t);
+  let sent = false;
+  const r = await runCli(['run', '--arch', 'x86_64', '--kernel-src', fakeKernelTree(tempDir(t)), '--patches', okSeries(tempDir(t)), '--cache-dir', cache], {
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+    onStderr: (text, child) => {
+      if (!sent && /config x86_64/.test(text) && existsSync(pids)) {
+        sent = true;
+        setTimeout(() => child.kill('SIGINT'), 300);
+      }
+    },
+  });
+  t.ok(sent, 'the build was under way');
+  t.equal(r.code, EXIT.interrupted);
+  t.ok(r.ms < 30_000);
+  const started = readFileSync(pids, 'utf8').trim().split('\n').map(Number);
+  t.ok(started.length >= 2, 'fake make and its child started');
+  for (const pid of started) t.notOk(alive(pid), `pid ${pid} is gone`);
+  const leftovers = readdirSync(join(cache, 'trees')).filter((n) => n.includes('.tmp-'));
+  t.same(leftovers, [], 'no temporary tree left');
+  const builds = existsSync(join(cache, 'builds')) ? readdirSync(join(cache, 'builds')) : [];
+  for (const d of builds) t.notOk(existsSync(join(cache, 'builds', d, MARKER)), `${d} not marked complete`);
+});
+
+for (const phase of ['boot', 'scenario'] as const) {
+  t.test(`SIGTERM during a ${phase}: QEMU is gone within 5 s, exit 130`, async (t) => {
+    let qemuPid = 0;
+    let sentAt = 0;
+    const trigger = phase === 'boot' ? /qemu pid (\d+)/ : /signal-user-int: patching sticks/;
+    const r = await runCli(['run', '--arch', 'x86_64', '--scenario', 'signal-user-int', '--out', tempDir(t)], {
+      onStderr: (text, child) => {
+        const m = /qemu pid (\d+)/.exec(text);
+        if (m) qemuPid = Number(m[1]);
+        if (!sentAt && trigger.test(text)) {
+          sentAt = Date.now();
+          child.kill('SIGTERM');
+        }
+      },
+    });
+    t.ok(qemuPid > 0, `QEMU was started (pid ${qemuPid})`);
+    t.ok(sentAt > 0, `SIGTERM sent during the ${phase}`);
+    t.equal(r.code, EXIT.interrupted, 'exit code 130');
+    t.ok(Date.now() - sentAt < 5000, `harness gone ${Date.now() - sentAt} ms after the signal`);
+    t.notOk(alive(qemuPid), `QEMU pid ${qemuPid} is gone`);
+  });
+}
+
+t.test('a corrupted cache entry is detected and rebuilt, never used', async (t) => {
+  const first = await buildImage({ arch, cacheDir, initScript, keys, logger });
+  const size = readFileSync(first.path).length;
+  truncateSync(first.path, Math.floor(size / 2));
+  const second = await buildImage({ arch, cacheDir, initScript, keys, logger });
+  t.equal(second.reused, false, 'the truncated initramfs was not reused');
+  t.equal(readFileSync(second.path).length, size, 'rebuilt whole');
+  const third = await buildImage({ arch, cacheDir, initScript, keys, logger });
+  t.equal(third.reused, true, 'and reused once intact');
+});
