@@ -48,14 +48,30 @@ export class GuestOps {
     return this.vm ? { arch: this.vm.options.arch.name, consoleTail: this.vm.console.last(40), logPath: this.vm.options.consoleLog } : {};
   }
 
-  /** Races a guest operation against the guest dying; adds the console tail to a timeout. */
+  /**
+   * Races a guest operation against the guest dying. When the connection
+   * drops because QEMU died, the death is the report, not the SSH error.
+   * A timeout gets the console tail.
+   */
   private async guard<T>(op: Promise<T>): Promise<T> {
+    const deathFirst = this.dead.then((e) => Promise.reject(e));
+    deathFirst.catch(() => {});
     try {
-      return await Promise.race([op, this.dead.then((e) => Promise.reject(e))]);
+      const r = await Promise.race([op, deathFirst]);
+      if ((r as { code?: unknown })?.code === null) await this.throwIfDead();
+      return r;
     } catch (e) {
+      if (!(e instanceof HarnessError && e.kind === 'boot')) await this.throwIfDead();
       if (e instanceof HarnessError && e.kind === 'timeout' && this.vm) Object.assign(e.context, this.vmContext());
       throw e;
     }
+  }
+
+  /** Gives QEMU's exit a moment to be noticed, then throws the death report if it died. */
+  private async throwIfDead(): Promise<void> {
+    if (!this.vm) return;
+    const e = await Promise.race([this.dead, new Promise<undefined>((r) => setTimeout(r, 300))]);
+    if (e) throw e;
   }
 
   /** Runs a command and fails (as a guest-command error) on a non-zero exit. */

@@ -117,15 +117,22 @@ t.test('SIGINT during a build: make is gone, exit 130, no half-written entry', a
   chmodSync(join(bin, 'make'), 0o755);
   const cache = tempDir(t);
   let sent = false;
+  let poll: NodeJS.Timeout | undefined;
   const r = await runCli(['run', '--arch', 'x86_64', '--kernel-src', fakeKernelTree(tempDir(t)), '--patches', okSeries(tempDir(t)), '--cache-dir', cache], {
     env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
     onStderr: (text, child) => {
-      if (!sent && /config x86_64/.test(text) && existsSync(pids)) {
+      // Once the config step has started the fake make (it wrote its pid), interrupt.
+      if (poll || !/config x86_64/.test(text)) return;
+      poll = setInterval(() => {
+        if (!existsSync(pids) || sent) return;
         sent = true;
+        clearInterval(poll);
         setTimeout(() => child.kill('SIGINT'), 300);
-      }
+      }, 100);
     },
+    timeoutMs: 60_000,
   });
+  clearInterval(poll);
   t.ok(sent, 'the build was under way');
   t.equal(r.code, EXIT.interrupted);
   t.ok(r.ms < 30_000);
