@@ -29,6 +29,8 @@ export interface ArchRecord {
     readonly console: string;
     readonly memoryMiB: number;
   };
+  /** Node's process.arch of a host that can run this guest with KVM. */
+  readonly kvmHostArch: string;
   /** ppc64le under TCG is several times slower; every timeout is multiplied by this. */
   readonly timeoutScale: number;
   /** Extra flags for the out-of-tree guest modules (ccflags-y). */
@@ -54,6 +56,7 @@ const X86_64: ArchRecord = {
     console: 'ttyS0',
     memoryMiB: 512,
   },
+  kvmHostArch: 'x64',
   timeoutScale: 1,
   moduleCflags: '',
 };
@@ -77,6 +80,7 @@ const PPC64LE: ArchRecord = {
     console: 'hvc0',
     memoryMiB: 1024,
   },
+  kvmHostArch: 'ppc64',
   timeoutScale: 4,
   // Tail calls in patched functions have corrupted the TOC on ppc64 (kpatch #1002).
   moduleCflags: '-fno-optimize-sibling-calls',

@@ -7,7 +7,7 @@ import { bootError, HarnessError, infraError } from './errors.js';
 import type { Keys } from './keys.js';
 import type { Logger } from './log.js';
 import { freePort } from './ports.js';
-import { QemuVM } from './qemu.js';
+import { pickAccel, QemuVM } from './qemu.js';
 import { GuestShell } from './ssh.js';
 import { timeout } from './timeouts.js';
 
@@ -32,6 +32,9 @@ export interface Booted {
   port: number;
 }
 
+/** Set once KVM failed to start a guest: the rest of the run uses TCG. */
+let kvmUnusable: string | undefined;
+
 /** Printed to /dev/kmsg by guest/init once the SSH server runs. */
 export const READY_LINE = /klp-init: ready/;
 
@@ -46,8 +49,10 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
   return pRetry(
     async () => {
       const port = await (req.pickPort ?? freePort)();
+      const accel = kvmUnusable ? 'tcg' : pickAccel(arch);
       const vm = new QemuVM({
         arch,
+        accel,
         kernel: req.kernel,
         initrd: req.initrd,
         sshPort: port,
@@ -55,8 +60,9 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         cpu: req.cpu,
         binary: req.qemuBinary,
         extraAppend: req.extraAppend,
+        onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
       });
-      logger.info(`boot ${arch.name}: qemu pid ${vm.pid}: ${vm.command}`);
+      logger.info(`boot ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid}: ${vm.command}`);
       const abort = Promise.race([
         vm.fatal.then((ev) => `kernel ${ev.kind} on ${arch.name}: ${ev.line.trim()}`),
         vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH came up`),
@@ -64,7 +70,8 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
       try {
         // Connecting before the guest's network is up costs seconds of TCP SYN
         // back-off inside QEMU's user network; our init says when it is ready.
-        await Promise.race([vm.waitForLine(READY_LINE), abort, sleep(deadline / 2)]);
+        const early = await Promise.race([vm.waitForLine(READY_LINE).then(() => undefined), abort, sleep(deadline / 2).then(() => undefined)]);
+        if (early) throw new HarnessError('boot', early);
         const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, abort });
         const bootMs = Date.now() - vm.startedAt;
         return { vm, ssh, bootMs, port };
@@ -87,6 +94,12 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         if (exit && portTaken(exit.stderr)) {
           logger.info(`boot ${arch.name}: port ${port} was taken, trying another`);
           throw infraError(`port ${port} was taken`, ctx);
+        }
+        if (accel === 'kvm' && exit && vm.console.last(1).length === 0) {
+          // /dev/kvm can be there and still not work (seen: nested virtualisation failing to set MSRs).
+          kvmUnusable = exit.stderr.trim().split('\n')[0] ?? 'QEMU exited';
+          logger.info(`boot ${arch.name}: KVM is not usable here (${kvmUnusable}); falling back to software emulation`);
+          throw infraError(`KVM unusable: ${kvmUnusable}`, ctx);
         }
         if (exit && exit.code !== 0 && exit.stderr.trim() && vm.console.last(1).length === 0) {
           throw new AbortError(infraError(`QEMU failed to start: ${exit.stderr.trim().split('\n')[0]}`, { ...ctx, details: exit.stderr }));

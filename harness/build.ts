@@ -9,12 +9,16 @@ import { hashOf, readValidMarker, writeMarker, invalidate } from './cache.js';
 import { buildError, usageError } from './errors.js';
 import { run, formatCommand } from './exec.js';
 import { checkConfig, parseConfig } from './kconfig.js';
+import { onPath } from './preflight.js';
 import type { Logger } from './log.js';
 
 export interface BuildRequest {
   arch: ArchRecord;
   tree: string;
   treeKey: string;
+  /** Identity of the series applied to the tree, and the tree's generation (see prepareSource). */
+  series: string;
+  generation: string;
   kconfigDir: string;
   cacheDir: string;
   logger: Logger;
@@ -25,6 +29,7 @@ export interface BuildRequest {
 export interface BuildResult {
   buildDir: string;
   image: string;
+  /** Identity of this exact kernel: output tree + series applied. */
   key: string;
   reused: boolean;
   durationMs: number;
@@ -32,11 +37,15 @@ export interface BuildResult {
   makeCommand: string;
 }
 
-export function makeArgs(arch: ArchRecord, tree: string, buildDir: string): string[] {
+export function makeArgs(arch: ArchRecord, tree: string, buildDir: string, ccache = false): string[] {
   const args = ['-C', tree, `O=${buildDir}`, `ARCH=${arch.linuxArch}`];
   if (arch.crossCompile) args.push(`CROSS_COMPILE=${arch.crossCompile}`);
+  if (ccache) args.push(`CC=ccache ${arch.crossCompile}gcc`, 'HOSTCC=ccache gcc');
   return args;
 }
+
+/** ccache is used when installed, unless KLP_HARNESS_CCACHE=0. */
+export const useCcache = () => process.env.KLP_HARNESS_CCACHE !== '0' && onPath('ccache');
 
 async function compilerVersion(arch: ArchRecord): Promise<string> {
   const r = await run(arch.compiler.tool, ['--version']).catch(() => {
@@ -69,23 +78,33 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const key = hashOf(req.treeKey, arch.name, fragmentText, cc);
   const buildDir = join(req.cacheDir, 'builds', `${arch.name}-${key}`);
   const logPath = join(buildDir, 'build.log');
-  const base = makeArgs(arch, req.tree, buildDir);
+  const ccache = useCcache();
+  const base = makeArgs(arch, req.tree, buildDir, ccache);
   const jobs = req.jobs ?? availableParallelism();
   const makeCommand = formatCommand('make', [...base, `-j${jobs}`, arch.imageTarget, 'modules']);
   const result = (reused: boolean): BuildResult => ({
     buildDir,
     image: join(buildDir, arch.imagePath),
-    key,
+    key: hashOf(key, req.series, req.generation),
     reused,
     durationMs: Date.now() - started,
     logPath,
     makeCommand,
   });
 
-  if (req.rebuild) invalidate(buildDir);
-  else if (await readValidMarker(buildDir)) return result(true);
+  // One output tree per (source, fragments, toolchain): a changed patch series
+  // rebuilds in it incrementally. A tree unpacked afresh starts it over.
+  const marker = req.rebuild ? undefined : await readValidMarker(buildDir);
+  if (marker && marker.inputs.series === req.series && marker.inputs.generation === req.generation) return result(true);
+  invalidate(buildDir);
+  const generationFile = join(buildDir, '.klp-tree-generation');
+  if (existsSync(buildDir) && readMaybe(generationFile) !== req.generation) {
+    logger.info(`build ${arch.name}: the source tree was unpacked afresh; starting the output tree over`);
+    rmSync(buildDir, { recursive: true, force: true });
+  }
 
   mkdirSync(buildDir, { recursive: true });
+  writeFileSync(generationFile, req.generation);
   writeFileSync(logPath, '');
   const configured = join(buildDir, '.klp-config-ok');
   const fragmentCopy = join(buildDir, 'klp-fragments.config');
@@ -109,6 +128,7 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   await run('make', [...base, `-j${jobs}`, arch.imageTarget, 'modules'], {
     logPath,
     logger,
+    env: ccache ? { CCACHE_DIR: join(req.cacheDir, 'ccache') } : undefined,
     onFailure: failureFor(arch, logPath),
     onLine: (line) => {
       if (/^\s+CC( \[M\])?\s/.test(line)) compiled++;
@@ -120,7 +140,11 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
     },
   });
   if (compiled > 0) writeFileSync(join(buildDir, '.klp-compiled-count'), String(compiled));
-  await writeMarker(buildDir, key, { tree: req.treeKey, fragments: hashOf(fragmentText), compiler: cc }, [arch.imagePath, 'Module.symvers', '.config']);
+  await writeMarker(buildDir, key, { tree: req.treeKey, series: req.series, generation: req.generation, fragments: hashOf(fragmentText), compiler: cc }, [
+    arch.imagePath,
+    'Module.symvers',
+    '.config',
+  ]);
   return result(false);
 }
 

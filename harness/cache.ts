@@ -3,7 +3,7 @@
 // lists checksums of the entry's key files so that a truncated or corrupted
 // entry is detected and rebuilt, never used.
 import { createHash } from 'node:crypto';
-import { accessSync, constants, createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { infraError } from './errors.js';
@@ -68,6 +68,9 @@ export async function readValidMarker(dir: string): Promise<Marker | undefined> 
     if (!existsSync(file) || statSync(file).size !== want.size) return undefined;
     if ((await sha256File(file)) !== want.sha256) return undefined;
   }
+  // The marker's time says when the entry was last used (for pruning).
+  const now = new Date();
+  utimesSync(path, now, now);
   return marker;
 }
 

@@ -1,6 +1,13 @@
 // Command-line entry point: `klp-harness run [options]`.
 import { parseArgs } from 'node:util';
-import { archNames, parseArchList } from './arch.js';
+import { archNames, getArch, parseArchList } from './arch.js';
+import { runInteractive } from './interactive.js';
+import { mergeReports, parseShard, readSummary, shardScenarios } from './merge.js';
+import { toJUnit } from './junit.js';
+import { cacheRoot } from './cache.js';
+import { formatCache, listCache, pruneCache } from './cachecmd.js';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { EXIT, exitCodeFor, HarnessError, usageError } from './errors.js';
 import { createLogger, type Level } from './log.js';
 import { runMain, type Stage } from './pipeline.js';
@@ -10,9 +17,16 @@ import { formatSummary } from './summary.js';
 import { killAll, wasInterrupted } from './children.js';
 
 export const HELP = `Usage: klp-harness run [options]
+       klp-harness repro --arch ARCH --scenario NAME [options]
+       klp-harness shell --arch ARCH [options]
+       klp-harness merge --out DIR SUMMARY.json...
+       klp-harness cache [--prune] [--max-age DAYS]
 
-Builds each kernel with the patch series applied, boots it in QEMU, and runs
-the livepatch scenarios over SSH.
+run    builds each kernel with the patch series applied, boots it in QEMU, and
+       runs the livepatch scenarios over SSH.
+repro  boots one guest, leaves that scenario's transition stuck, lists what
+       blocks it, and opens a shell in the guest (leaving it stops the VM).
+shell  boots one guest with the harness's modules in /root and opens a shell.
 
 Options:
   --arch LIST          comma-separated arches (default: ${archNames().join(',')})
@@ -25,7 +39,9 @@ Options:
   --scenario NAME      run only this scenario; repeatable (${SCENARIOS.map((s) => s.name).join(', ')})
   --cpu MODEL          CPU model for QEMU (default: each arch's first; repeatable)
   --rebuild STAGE      redo a cached stage: source, build, image; repeatable
-  --verbose            stream build output and commands
+  --sequential         run the arches' VMs one after the other (default: alongside)
+  --shard I/N          run only the I-th of N deterministic parts of the scenario list
+  --verbose            stream build output, commands and the guest console
   --quiet              print only the summary
   -h, --help           this text
 
@@ -51,6 +67,10 @@ export async function main(argv: string[]): Promise<number> {
         scenario: { type: 'string', multiple: true },
         cpu: { type: 'string', multiple: true },
         rebuild: { type: 'string', multiple: true },
+        shard: { type: 'string' },
+        sequential: { type: 'boolean' },
+        prune: { type: 'boolean' },
+        'max-age': { type: 'string' },
         verbose: { type: 'boolean' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -66,12 +86,43 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const command = positionals[0] ?? 'run';
+  if (command === 'merge' || command === 'cache') {
+    try {
+      return command === 'merge' ? mergeCommand(positionals.slice(1), values.out) : await cacheCommand(values['cache-dir'], values.prune, values['max-age']);
+    } catch (e) {
+      process.stderr.write(`klp-harness: ${e instanceof HarnessError ? e.report() : String(e)}\n`);
+      return exitCodeFor(e);
+    }
+  }
+  if (command === 'repro' || command === 'shell') {
+    const logger = createLogger(values.verbose ? 'verbose' : 'normal');
+    try {
+      if (!values.arch || values.arch.includes(',')) throw usageError(`${command} needs exactly one --arch`, { hint: `use one of: ${archNames().join(', ')}` });
+      if (command === 'repro' && values.scenario?.length !== 1) throw usageError('repro needs exactly one --scenario');
+      return await runInteractive({
+        arch: getArch(values.arch),
+        scenario: command === 'repro' ? values.scenario![0] : undefined,
+        kernelSrc: values['kernel-src'],
+        patches: values.patches,
+        kconfigDir: values.kconfigs,
+        cacheDir: values['cache-dir'],
+        cpu: values.cpu?.[0],
+        logger,
+      });
+    } catch (e) {
+      process.stderr.write(`klp-harness: ${e instanceof HarnessError ? e.report() : String((e as Error)?.stack ?? e)}\n`);
+      return wasInterrupted() ? EXIT.interrupted : exitCodeFor(e);
+    } finally {
+      killAll();
+    }
+  }
   const level: Level = values.verbose ? 'verbose' : values.quiet ? 'quiet' : 'normal';
   const logger = createLogger(level);
   try {
     if (command !== 'run') throw usageError(`unknown command '${command}'`, { hint: 'use: klp-harness run [options] (see --help)' });
     const arches = parseArchList(values.arch ?? archNames().join(','));
-    const scenarios = pickScenarios(values.scenario);
+    let scenarios = pickScenarios(values.scenario);
+    if (values.shard) scenarios = shardScenarios(scenarios, parseShard(values.shard));
     const rebuild = (values.rebuild ?? []).flatMap((v) => v.split(',')).map((s) => {
       if (!STAGES.includes(s as Stage)) throw usageError(`unknown stage '${s}' for --rebuild`, { hint: `use one of: ${STAGES.join(', ')}` });
       return s as Stage;
@@ -83,6 +134,7 @@ export async function main(argv: string[]): Promise<number> {
       kernelSrc: values['kernel-src'],
       patches: values.patches,
       kconfigDir: values.kconfigs,
+      sequential: values.sequential,
       cacheDir: values['cache-dir'],
       outDir: values.out,
       rebuild,
@@ -98,4 +150,27 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     killAll();
   }
+}
+
+function mergeCommand(files: string[], out: string | undefined): number {
+  if (!out || files.length === 0) throw usageError('merge needs --out DIR and at least one summary.json');
+  const merged = mergeReports(files.map(readSummary), SCENARIOS.map((s) => s.name), resolve(out));
+  mkdirSync(merged.outDir, { recursive: true });
+  writeFileSync(join(merged.outDir, 'summary.json'), JSON.stringify(merged, null, 2) + '\n');
+  writeFileSync(join(merged.outDir, 'junit.xml'), toJUnit(merged));
+  process.stdout.write(formatSummary(merged));
+  return merged.exitCode;
+}
+
+async function cacheCommand(dir: string | undefined, prune: boolean | undefined, maxAge: string | undefined): Promise<number> {
+  const root = cacheRoot(dir);
+  const entries = await listCache(root);
+  process.stdout.write(`klp-harness cache: ${root}\n${formatCache(entries)}`);
+  if (prune) {
+    const days = maxAge === undefined ? 30 : Number(maxAge);
+    if (!Number.isFinite(days) || days < 0) throw usageError(`bad --max-age '${maxAge}'`, { hint: 'give a number of days' });
+    const gone = pruneCache(entries, days);
+    process.stdout.write(`pruned ${gone.length} entr${gone.length === 1 ? 'y' : 'ies'} unused for ${days} days or incomplete\n`);
+  }
+  return EXIT.ok;
 }

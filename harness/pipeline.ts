@@ -36,6 +36,8 @@ export interface RunOptions {
   cacheDir?: string;
   outDir?: string;
   rebuild?: Stage[];
+  /** Run the arches' scenarios one after the other instead of alongside. */
+  sequential?: boolean;
   /** Config fragments (common.config + one per arch); default kconfigs/. */
   kconfigDir?: string;
   logger: Logger;
@@ -60,7 +62,7 @@ export interface RunReport {
   durationMs: number;
   outDir: string;
   cacheDir: string;
-  source: { kernelSrc: string; patches: string; reused?: boolean; durationMs?: number; tree?: string; treeKey?: string };
+  source: { kernelSrc: string; patches: string; reused?: boolean; durationMs?: number; tree?: string; treeKey?: string; series?: string; generation?: string };
   arches: ArchReport[];
   exitCode: number;
 }
@@ -90,24 +92,39 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
   preflight(opts.arches);
   const series = readSeries(patchesDir);
   const src = await prepareSource({ kernelSrc, series, cacheDir, logger: opts.logger, rebuild: rebuild.has('source') });
-  Object.assign(report.source, { reused: src.reused, durationMs: src.durationMs, tree: src.tree, treeKey: src.key });
+  Object.assign(report.source, { reused: src.reused, durationMs: src.durationMs, tree: src.tree, treeKey: src.key, series: src.series, generation: src.generation });
   opts.logger.info(`source: linux ${src.version} with ${series.patches.length} patch(es) ${src.reused ? 'reused from cache' : 'prepared'} (${src.tree})`);
 
   const keys = loadKeys(cacheDir);
   const initScript = readFileSync(join(PROJECT_ROOT, 'guest/init'), 'utf8');
 
+  // Kernel builds run one at a time; an arch's scenarios start as soon as its
+  // build is ready and run alongside the next build (or the other arch's VMs).
+  const archRuns: Promise<void>[] = [];
   for (const arch of opts.arches) {
     const ar: ArchReport = { arch: arch.name, kernelVersion: src.version, boots: [], scenarios: [] };
     report.arches.push(ar);
     const archOut = join(outDir, arch.name);
     mkdirSync(archOut, { recursive: true });
+    const fail = (e: unknown) => {
+      const code = exitCodeFor(e);
+      const text = e instanceof HarnessError ? e.report() : String((e as Error)?.stack ?? e);
+      ar.error = { kind: e instanceof HarnessError ? e.kind : 'infra', message: (e as Error).message, report: text, exitCode: code };
+      opts.logger.info(text);
+    };
+    let prepared: Awaited<ReturnType<typeof prepareArch>>;
     try {
-      const { build, image, modules } = await prepareArch({ arch, src, keys, initScript, cacheDir, rebuild, logger: opts.logger, kconfigDir: opts.kconfigDir });
-      ar.build = { reused: build.reused, durationMs: build.durationMs, dir: build.buildDir, log: build.logPath, makeCommand: build.makeCommand };
-      writeFileSync(join(archOut, 'make-command.txt'), build.makeCommand + '\n');
-      ar.image = { reused: image.reused, durationMs: image.durationMs, path: image.path, bytes: image.bytes };
-      ar.modules = { reused: modules.reused, dir: modules.dir };
-
+      prepared = await prepareArch({ arch, src, keys, initScript, cacheDir, rebuild, logger: opts.logger, kconfigDir: opts.kconfigDir });
+    } catch (e) {
+      fail(e);
+      continue;
+    }
+    const { build, image, modules } = prepared;
+    ar.build = { reused: build.reused, durationMs: build.durationMs, dir: build.buildDir, log: build.logPath, makeCommand: build.makeCommand };
+    writeFileSync(join(archOut, 'make-command.txt'), build.makeCommand + '\n');
+    ar.image = { reused: image.reused, durationMs: image.durationMs, path: image.path, bytes: image.bytes };
+    ar.modules = { reused: modules.reused, dir: modules.dir };
+    const runArch = async () => {
       const cpuChoice = opts.cpus?.(arch) ?? [...arch.qemu.cpuModels];
       for (const scenario of opts.scenarios) {
         // Every scenario gets a freshly booted guest: a forced transition leaves a module that can never go.
@@ -141,13 +158,12 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
           }
         }
       }
-    } catch (e) {
-      const code = exitCodeFor(e);
-      const text = e instanceof HarnessError ? e.report() : String((e as Error)?.stack ?? e);
-      ar.error = { kind: e instanceof HarnessError ? e.kind : 'infra', message: (e as Error).message, report: text, exitCode: code };
-      opts.logger.info(text);
-    }
+    };
+    const archRun = runArch().catch(fail);
+    if (opts.sequential) await archRun;
+    else archRuns.push(archRun);
   }
+  await Promise.all(archRuns);
   report.durationMs = Date.now() - started;
   report.exitCode = overallExit(report);
   writeFileSync(join(outDir, 'summary.json'), JSON.stringify(report, null, 2) + '\n');
@@ -158,7 +174,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
 /** Everything an arch needs before booting: kernel build, guest image, guest modules (each cached). */
 export async function prepareArch(o: {
   arch: ArchRecord;
-  src: { tree: string; key: string };
+  src: { tree: string; key: string; series: string; generation: string };
   keys: Keys;
   initScript: string;
   cacheDir: string;
@@ -172,6 +188,8 @@ export async function prepareArch(o: {
     arch,
     tree: o.src.tree,
     treeKey: o.src.key,
+    series: o.src.series,
+    generation: o.src.generation,
     kconfigDir: o.kconfigDir ?? join(PROJECT_ROOT, 'kconfigs'),
     cacheDir: o.cacheDir,
     logger,

@@ -2,7 +2,7 @@
 // and a ring buffer, fatal console lines reported at once, stopped with
 // SIGTERM then SIGKILL to the whole group. The only code that starts QEMU.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { accessSync, constants, createWriteStream, type WriteStream } from 'node:fs';
 import type { ArchRecord } from './arch.js';
 import { track } from './children.js';
 import { classifyLine, cleanConsoleLine, isFatal, RingBuffer, type ConsoleEvent } from './console.js';
@@ -17,18 +17,34 @@ export interface QemuOptions {
   cpu?: string;
   smp?: number;
   extraAppend?: string[];
+  accel?: 'kvm' | 'tcg';
+  /** Called with each console line (--verbose streams them). */
+  onConsoleLine?: (line: string) => void;
   /** Replaces the QEMU binary (tests use a fake script). */
   binary?: string;
+}
+
+/** KVM when /dev/kvm is usable and the guest is the host's arch; else TCG (software emulation). */
+export function pickAccel(arch: ArchRecord, hostArch: string = process.arch, kvmDevice = '/dev/kvm'): 'kvm' | 'tcg' {
+  if (process.env.KLP_HARNESS_ACCEL === 'tcg' || hostArch !== arch.kvmHostArch) return 'tcg';
+  try {
+    accessSync(kvmDevice, constants.R_OK | constants.W_OK);
+    return 'kvm';
+  } catch {
+    return 'tcg';
+  }
 }
 
 /** The QEMU argv for a boot, from the arch record alone. */
 export function qemuArgs(o: QemuOptions): string[] {
   const q = o.arch.qemu;
+  const accel = o.accel ?? 'tcg';
   // trust_cpu: seed the crng from the CPU (RDRAND under TCG) so the SSH server does not wait for entropy.
   const append = [`console=${q.console}`, 'panic=-1', 'printk.time=1', 'random.trust_cpu=on', ...(o.extraAppend ?? [])];
   return [
     ...q.machineArgs,
-    '-cpu', o.cpu ?? q.cpuModels[0]!,
+    '-accel', accel,
+    '-cpu', accel === 'kvm' ? 'host' : (o.cpu ?? q.cpuModels[0]!),
     '-smp', String(o.smp ?? 2),
     '-m', String(q.memoryMiB),
     '-display', 'none',
@@ -82,6 +98,7 @@ export class QemuVM {
         const line = cleanConsoleLine(raw);
         this.console.push(line);
         this.allText.push(line);
+        options.onConsoleLine?.(line);
         const ev = classifyLine(line);
         if (ev) {
           this.events.push(ev);

@@ -137,6 +137,35 @@ export class GuestShell {
     }
   }
 
+  /**
+   * An interactive shell on a real PTY, wired to this process's terminal
+   * (raw mode: line editing and Ctrl-C belong to the guest). Resolves when
+   * the guest shell exits.
+   */
+  interactive(input: NodeJS.ReadStream = process.stdin, output: NodeJS.WriteStream = process.stdout): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const size = { rows: output.rows || 24, cols: output.columns || 80 };
+      this.client.shell({ term: process.env.TERM || 'xterm', ...size }, (err, stream) => {
+        if (err) return reject(infraError(`could not open a guest shell: ${err.message}`, {}, err));
+        const raw = input.isTTY;
+        if (raw) input.setRawMode(true);
+        input.resume();
+        input.pipe(stream);
+        stream.pipe(output, { end: false });
+        stream.stderr.pipe(process.stderr, { end: false });
+        const onResize = () => stream.setWindow(output.rows || 24, output.columns || 80, 0, 0);
+        output.on('resize', onResize);
+        stream.on('close', () => {
+          output.off('resize', onResize);
+          input.unpipe(stream);
+          if (raw) input.setRawMode(false);
+          input.pause();
+          resolve();
+        });
+      });
+    });
+  }
+
   close(): void {
     this.client.end();
   }

@@ -321,3 +321,33 @@ export const MATRIX: readonly Scenario[] = [
   autoSignal,
   badWrites,
 ];
+
+/**
+ * For `klp-harness repro`: how to reach each scenario's stuck state, and the
+ * direction of the transition it leaves pending.
+ */
+export const STUCK_SETUPS: Readonly<Record<string, { initialState: '0' | '1'; setup: (ctx: ScenarioContext) => Promise<void> }>> = {
+  'signal-user-int': { initialState: '0', setup: (ctx) => blockThenPatch(ctx, 'user-int') },
+  'signal-kthread-int': { initialState: '0', setup: (ctx) => blockThenPatch(ctx, 'kthread-int') },
+  'force-kthread-idle': { initialState: '0', setup: (ctx) => blockThenPatch(ctx, 'kthread-idle') },
+  'force-user-idle': { initialState: '0', setup: (ctx) => blockThenPatch(ctx, 'user-idle') },
+  reverse: { initialState: '0', setup: (ctx) => blockThenPatch(ctx, 'kthread-idle') },
+  'auto-signal': { initialState: '0', setup: (ctx) => blockThenPatch(ctx, 'user-int') },
+  'unpatch-signal': { initialState: '1', setup: (ctx) => patchThenBlockThenUnpatch(ctx, 'user-int') },
+  'unpatch-force': { initialState: '1', setup: (ctx) => patchThenBlockThenUnpatch(ctx, 'user-idle') },
+};
+
+async function blockThenPatch(ctx: ScenarioContext, blocker: BlockerName) {
+  const sl = new Sleeper(ctx);
+  await loadAndBlock(ctx, sl, blocker);
+  await patchAndSeeStuck(ctx, sl);
+}
+
+async function patchThenBlockThenUnpatch(ctx: ScenarioContext, blocker: BlockerName) {
+  const sl = new Sleeper(ctx);
+  await patchCleanly(ctx, sl);
+  await ctx.step(`start ${blocker} in the new function`, async (s) => {
+    await sl.start(blocker, s);
+  });
+  await unpatchAndSeeStuck(ctx, sl);
+}

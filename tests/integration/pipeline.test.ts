@@ -44,6 +44,8 @@ for (const a of report.arches) {
           arch: parseArchList(a.arch)[0]!,
           tree: report.source.tree!,
           treeKey: report.source.treeKey!,
+          series: report.source.series!,
+          generation: report.source.generation!,
           kconfigDir: join(PROJECT_ROOT, 'kconfigs'),
           cacheDir: report.cacheDir,
           logger,

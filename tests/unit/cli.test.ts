@@ -114,3 +114,12 @@ t.test('an unwritable cache directory', async (t) => {
   t.match(r.stderr, /cache directory \/dev\/null\/klp-cache is not writable/);
   t.match(r.stderr, /--cache-dir/);
 });
+
+t.test('output that is not a terminal has no escape sequences', async (t) => {
+  const tree = fakeKernelTree(tempDir(t));
+  const r = await runCli(['run', '--arch', 'x86_64', '--kernel-src', tree, '--patches', okSeries(tempDir(t)), '--kconfigs', tempDir(t), '--cache-dir', tempDir(t)]);
+  t.ok(r.stderr.length > 100, 'the run printed progress');
+  t.match(r.stderr, /^\[\d\d:\d\d:\d\d\] /m, 'timestamped lines');
+  // eslint-disable-next-line no-control-regex
+  t.notMatch(r.stdout + r.stderr, /[\x1b\r]/, 'no ESC or carriage return');
+});

@@ -107,3 +107,26 @@ t.test('a kernel source that is not there or not a tree is a usage error', async
   const e2 = (await prepareSource({ kernelSrc: tempDir(t), series, cacheDir, logger: silentLogger }).catch((e) => e)) as HarnessError;
   t.match(e2.message, /is not a kernel tree \(no Makefile\)/);
 });
+
+t.test('a changed series is switched in place: untouched files keep their times', async (t) => {
+  const tree = fakeTree(t);
+  writeFileSync(join(tree, 'untouched.c'), 'int x;\n');
+  const cacheDir = tempDir(t);
+  const first = await prepareSource({ kernelSrc: tree, series: readSeries(quilt(t, { 'a.patch': PATCH }, 'a.patch\n')), cacheDir, logger: silentLogger });
+  const { statSync, utimesSync } = await import('node:fs');
+  const old = new Date('2020-01-01T00:00:00Z');
+  utimesSync(join(first.tree, 'untouched.c'), old, old);
+  const second = await prepareSource({ kernelSrc: tree, series: readSeries(quilt(t, { 'b.patch': PATCH.replace('+line 2', '+line TWO') }, 'b.patch\n')), cacheDir, logger: silentLogger });
+  t.equal(second.tree, first.tree, 'same tree directory');
+  t.equal(second.generation, first.generation, 'same generation: builds continue incrementally');
+  t.not(second.series, first.series);
+  t.match(readFileSync(join(second.tree, 'kernel/livepatch/core.c'), 'utf8'), /line TWO\n/);
+  t.equal(statSync(join(second.tree, 'untouched.c')).mtimeMs, old.getTime(), 'untouched file not rewritten');
+
+  const bad = (await prepareSource({ kernelSrc: tree, series: readSeries(quilt(t, { 'c.patch': PATCH.replace('-line two', '-no such line') }, 'c.patch\n')), cacheDir, logger: silentLogger }).catch((e) => e)) as HarnessError;
+  t.equal(bad.kind, 'patch');
+  t.match(readFileSync(join(first.tree, 'kernel/livepatch/core.c'), 'utf8'), /line two\n/, 'left pristine after a failed series');
+  const back = await prepareSource({ kernelSrc: tree, series: readSeries(quilt(t, { 'a.patch': PATCH }, 'a.patch\n')), cacheDir, logger: silentLogger });
+  t.equal(back.generation, first.generation, 'the first series goes back on without unpacking again');
+  t.match(readFileSync(join(back.tree, 'kernel/livepatch/core.c'), 'utf8'), /line 2\n/);
+});
