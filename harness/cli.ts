@@ -12,6 +12,7 @@ import { EXIT, exitCodeFor, HarnessError, usageError } from './errors.js';
 import { createLogger, type Level } from './log.js';
 import { runMain, type Stage } from './pipeline.js';
 import { pickScenarios, SCENARIOS } from './scenarios/index.js';
+import { kselftest } from './scenarios/kselftest.js';
 import { DEFAULT_KERNEL_SRC } from './source.js';
 import { formatSummary } from './summary.js';
 import { killAll, wasInterrupted } from './children.js';
@@ -39,6 +40,7 @@ Options:
   --scenario NAME      run only this scenario; repeatable (${SCENARIOS.map((s) => s.name).join(', ')})
   --cpu MODEL          CPU model for QEMU (default: each arch's first; repeatable)
   --rebuild STAGE      redo a cached stage: source, build, image; repeatable
+  --kselftest          also run the kernel's livepatch selftests in each guest
   --sequential         run the arches' VMs one after the other (default: alongside)
   --shard I/N          run only the I-th of N deterministic parts of the scenario list
   --verbose            stream build output, commands and the guest console
@@ -69,6 +71,7 @@ export async function main(argv: string[]): Promise<number> {
         rebuild: { type: 'string', multiple: true },
         shard: { type: 'string' },
         sequential: { type: 'boolean' },
+        kselftest: { type: 'boolean' },
         prune: { type: 'boolean' },
         'max-age': { type: 'string' },
         verbose: { type: 'boolean' },
@@ -122,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command !== 'run') throw usageError(`unknown command '${command}'`, { hint: 'use: klp-harness run [options] (see --help)' });
     const arches = parseArchList(values.arch ?? archNames().join(','));
     let scenarios = pickScenarios(values.scenario);
+    if (values.kselftest && !scenarios.includes(kselftest)) scenarios = [...scenarios, kselftest];
     if (values.shard) scenarios = shardScenarios(scenarios, parseShard(values.shard));
     const rebuild = (values.rebuild ?? []).flatMap((v) => v.split(',')).map((s) => {
       if (!STAGES.includes(s as Stage)) throw usageError(`unknown stage '${s}' for --rebuild`, { hint: `use one of: ${STAGES.join(', ')}` });

@@ -14,9 +14,27 @@ import { run } from './exec.js';
 import type { Keys } from './keys.js';
 import type { Logger } from './log.js';
 
-/** What goes into every guest: the packages, and the programs taken from them. */
-export const GUEST_PACKAGES = ['busybox', 'dropbear-bin'];
-export const GUEST_PROGRAMS = ['/bin/busybox', '/usr/sbin/dropbear'];
+/**
+ * What goes into every guest: the packages, and the programs taken from them.
+ * busybox and dropbear run the guest; bash, kmod, procps, diffutils and a few
+ * coreutils are what the kernel's livepatch selftests call.
+ */
+export const GUEST_PACKAGES = ['busybox', 'dropbear-bin', 'bash', 'coreutils', 'diffutils', 'kmod', 'procps'];
+export const GUEST_PROGRAMS = [
+  '/bin/busybox',
+  '/usr/sbin/dropbear',
+  '/bin/bash',
+  '/sbin/modprobe',
+  '/sbin/modinfo',
+  '/sbin/sysctl',
+  '/usr/bin/diff',
+  '/usr/bin/comm',
+  '/usr/bin/stat',
+  '/bin/mktemp',
+  '/bin/sleep',
+];
+/** Links the selftests expect where Debian's merged /usr would have them. */
+const EXTRA_LINKS: [string, string][] = [['/bin/stat', '/usr/bin/stat']];
 
 export interface ImageRequest {
   arch: ArchRecord;
@@ -108,7 +126,7 @@ function passwd(): string {
 export async function buildImage(req: ImageRequest): Promise<ImageResult> {
   const started = Date.now();
   const { arch, logger } = req;
-  const key = hashOf(arch.debArch, GUEST_PACKAGES.join(','), GUEST_PROGRAMS.join(','), req.initScript, req.keys.clientPublic, req.keys.hostKeyDropbear);
+  const key = hashOf(arch.debArch, GUEST_PACKAGES.join(','), GUEST_PROGRAMS.join(','), JSON.stringify(EXTRA_LINKS), req.initScript, req.keys.clientPublic, req.keys.hostKeyDropbear);
   const dir = join(req.cacheDir, 'images', `${arch.name}-${key}`);
   const path = join(dir, 'initramfs.cpio');
   if (!req.rebuild) {
@@ -153,7 +171,7 @@ export async function buildImage(req: ImageRequest): Promise<ImageResult> {
       const mode = lstatSync(join(sysroot, p)).mode & 0o7777;
       entries.push({ type: 'file', path: p, data: readFileSync(join(sysroot, p)), mode });
     }
-    for (const [link, target] of closure.symlinks) {
+    for (const [link, target] of [...closure.symlinks, ...EXTRA_LINKS]) {
       addDir(posix.dirname(link));
       entries.push({ type: 'symlink', path: link, target });
     }

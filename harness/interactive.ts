@@ -57,7 +57,7 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
     }
     print(`Guest ${o.arch.name} is up (console: ${consoleLog}). Modules in /root: klp_sleeper.ko klp_sleeper_lp.ko livepatch-sample.ko`);
     if (setup && o.scenario) {
-      const report = await runScenario({ name: `repro-${o.scenario}`, description: '', run: setup.setup }, { arch: o.arch, ops, build, modules, vm: booted.vm, logger }, o.cpu);
+      const report = await runScenario({ name: `repro-${o.scenario}`, description: '', run: setup.setup }, { arch: o.arch, ops, build, tree: src.tree, modules, vm: booted.vm, logger }, o.cpu);
       if (!report.ok) print(`Setting up the stuck state did not go as expected:\n${report.error ?? ''}`);
       const tasks = await blockingTasks(ops, setup.initialState);
       print(`\nThe ${setup.initialState === '0' ? 'patching' : 'unpatching'} transition of ${LP} is pending. Blocking: ${formatBlocking(tasks)}`);

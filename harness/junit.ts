@@ -22,6 +22,17 @@ export function toJUnit(r: RunReport): string {
     let sFail = 0;
     let sErr = 0;
     for (const s of a.scenarios) {
+      if (s.casesAreChecks) {
+        // The upstream selftests: one test case per upstream case.
+        for (const st of s.steps) {
+          for (const c of st.checks) {
+            const bad = c.ok ? '' : `<failure message="${esc(c.what)}">${esc(`expected: ${c.expected}\nactual:\n${c.actual}`)}</failure>`;
+            if (!c.ok) sFail++;
+            cases.push(`    <testcase classname="klp-harness.${esc(a.arch)}.${esc(s.name)}" name="${esc(c.what)}">${bad}</testcase>`);
+          }
+        }
+        continue;
+      }
       const name = `${s.name}${s.cpu ? ` (${s.cpu})` : ''}`;
       let body = '';
       if (!s.ok) {

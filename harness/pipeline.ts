@@ -144,7 +144,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
             const uname = (await ops.must('uname -m')).trim();
             if (uname !== arch.unameMachine) throw new HarnessError('boot', `guest reports uname -m '${uname}', expected '${arch.unameMachine}'`, { arch: arch.name });
             opts.logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name}`);
-            const sr = await runScenario(scenario, { arch, ops, build, modules, vm: booted.vm, logger: opts.logger }, cpu);
+            const sr = await runScenario(scenario, { arch, ops, build, tree: src.tree, modules, vm: booted.vm, logger: opts.logger }, cpu);
             ar.scenarios.push(sr);
             const dmesg = await booted.ssh.exec('dmesg').catch(() => undefined);
             if (dmesg) writeFileSync(join(archOut, `dmesg-${label}.txt`), dmesg.stdout);

@@ -11,9 +11,14 @@ export function formatSummary(r: RunReport): string {
     out.push(`    build:        ${a.build ? `${secs(a.build.durationMs)}${a.build.reused ? ' (cached, no make)' : ''}` : '-'}`);
     out.push(`    image:        ${a.image ? `${secs(a.image.durationMs)}${a.image.reused ? ' (cached)' : ''}` : '-'}`);
     for (const b of a.boots) out.push(`    boot to SSH:  ${secs(b.bootMs)} (cpu ${b.cpu})`);
-    for (const s of a.scenarios) {
-      const t = Object.entries(s.timings).map(([k, v]) => `${k}=${secs(v)}`).join(' ');
-      out.push(`    scenario ${s.name}${s.cpu ? `/${s.cpu}` : ''}: ${s.ok ? 'PASS' : 'FAIL'} (${secs(s.durationMs)}${t ? `; ${t}` : ''})`);
+    if (a.scenarios.length) {
+      const rows = a.scenarios.map((s) => {
+        const { stuckSeenMs, remedyToDoneMs, ...rest } = s.timings;
+        const other = Object.entries(rest).map(([k, v]) => `${k}=${secs(v)}`).join(' ');
+        const checks = s.steps.reduce((n, st) => n + st.checks.length, 0);
+        return [s.name, s.cpu ?? '', s.ok ? 'PASS' : s.fault ? `FAIL (${s.fault})` : 'FAIL', String(checks), secs(stuckSeenMs), secs(remedyToDoneMs), secs(s.durationMs), other];
+      });
+      out.push(...table(['scenario', 'cpu', 'result', 'checks', 'stuck seen', 'remedy->done', 'total', 'other'], rows).map((l) => `    ${l}`));
     }
     if (a.error) out.push(`    error: ${a.error.kind}: ${a.error.message}`);
   }
@@ -23,4 +28,11 @@ export function formatSummary(r: RunReport): string {
   out.push(`  junit:     ${r.outDir}/junit.xml`);
   out.push(`  log:       ${r.outDir}/harness.log`);
   return out.join('\n') + '\n';
+}
+
+/** A plain-text table: columns padded to their widest cell. */
+export function table(head: string[], rows: string[][]): string[] {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
 }

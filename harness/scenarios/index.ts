@@ -1,16 +1,19 @@
 // The scenario registry: --scenario NAME picks from here.
 import { usageError } from '../errors.js';
+import { kselftest } from './kselftest.js';
 import { MATRIX } from './matrix.js';
 import { sample } from './sample.js';
 import type { Scenario } from './types.js';
 
+/** The default list; the upstream selftests join it with --kselftest. */
 export const SCENARIOS: readonly Scenario[] = [sample, ...MATRIX];
+export const ALL_SCENARIOS: readonly Scenario[] = [...SCENARIOS, kselftest];
 
 export function pickScenarios(names: string[] | undefined): Scenario[] {
   if (!names || names.length === 0) return [...SCENARIOS];
   return names.map((n) => {
-    const s = SCENARIOS.find((x) => x.name === n);
-    if (!s) throw usageError(`unknown scenario '${n}'`, { hint: `use one of: ${SCENARIOS.map((x) => x.name).join(', ')}` });
+    const s = ALL_SCENARIOS.find((x) => x.name === n);
+    if (!s) throw usageError(`unknown scenario '${n}'`, { hint: `use one of: ${ALL_SCENARIOS.map((x) => x.name).join(', ')}` });
     return s;
   });
 }

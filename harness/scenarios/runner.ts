@@ -13,7 +13,7 @@ export async function runScenario(
   cpu?: string,
 ): Promise<ScenarioReport> {
   const started = Date.now();
-  const report: ScenarioReport = { name: scenario.name, arch: base.arch.name, cpu, ok: true, steps: [], durationMs: 0, timings: {} };
+  const report: ScenarioReport = { name: scenario.name, arch: base.arch.name, cpu, ok: true, steps: [], durationMs: 0, timings: {}, casesAreChecks: scenario.casesAreChecks };
   const ctx: ScenarioContext = {
     ...base,
     timing: (name, ms) => (report.timings[name] = ms),

@@ -36,6 +36,8 @@ export interface ScenarioReport {
   error?: string;
   /** Tasks that blocked the transition when a wait failed. */
   diagnosis?: string;
+  /** Copied from the scenario: each check is a JUnit test case. */
+  casesAreChecks?: boolean;
   /** Set when the scenario did not fail on a check but because the kernel ('kernel') or the host ('infra') failed. */
   fault?: 'kernel' | 'infra';
 }
@@ -44,6 +46,8 @@ export interface ScenarioContext {
   arch: ArchRecord;
   ops: GuestOps;
   build: BuildResult;
+  /** The patched kernel source tree. */
+  tree: string;
   modules: ModulesResult;
   vm: QemuVM;
   logger: Logger;
@@ -65,6 +69,8 @@ export interface Scenario {
   description: string;
   /** Run once per CPU model of the arch (e.g. power8 and power9), not only the first. */
   allCpus?: boolean;
+  /** Each check is a test case of its own in JUnit (the upstream selftests). */
+  casesAreChecks?: boolean;
   run(ctx: ScenarioContext): Promise<void>;
 }
 

@@ -9,11 +9,14 @@ import { createLogger } from '../../harness/log.js';
 import { runMain, PROJECT_ROOT } from '../../harness/pipeline.js';
 import { pickScenarios } from '../../harness/scenarios/index.js';
 import { formatSummary } from '../../harness/summary.js';
+import { kselftest } from '../../harness/scenarios/kselftest.js';
 
 const arches = parseArchList(process.env.KLP_HARNESS_ARCHES ?? archNames().join(','));
 const logger = createLogger(process.env.KLP_HARNESS_VERBOSE ? 'verbose' : 'normal');
 const only = process.env.KLP_HARNESS_SCENARIOS?.split(',').filter(Boolean);
-const report = await runMain({ arches, scenarios: pickScenarios(only), logger });
+// The upstream selftests run too unless the list was narrowed.
+const scenarios = only ? pickScenarios(only) : [...pickScenarios(undefined), kselftest];
+const report = await runMain({ arches, scenarios, logger });
 t.comment(formatSummary(report));
 t.comment(`artifacts: ${report.outDir}`);
 

@@ -1,0 +1,85 @@
+// The kernel's own livepatch selftests (tools/testing/selftests/livepatch),
+// run in the guest against the test modules built with the kernel
+// (CONFIG_TEST_LIVEPATCH=m). Each upstream "TEST: ... ok" is one check.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeMarker, readValidMarker } from '../cache.js';
+import { run } from '../exec.js';
+import { makeArgs } from '../build.js';
+import { timeout } from '../timeouts.js';
+import type { Scenario, ScenarioContext } from './types.js';
+
+export const SELFTEST_DIR = 'tools/testing/selftests/livepatch';
+
+/** The scripts the upstream Makefile lists in TEST_PROGS, in its order. */
+export function upstreamScripts(makefile: string): string[] {
+  const m = /TEST_PROGS\s*:?=((?:[^\n]*\\\n)*[^\n]*)/.exec(makefile);
+  return (m?.[1] ?? '').replace(/\\\n/g, ' ').split(/\s+/).filter((s) => s.endsWith('.sh'));
+}
+
+export interface UpstreamCase {
+  name: string;
+  ok: boolean;
+  /** For a failed case: what the script printed after "not ok" (its expected-vs-result diff). */
+  output: string;
+}
+
+/** Parses a selftest script's output: "TEST: <name> ... ok" or "... not ok" followed by a diff. */
+export function parseUpstreamOutput(text: string): UpstreamCase[] {
+  const cases: UpstreamCase[] = [];
+  let current: UpstreamCase | undefined;
+  for (const line of text.split('\n')) {
+    const m = /^TEST: (.*?) \.\.\. (ok|not ok)\s*$/.exec(line);
+    if (m) {
+      current = { name: m[1]!, ok: m[2] === 'ok', output: '' };
+      cases.push(current);
+    } else if (current && !current.ok) {
+      current.output += line + '\n';
+    }
+  }
+  return cases;
+}
+
+/** Installs the kernel's modules (test_klp_* among them) into a staging tree with depmod, once per build. */
+async function stageModules(ctx: ScenarioContext, tree: string): Promise<string> {
+  const staging = join(ctx.build.buildDir, 'klp-modules-staging');
+  if (await readValidMarker(staging)) return staging;
+  await run('make', [...makeArgs(ctx.arch, tree, ctx.build.buildDir), `INSTALL_MOD_PATH=${staging}`, 'modules_install'], {
+    logPath: join(ctx.build.buildDir, 'modules-install.log'),
+    logger: ctx.logger,
+  });
+  await writeMarker(staging, ctx.build.key, {}, []);
+  return staging;
+}
+
+export const kselftest: Scenario = {
+  name: 'kselftest',
+  description: "the kernel's livepatch selftests, one check per upstream test case",
+  casesAreChecks: true,
+  async run(ctx) {
+    const tree = ctx.tree;
+    const scripts = upstreamScripts(readFileSync(join(tree, SELFTEST_DIR, 'Makefile'), 'utf8'));
+    await ctx.step('install the test modules and the selftest scripts', async (s) => {
+      const staging = await stageModules(ctx, tree);
+      const modsTar = join(ctx.build.buildDir, 'klp-modules.tar');
+      const scriptsTar = join(ctx.build.buildDir, 'klp-kselftest.tar');
+      await run('tar', ['-C', staging, '-cf', modsTar, 'lib']);
+      await run('tar', ['-C', join(tree, 'tools/testing/selftests'), '-cf', scriptsTar, 'livepatch']);
+      await ctx.ops.put(readFileSync(modsTar), '/tmp/modules.tar');
+      await ctx.ops.put(readFileSync(scriptsTar), '/tmp/kselftest.tar');
+      const r = await ctx.ops.run('tar -x -C / -f /tmp/modules.tar && mkdir -p /root/kselftest && tar -x -C /root/kselftest -f /tmp/kselftest.tar && modprobe --dry-run test_klp_livepatch && echo installed');
+      s.equal('test modules installed (modprobe --dry-run test_klp_livepatch)', r.stdout.trim() || r.stderr.trim(), 'installed');
+      s.equal('upstream scripts found', String(scripts.length > 0 && existsSync(join(tree, SELFTEST_DIR, scripts[0]!))), 'true');
+    });
+    for (const script of scripts) {
+      await ctx.step(`upstream ${script}`, async (s) => {
+        const limit = timeout('transition', ctx.arch) * 30;
+        const r = await ctx.ops.run(`cd /root/kselftest/livepatch && bash ./${script} 2>&1; echo "EXIT=$?"`, limit);
+        const exit = /EXIT=(\d+)\s*$/.exec(r.stdout)?.[1] ?? '?';
+        const cases = parseUpstreamOutput(r.stdout);
+        for (const c of cases) s.equal(`${script}: ${c.name}`, c.ok ? 'ok' : `not ok\n${c.output.trim()}`, 'ok');
+        s.equal(`${script} exit status${exit === '4' ? ' (4: skipped)' : ''}`, exit === '0' ? '0' : `${exit}\n${r.stdout.split('\n').slice(-15).join('\n')}`, '0');
+      });
+    }
+  },
+};
