@@ -14,27 +14,30 @@ import { run } from './exec.js';
 import type { Keys } from './keys.js';
 import type { Logger } from './log.js';
 
+/** What a guest image holds: Debian packages, the programs taken from them, extra links. */
+export interface ImageContents {
+  packages: string[];
+  programs: string[];
+  links: [string, string][];
+}
+
+/** busybox and dropbear run every guest; small, for fast boots. */
+const BASE: ImageContents = { packages: ['busybox', 'dropbear-bin'], programs: ['/bin/busybox', '/usr/sbin/dropbear'], links: [] };
+
 /**
- * What goes into every guest: the packages, and the programs taken from them.
- * busybox and dropbear run the guest; bash, kmod, procps, diffutils and a few
- * coreutils are what the kernel's livepatch selftests call.
+ * What the kernel's livepatch selftests call besides busybox: bash, kmod,
+ * procps' sysctl, diffutils and a few coreutils. Only guests that run them
+ * carry these (they more than double the initramfs).
  */
-export const GUEST_PACKAGES = ['busybox', 'dropbear-bin', 'bash', 'coreutils', 'diffutils', 'kmod', 'procps'];
-export const GUEST_PROGRAMS = [
-  '/bin/busybox',
-  '/usr/sbin/dropbear',
-  '/bin/bash',
-  '/sbin/modprobe',
-  '/sbin/modinfo',
-  '/sbin/sysctl',
-  '/usr/bin/diff',
-  '/usr/bin/comm',
-  '/usr/bin/stat',
-  '/bin/mktemp',
-  '/bin/sleep',
-];
-/** Links the selftests expect where Debian's merged /usr would have them. */
-const EXTRA_LINKS: [string, string][] = [['/bin/stat', '/usr/bin/stat']];
+const KSELFTEST: ImageContents = {
+  packages: [...BASE.packages, 'bash', 'coreutils', 'diffutils', 'kmod', 'procps'],
+  programs: [...BASE.programs, '/bin/bash', '/sbin/modprobe', '/sbin/modinfo', '/sbin/sysctl', '/usr/bin/diff', '/usr/bin/comm', '/usr/bin/stat', '/bin/mktemp', '/bin/sleep'],
+  // The selftests call /bin/stat, where Debian's merged /usr would have it.
+  links: [['/bin/stat', '/usr/bin/stat']],
+};
+
+export type ImageVariant = 'base' | 'kselftest';
+export const IMAGE_CONTENTS: Readonly<Record<ImageVariant, ImageContents>> = { base: BASE, kselftest: KSELFTEST };
 
 export interface ImageRequest {
   arch: ArchRecord;
@@ -43,6 +46,7 @@ export interface ImageRequest {
   keys: Keys;
   logger: Logger;
   rebuild?: boolean;
+  variant?: ImageVariant;
 }
 
 export interface ImageResult {
@@ -126,8 +130,10 @@ function passwd(): string {
 export async function buildImage(req: ImageRequest): Promise<ImageResult> {
   const started = Date.now();
   const { arch, logger } = req;
-  const key = hashOf(arch.debArch, GUEST_PACKAGES.join(','), GUEST_PROGRAMS.join(','), JSON.stringify(EXTRA_LINKS), req.initScript, req.keys.clientPublic, req.keys.hostKeyDropbear);
-  const dir = join(req.cacheDir, 'images', `${arch.name}-${key}`);
+  const variant = req.variant ?? 'base';
+  const contents = IMAGE_CONTENTS[variant];
+  const key = hashOf(arch.debArch, JSON.stringify(contents), req.initScript, req.keys.clientPublic, req.keys.hostKeyDropbear);
+  const dir = join(req.cacheDir, 'images', `${arch.name}-${variant}-${key}`);
   const path = join(dir, 'initramfs.cpio');
   if (!req.rebuild) {
     const marker = await readValidMarker(dir);
@@ -139,7 +145,7 @@ export async function buildImage(req: ImageRequest): Promise<ImageResult> {
   mkdirSync(dir, { recursive: true });
   const state = aptState(req.cacheDir, arch.debArch);
   await aptUpdate(state, logger);
-  const pkgs = await dependencyClosure(state, GUEST_PACKAGES);
+  const pkgs = await dependencyClosure(state, contents.packages);
   const debs = await downloadDebs(state, pkgs, logger);
   const sysroot = join(dir, `sysroot.tmp-${process.pid}`);
   const forget = onCleanup(() => rmSync(sysroot, { recursive: true, force: true }));
@@ -148,7 +154,7 @@ export async function buildImage(req: ImageRequest): Promise<ImageResult> {
     for (const deb of debs) await run('dpkg-deb', ['-x', deb, sysroot]);
     let closure: ReturnType<typeof resolveClosure>;
     try {
-      closure = resolveClosure(sysroot, GUEST_PROGRAMS);
+      closure = resolveClosure(sysroot, contents.programs);
     } catch (e) {
       throw infraError(`guest image for ${arch.name}: ${(e as Error).message}`, {
         details: `packages: ${pkgs.join(' ')}`,
@@ -171,7 +177,7 @@ export async function buildImage(req: ImageRequest): Promise<ImageResult> {
       const mode = lstatSync(join(sysroot, p)).mode & 0o7777;
       entries.push({ type: 'file', path: p, data: readFileSync(join(sysroot, p)), mode });
     }
-    for (const [link, target] of [...closure.symlinks, ...EXTRA_LINKS]) {
+    for (const [link, target] of [...closure.symlinks, ...contents.links]) {
       addDir(posix.dirname(link));
       entries.push({ type: 'symlink', path: link, target });
     }
@@ -189,7 +195,7 @@ export async function buildImage(req: ImageRequest): Promise<ImageResult> {
       files: entries.length,
       debs: debs.map((d) => d.slice(dirname(d).length + 1)),
     });
-    logger.info(`image ${arch.name}: ${entries.length} entries, ${(cpio.length / 1048576).toFixed(1)} MiB from ${debs.length} packages`);
+    logger.info(`image ${arch.name} (${variant}): ${entries.length} entries, ${(cpio.length / 1048576).toFixed(1)} MiB from ${debs.length} packages`);
     return { path, reused: false, durationMs: Date.now() - started, files: entries.length, bytes: cpio.length };
   } finally {
     forget();

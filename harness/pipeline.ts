@@ -134,7 +134,8 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
           const consoleLog = join(archOut, `console-${label}.log`);
           const bootRec: ArchReport['boots'][number] = { cpu, scenario: scenario.name, consoleLog };
           ar.boots.push(bootRec);
-          const booted = await bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger: opts.logger, cpu, qemuBinary: opts.qemuBinary });
+          const initrd = scenario.image && scenario.image !== 'base' ? (await buildImage({ arch, cacheDir, initScript, keys, logger: opts.logger, variant: scenario.image })).path : image.path;
+          const booted = await bootGuest({ arch, kernel: build.image, initrd, keys, consoleLog, logger: opts.logger, cpu, qemuBinary: opts.qemuBinary });
           bootRec.bootMs = booted.bootMs;
           bootRec.qemuCommand = booted.vm.command;
           writeFileSync(join(archOut, `qemu-command-${label}.txt`), booted.vm.command + '\n');

@@ -56,6 +56,7 @@ export const kselftest: Scenario = {
   name: 'kselftest',
   description: "the kernel's livepatch selftests, one check per upstream test case",
   casesAreChecks: true,
+  image: 'kselftest',
   async run(ctx) {
     const tree = ctx.tree;
     const scripts = upstreamScripts(readFileSync(join(tree, SELFTEST_DIR, 'Makefile'), 'utf8'));

@@ -71,6 +71,8 @@ export interface Scenario {
   allCpus?: boolean;
   /** Each check is a test case of its own in JUnit (the upstream selftests). */
   casesAreChecks?: boolean;
+  /** The guest image it needs; default the small base image. */
+  image?: 'base' | 'kselftest';
   run(ctx: ScenarioContext): Promise<void>;
 }
 
