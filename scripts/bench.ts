@@ -142,7 +142,7 @@ if (!skipKunit) {
     const k0 = Date.now();
     const r = await run('python3', ['tools/testing/kunit/kunit.py', 'run', `--arch=${arch}`, `--build_dir=${dir}`, `--jobs=${jobs}`, '--kunitconfig=lib/kunit/.kunitconfig', ...extra], {
       cwd: src.tree,
-      timeoutMs: 40 * 60_000,
+      timeoutMs: 15 * 60_000,
     }).then(
       (x) => `ok: ${/Testing complete\. (.*)/.exec(x.output)?.[1] ?? 'done'}`,
       (e: Error) => `failed: ${e.message.split('\n')[0]}`,
