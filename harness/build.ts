@@ -110,6 +110,7 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const fragmentCopy = join(buildDir, 'klp-fragments.config');
   if (!existsSync(configured) || readFileSync(fragmentCopy, 'utf8') !== fragmentText) {
     rmSync(configured, { force: true });
+    logger.status(arch.name, 'config: tinyconfig + fragments, olddefconfig');
     logger.info(`config ${arch.name}: tinyconfig + ${fragments.map((f) => f.slice(req.kconfigDir.length + 1)).join(' + ')}`);
     const onFailure = failureFor(arch, logPath);
     await run('make', [...base, 'tinyconfig'], { logPath, logger, onFailure });
@@ -131,7 +132,10 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
     env: ccache ? { CCACHE_DIR: join(req.cacheDir, 'ccache') } : undefined,
     onFailure: failureFor(arch, logPath),
     onLine: (line) => {
-      if (/^\s+CC( \[M\])?\s/.test(line)) compiled++;
+      if (/^\s+CC( \[M\])?\s/.test(line)) {
+        compiled++;
+        logger.status(arch.name, `build: ${compiled}${previous ? ` of ~${previous}` : ''} files compiled`);
+      }
       logger.verbose(`build ${arch.name}: ${line}`);
       if (Date.now() - lastReport > 30_000) {
         lastReport = Date.now();

@@ -1,5 +1,6 @@
-// Progress output: plain timestamped lines (no control characters), so the
-// same text reads well on a terminal, in CI and in a log file.
+// Progress output. Everywhere: plain timestamped lines (no control
+// characters), so the same text reads well in CI and in a log file. On a
+// terminal, in addition, a live task list per arch stays below those lines.
 import { appendFileSync } from 'node:fs';
 
 export type Level = 'quiet' | 'normal' | 'verbose';
@@ -7,22 +8,69 @@ export type Level = 'quiet' | 'normal' | 'verbose';
 export interface Logger {
   info(msg: string): void;
   verbose(msg: string): void;
+  /** The current task of one lane (an arch): shown live on a terminal only. */
+  status(lane: string, task: string): void;
   /** Also keep every line in this file from now on. */
   tee(path: string): void;
 }
 
 const stamp = () => new Date().toISOString().slice(11, 19);
 
-export function createLogger(level: Level = 'normal', out: (s: string) => void = (s) => process.stderr.write(s)): Logger {
+export interface LoggerOptions {
+  out?: (s: string) => void;
+  /** Draw the live task list (default: when stderr is a terminal). */
+  live?: boolean;
+}
+
+export function createLogger(level: Level = 'normal', outOrOpts: ((s: string) => void) | LoggerOptions = {}): Logger {
+  const opts: LoggerOptions = typeof outOrOpts === 'function' ? { out: outOrOpts, live: false } : outOrOpts;
+  const out = opts.out ?? ((s: string) => process.stderr.write(s));
+  const live = (opts.live ?? process.stderr.isTTY === true) && level !== 'quiet';
   let teePath: string | undefined;
+  const lanes = new Map<string, { task: string; since: number }>();
+  let drawn = 0;
+  let timer: NodeJS.Timeout | undefined;
+
+  // The live block is erased before a log line and drawn again after it.
+  const erase = () => {
+    if (drawn) out(`\x1b[${drawn}A\x1b[J`);
+    drawn = 0;
+  };
+  const draw = () => {
+    if (!live || lanes.size === 0) return;
+    const width = process.stderr.columns || 100;
+    const rows = [...lanes].map(([lane, s]) => `  ${lane.padEnd(8)} ${s.task} (${Math.round((Date.now() - s.since) / 1000)} s)`.slice(0, width - 1));
+    out(rows.join('\n') + '\n');
+    drawn = rows.length;
+  };
+  const redraw = () => {
+    erase();
+    draw();
+  };
   const emit = (msg: string, show: boolean) => {
     const line = `[${stamp()}] ${msg}\n`;
-    if (show) out(line);
+    if (show) {
+      if (live) erase();
+      out(line);
+      if (live) draw();
+    }
     if (teePath) appendFileSync(teePath, line);
   };
   return {
     info: (msg) => emit(msg, level !== 'quiet'),
     verbose: (msg) => emit(msg, level === 'verbose'),
+    status: (lane, task) => {
+      if (!live) return;
+      const prev = lanes.get(lane);
+      // Elapsed time counts from when the stage (the text before the last ': ') began.
+      const stage = (t: string) => (t.includes(': ') ? t.slice(0, t.lastIndexOf(': ')) : t);
+      lanes.set(lane, { task, since: prev && stage(prev.task) === stage(task) ? prev.since : Date.now() });
+      if (!timer) {
+        timer = setInterval(redraw, 1000);
+        timer.unref();
+      }
+      redraw();
+    },
     tee: (path) => {
       teePath = path;
     },

@@ -91,7 +91,9 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
 
   preflight(opts.arches);
   const series = readSeries(patchesDir);
+  for (const a of opts.arches) opts.logger.status(a.name, 'source: unpack and patch');
   const src = await prepareSource({ kernelSrc, series, cacheDir, logger: opts.logger, rebuild: rebuild.has('source') });
+  for (const a of opts.arches) opts.logger.status(a.name, 'waiting: one kernel build at a time');
   Object.assign(report.source, { reused: src.reused, durationMs: src.durationMs, tree: src.tree, treeKey: src.key, series: src.series, generation: src.generation });
   opts.logger.info(`source: linux ${src.version} with ${series.patches.length} patch(es) ${src.reused ? 'reused from cache' : 'prepared'} (${src.tree})`);
 
@@ -135,6 +137,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
           const bootRec: ArchReport['boots'][number] = { cpu, scenario: scenario.name, consoleLog };
           ar.boots.push(bootRec);
           const initrd = scenario.image && scenario.image !== 'base' ? (await buildImage({ arch, cacheDir, initScript, keys, logger: opts.logger, variant: scenario.image })).path : image.path;
+          opts.logger.status(arch.name, `boot: ${cpu} for ${scenario.name}`);
           const booted = await bootGuest({ arch, kernel: build.image, initrd, keys, consoleLog, logger: opts.logger, cpu, qemuBinary: opts.qemuBinary });
           bootRec.bootMs = booted.bootMs;
           bootRec.qemuCommand = booted.vm.command;
@@ -160,7 +163,9 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
         }
       }
     };
-    const archRun = runArch().catch(fail);
+    const archRun = runArch()
+      .catch(fail)
+      .finally(() => opts.logger.status(arch.name, ar.error ? `stopped: ${ar.error.kind} error` : `done: ${ar.scenarios.filter((x) => x.ok).length}/${ar.scenarios.length} scenarios passed`));
     if (opts.sequential) await archRun;
     else archRuns.push(archRun);
   }
@@ -198,7 +203,9 @@ export async function prepareArch(o: {
   });
   logger.info(`build ${arch.name}: ${build.reused ? 'reused' : 'built'} in ${(build.durationMs / 1000).toFixed(1)} s`);
   checkInterrupted();
+  logger.status(arch.name, 'image: guest initramfs');
   const image = await buildImage({ arch, cacheDir: o.cacheDir, initScript: o.initScript, keys: o.keys, logger, rebuild: o.rebuild?.has('image') });
+  logger.status(arch.name, 'modules: klp_sleeper, klp_sleeper_lp');
   checkInterrupted();
   const modules = await buildGuestModules({ arch, build, tree: o.src.tree, sourceDir: join(PROJECT_ROOT, 'guest/modules'), logger });
   return { build, image, modules };

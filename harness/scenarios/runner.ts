@@ -42,6 +42,7 @@ export async function runScenario(
       const step = { name, checks, durationMs: 0, error: undefined as string | undefined };
       report.steps.push(step);
       base.logger.info(`  ${report.arch}${cpu ? `/${cpu}` : ''} ${scenario.name}: ${name}`);
+      base.logger.status(report.arch, `scenario: ${scenario.name}${cpu ? `/${cpu}` : ''}: ${name}`);
       try {
         await fn(api);
       } catch (e) {
