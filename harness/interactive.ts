@@ -55,6 +55,8 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
     for (const ko of [...Object.values(modules.modules), join(build.buildDir, 'samples/livepatch/livepatch-sample.ko')]) {
       await ops.put(readFileSync(ko), `/root/${ko.split('/').pop()}`);
     }
+    // From here on this process prints to the terminal directly; the live list would overdraw it.
+    logger.endLive();
     print(`Guest ${o.arch.name} is up (console: ${consoleLog}). Modules in /root: klp_sleeper.ko klp_sleeper_lp.ko livepatch-sample.ko`);
     if (setup && o.scenario) {
       const report = await runScenario({ name: `repro-${o.scenario}`, description: '', run: setup.setup }, { arch: o.arch, ops, build, tree: src.tree, modules, vm: booted.vm, logger }, o.cpu);

@@ -12,6 +12,8 @@ export interface Logger {
   status(lane: string, task: string): void;
   /** Also keep every line in this file from now on. */
   tee(path: string): void;
+  /** Removes the live task list for good (before handing the terminal to a guest shell). */
+  endLive(): void;
 }
 
 const stamp = () => new Date().toISOString().slice(11, 19);
@@ -25,7 +27,7 @@ export interface LoggerOptions {
 export function createLogger(level: Level = 'normal', outOrOpts: ((s: string) => void) | LoggerOptions = {}): Logger {
   const opts: LoggerOptions = typeof outOrOpts === 'function' ? { out: outOrOpts, live: false } : outOrOpts;
   const out = opts.out ?? ((s: string) => process.stderr.write(s));
-  const live = (opts.live ?? process.stderr.isTTY === true) && level !== 'quiet';
+  let live = (opts.live ?? process.stderr.isTTY === true) && level !== 'quiet';
   let teePath: string | undefined;
   const lanes = new Map<string, { task: string; since: number }>();
   let drawn = 0;
@@ -73,6 +75,12 @@ export function createLogger(level: Level = 'normal', outOrOpts: ((s: string) =>
     },
     tee: (path) => {
       teePath = path;
+    },
+    endLive: () => {
+      if (live) erase();
+      live = false;
+      clearInterval(timer);
+      lanes.clear();
     },
   };
 }

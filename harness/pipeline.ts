@@ -1,7 +1,7 @@
 // The main job: source -> patches -> config -> build -> guest image -> boot
 // -> scenarios -> report, per arch. Each stage is a function with a typed
 // request and result; this file only decides the order and what to keep.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ArchRecord } from './arch.js';
@@ -124,6 +124,8 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
     const { build, image, modules } = prepared;
     ar.build = { reused: build.reused, durationMs: build.durationMs, dir: build.buildDir, log: build.logPath, makeCommand: build.makeCommand };
     writeFileSync(join(archOut, 'make-command.txt'), build.makeCommand + '\n');
+    // The kernel's build log stays with its build; the run keeps a copy (a reused build's is from when it was made).
+    if (existsSync(build.logPath)) copyFileSync(build.logPath, join(archOut, 'build.log'));
     ar.image = { reused: image.reused, durationMs: image.durationMs, path: image.path, bytes: image.bytes };
     ar.modules = { reused: modules.reused, dir: modules.dir };
     const runArch = async () => {

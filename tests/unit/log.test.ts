@@ -31,3 +31,14 @@ t.test('quiet: nothing but what the caller prints itself', async (t) => {
   log.info('hidden');
   t.equal(text, '');
 });
+
+t.test('endLive removes the list for good', async (t) => {
+  let text = '';
+  const log = createLogger('normal', { out: (s) => (text += s), live: true });
+  log.status('x86_64', 'boot: max');
+  log.endLive();
+  const after = text.length;
+  log.status('x86_64', 'scenario: x');
+  log.info('plain');
+  t.match(text.slice(after), /^\[\d\d:\d\d:\d\d\] plain\n$/, 'only the plain line after endLive');
+});
