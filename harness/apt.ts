@@ -1,6 +1,6 @@
 // Debian packages of the guest's architecture, fetched with a private apt
 // state under the harness cache: the host's dpkg architectures are left alone.
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { infraError } from './errors.js';
 import { run, tail } from './exec.js';
@@ -50,7 +50,6 @@ export async function aptUpdate(state: AptState, logger: Logger): Promise<void> 
     await run('apt-get', [...state.options, 'update'], { logPath, logger });
   } catch (e) {
     const details = (e as { context?: { details?: string } }).context?.details ?? '';
-    const { readFileSync } = await import('node:fs');
     const out = readFileSync(logPath, 'utf8');
     const { failed, tolerable } = classifyUpdateFailures(out);
     if (!tolerable) {
@@ -99,13 +98,15 @@ export async function dependencyClosure(state: AptState, packages: string[]): Pr
 export async function downloadDebs(state: AptState, packages: string[], logger: Logger): Promise<string[]> {
   const dir = join(state.root, 'debs');
   const have = () => readdirSync(dir).filter((f) => f.endsWith('.deb'));
-  const missing = packages.filter((p) => !have().some((f) => f.startsWith(`${p}_`)));
+  const before = have();
+  const missing = packages.filter((p) => !before.some((f) => f.startsWith(`${p}_`)));
   if (missing.length) {
     logger.info(`image ${state.debArch}: downloading ${missing.join(' ')}`);
     await run('apt-get', [...state.options, 'download', ...missing], { cwd: dir, logger, logPath: join(state.root, 'download.log') });
   }
+  const after = missing.length ? have() : before;
   return packages.map((p) => {
-    const f = have().filter((n) => n.startsWith(`${p}_`)).sort().pop();
+    const f = after.filter((n) => n.startsWith(`${p}_`)).sort().pop();
     if (!f) throw infraError(`package ${p} (${state.debArch}) was not downloaded`, { logPath: join(state.root, 'download.log') });
     return join(dir, f);
   });

@@ -143,7 +143,7 @@ export async function main(argv: string[]): Promise<number> {
       outDir: values.out,
       rebuild,
       logger,
-      cpus: cpuList ? (a) => cpuList.filter((c) => a.qemu.cpuModels.includes(c)).concat(cpuList.some((c) => a.qemu.cpuModels.includes(c)) ? [] : [a.qemu.cpuModels[0]!]) : undefined,
+      cpus: cpuList ? (a) => cpusFor(a.qemu.cpuModels, cpuList) : undefined,
     });
     process.stdout.write(formatSummary(report));
     return wasInterrupted() ? EXIT.interrupted : report.exitCode;
@@ -177,4 +177,10 @@ async function cacheCommand(dir: string | undefined, prune: boolean | undefined,
     process.stdout.write(`pruned ${gone.length} entr${gone.length === 1 ? 'y' : 'ies'} unused for ${days} days or incomplete\n`);
   }
   return EXIT.ok;
+}
+
+/** The --cpu models an arch knows, or its default model when it knows none of them. */
+export function cpusFor(known: readonly string[], asked: string[]): string[] {
+  const mine = asked.filter((c) => known.includes(c));
+  return mine.length ? mine : [known[0]!];
 }

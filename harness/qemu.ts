@@ -135,16 +135,6 @@ export class QemuVM {
   get exit() {
     return this.exitInfo;
   }
-  get stderrText() {
-    return this.stderr;
-  }
-  /** Console lines from a mark (see lineCount) to now. */
-  linesSince(mark: number): string[] {
-    return this.allText.slice(mark);
-  }
-  get lineCount() {
-    return this.allText.length;
-  }
 
   /** Waits for a console line matching re. */
   waitForLine(re: RegExp): Promise<string> {

@@ -69,8 +69,7 @@ export function seriesIdentity(series: Series): string {
 
 /** Reads VERSION.PATCHLEVEL.SUBLEVEL from a tree's Makefile. */
 export async function kernelVersion(tree: string): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
-  const mk = await readFile(join(tree, 'Makefile'), 'utf8');
+  const mk = readFileSync(join(tree, 'Makefile'), 'utf8');
   const get = (k: string) => new RegExp(`^${k}[ \\t]*=[ \\t]*(\\S*)`, 'm').exec(mk)?.[1] ?? '?';
   return `${get('VERSION')}.${get('PATCHLEVEL')}.${get('SUBLEVEL')}${get('EXTRAVERSION').replace('?', '')}`;
 }

@@ -34,7 +34,7 @@ export class GuestShell {
    * Connects, retrying while the server is not up. `abort` resolves (with a
    * reason) when waiting is pointless: the VM died or panicked.
    */
-  static async connect(opts: { port: number; keys: Keys; deadlineMs: number; abort?: Promise<string>; kex?: string[] }): Promise<GuestShell> {
+  static async connect(opts: { port: number; keys: Keys; deadlineMs: number; abort?: Promise<string> }): Promise<GuestShell> {
     let aborted: string | undefined;
     opts.abort?.then((why) => (aborted = why));
     const started = Date.now();
@@ -53,7 +53,6 @@ export class GuestShell {
           privateKey: opts.keys.clientPrivate,
           readyTimeout: 8000,
           hostVerifier: (key: Buffer) => key.equals(opts.keys.hostPublicBlob),
-          ...(opts.kex ? { algorithms: { kex: opts.kex as never } } : {}),
         });
       });
     const client = await pRetry(
