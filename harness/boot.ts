@@ -1,6 +1,9 @@
-// Boots a kernel in QEMU and connects over SSH. Retries QEMU only when its
-// port forward could not be set up (the port was taken); a kernel that
-// panics or never brings SSH up fails with the console tail.
+// Boots a kernel in QEMU and connects over SSH. Retries QEMU when its port
+// forward could not be set up (the port was taken), and once when the boot
+// stalled (the console silent before the guest was ready: seen rarely under
+// software emulation on a loaded host; the stalled console is kept). A kernel
+// that panics or never brings SSH up fails with the console tail.
+import { renameSync } from 'node:fs';
 import pRetry, { AbortError } from 'p-retry';
 import type { ArchRecord } from './arch.js';
 import { bootError, HarnessError, infraError } from './errors.js';
@@ -21,6 +24,8 @@ export interface BootRequest {
   cpu?: string;
   qemuBinary?: string;
   extraAppend?: string[];
+  /** Console silence before ready that counts as a stall (default: the bootSilence timeout). */
+  silenceMs?: number;
   /** Picks the host port for the SSH forward (tests inject a taken one). */
   pickPort?: () => Promise<number>;
 }
@@ -30,6 +35,8 @@ export interface Booted {
   ssh: GuestShell;
   bootMs: number;
   port: number;
+  /** Console logs of earlier attempts that stalled (kept, renamed). */
+  stalled: string[];
 }
 
 /** Set once KVM failed to start a guest: the rest of the run uses TCG. */
@@ -46,6 +53,8 @@ export const portTaken = (stderr: string) => /could not set up host forwarding r
 export async function bootGuest(req: BootRequest): Promise<Booted> {
   const { arch, logger } = req;
   const deadline = timeout('bootToSsh', arch);
+  const silence = req.silenceMs ?? timeout('bootSilence', arch);
+  const stalled: string[] = [];
   return pRetry(
     async () => {
       const port = await (req.pickPort ?? freePort)();
@@ -63,18 +72,28 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
       });
       logger.info(`boot ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid}: ${vm.command}`);
+      let ready = false;
+      let watchdog: NodeJS.Timeout | undefined;
+      const silent = new Promise<string>((resolve) => {
+        watchdog = setInterval(() => {
+          const quiet = Date.now() - vm.lastLineAt;
+          if (!ready && quiet >= silence) resolve(`boot stalled: no console output for ${Math.round(quiet / 1000)} s before the guest was ready`);
+        }, 1000);
+      });
       const abort = Promise.race([
         vm.fatal.then((ev) => `kernel ${ev.kind} on ${arch.name}: ${ev.line.trim()}`),
         vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH came up`),
+        silent,
       ]);
       try {
         // Connecting before the guest's network is up costs seconds of TCP SYN
         // back-off inside QEMU's user network; our init says when it is ready.
         const early = await Promise.race([vm.waitForLine(READY_LINE).then(() => undefined), abort, sleep(deadline / 2).then(() => undefined)]);
         if (early) throw new HarnessError('boot', early);
+        ready = true;
         const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, abort });
         const bootMs = Date.now() - vm.startedAt;
-        return { vm, ssh, bootMs, port };
+        return { vm, ssh, bootMs, port, stalled };
       } catch (e) {
         // Give a fatal line a moment to arrive so the report shows the panic, not only the exit.
         await new Promise((r) => setTimeout(r, 300));
@@ -91,6 +110,14 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         };
         const panic = vm.events.find((ev) => ev.kind === 'panic' || ev.kind === 'oops' || ev.kind === 'bug');
         if (panic) throw new AbortError(bootError(`kernel failed during boot: ${panic.line.trim()}`, ctx));
+        const msg = e instanceof HarnessError ? e.message : String(e);
+        if (msg.startsWith('boot stalled') && stalled.length === 0) {
+          const kept = `${req.consoleLog.replace(/\.log$/, '')}-stalled-1.log`;
+          renameSync(req.consoleLog, kept);
+          stalled.push(kept);
+          logger.info(`boot ${arch.name}: ${msg} (last line: ${vm.console.last(1)[0]?.trim() ?? 'none'}); console kept in ${kept}; booting once more`);
+          throw bootError(msg, ctx);
+        }
         if (exit && portTaken(exit.stderr)) {
           logger.info(`boot ${arch.name}: port ${port} was taken, trying another`);
           throw infraError(`port ${port} was taken`, ctx);
@@ -104,8 +131,10 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         if (exit && exit.code !== 0 && exit.stderr.trim() && vm.console.last(1).length === 0) {
           throw new AbortError(infraError(`QEMU failed to start: ${exit.stderr.trim().split('\n')[0]}`, { ...ctx, details: exit.stderr }));
         }
-        const msg = e instanceof HarnessError ? e.message : String(e);
-        throw new AbortError(bootError(`${arch.name} guest did not reach SSH: ${msg}`, { ...ctx, details: exit?.stderr || undefined }));
+        const earlier = stalled.length ? `; an earlier attempt stalled too (${stalled.join(', ')})` : '';
+        throw new AbortError(bootError(`${arch.name} guest did not reach SSH: ${msg}${earlier}`, { ...ctx, details: exit?.stderr || undefined }));
+      } finally {
+        clearInterval(watchdog);
       }
     },
     { retries: 3, minTimeout: 0 },

@@ -52,7 +52,7 @@ export interface ArchReport {
   build?: { reused: boolean; durationMs: number; dir: string; log: string; makeCommand: string };
   image?: { reused: boolean; durationMs: number; path: string; bytes: number };
   modules?: { reused: boolean; dir: string };
-  boots: { cpu: string; scenario: string; bootMs?: number; qemuCommand?: string; consoleLog: string }[];
+  boots: { cpu: string; scenario: string; bootMs?: number; qemuCommand?: string; consoleLog: string; stalledConsoleLogs?: string[] }[];
   scenarios: ScenarioReport[];
   error?: { kind: string; message: string; report: string; exitCode: number };
 }
@@ -130,22 +130,41 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
     ar.modules = { reused: modules.reused, dir: modules.dir };
     const runArch = async () => {
       const cpuChoice = opts.cpus?.(arch) ?? [...arch.qemu.cpuModels];
-      for (const scenario of opts.scenarios) {
-        // Every scenario gets a freshly booted guest: a forced transition leaves a module that can never go.
-        for (const cpu of scenario.allCpus ? cpuChoice : cpuChoice.slice(0, 1)) {
-          checkInterrupted();
+      // Every scenario gets a freshly booted guest: a forced transition leaves a module that can never go.
+      const runs = opts.scenarios.flatMap((scenario) => (scenario.allCpus ? cpuChoice : cpuChoice.slice(0, 1)).map((cpu) => ({ scenario, cpu })));
+      const boot = async ({ scenario, cpu }: (typeof runs)[number]) => {
+        const label = `${scenario.name}-${cpu}`;
+        const consoleLog = join(archOut, `console-${label}.log`);
+        const bootRec: ArchReport['boots'][number] = { cpu, scenario: scenario.name, consoleLog };
+        ar.boots.push(bootRec);
+        const initrd = scenario.image && scenario.image !== 'base' ? (await buildImage({ arch, cacheDir, initScript, keys, logger: opts.logger, variant: scenario.image })).path : image.path;
+        const booted = await bootGuest({ arch, kernel: build.image, initrd, keys, consoleLog, logger: opts.logger, cpu, qemuBinary: opts.qemuBinary });
+        bootRec.bootMs = booted.bootMs;
+        if (booted.stalled.length) bootRec.stalledConsoleLogs = booted.stalled;
+        bootRec.qemuCommand = booted.vm.command;
+        writeFileSync(join(archOut, `qemu-command-${label}.txt`), booted.vm.command + '\n');
+        opts.logger.info(`boot ${arch.name}/${cpu} for ${scenario.name}: SSH up after ${(booted.bootMs / 1000).toFixed(1)} s (${sshCommand(keys, booted.port)})`);
+        return booted;
+      };
+      // The next scenario's guest boots while this one runs: a scenario spends
+      // most of its time waiting on the kernel's one-second retries.
+      let next: ReturnType<typeof boot> | undefined;
+      if (runs[0]) {
+        opts.logger.status(arch.name, `boot: ${runs[0].cpu} for ${runs[0].scenario.name}`);
+        next = boot(runs[0]);
+      }
+      try {
+        for (let i = 0; i < runs.length; i++) {
+          const { scenario, cpu } = runs[i]!;
           const label = `${scenario.name}-${cpu}`;
-          const consoleLog = join(archOut, `console-${label}.log`);
-          const bootRec: ArchReport['boots'][number] = { cpu, scenario: scenario.name, consoleLog };
-          ar.boots.push(bootRec);
-          const initrd = scenario.image && scenario.image !== 'base' ? (await buildImage({ arch, cacheDir, initScript, keys, logger: opts.logger, variant: scenario.image })).path : image.path;
-          opts.logger.status(arch.name, `boot: ${cpu} for ${scenario.name}`);
-          const booted = await bootGuest({ arch, kernel: build.image, initrd, keys, consoleLog, logger: opts.logger, cpu, qemuBinary: opts.qemuBinary });
-          bootRec.bootMs = booted.bootMs;
-          bootRec.qemuCommand = booted.vm.command;
-          writeFileSync(join(archOut, `qemu-command-${label}.txt`), booted.vm.command + '\n');
-          opts.logger.info(`boot ${arch.name}/${cpu}: SSH up after ${(booted.bootMs / 1000).toFixed(1)} s (${sshCommand(keys, booted.port)})`);
+          const booted = await next!;
+          next = undefined;
           try {
+            checkInterrupted();
+            if (runs[i + 1]) {
+              next = boot(runs[i + 1]!);
+              next.catch(() => {}); // reported when its turn comes
+            }
             const ops = new GuestOps(booted.ssh, timeout('guestCommand', arch), booted.vm);
             const uname = (await ops.must('uname -m')).trim();
             if (uname !== arch.unameMachine) throw new HarnessError('boot', `guest reports uname -m '${uname}', expected '${arch.unameMachine}'`, { arch: arch.name });
@@ -162,6 +181,13 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
             booted.ssh.close();
             await booted.vm.stop();
           }
+        }
+      } finally {
+        // Stopped early (an error, an interrupt): the guest booted ahead goes too.
+        const ahead = await next?.catch(() => undefined);
+        if (ahead) {
+          ahead.ssh.close();
+          await ahead.vm.stop();
         }
       }
     };

@@ -65,6 +65,8 @@ export type VmExit = { code: number | null; signal: NodeJS.Signals | null; stder
 export class QemuVM {
   readonly command: string;
   readonly startedAt = Date.now();
+  /** When the console last printed a line (the boot watchdog's clock). */
+  lastLineAt = Date.now();
   readonly console = new RingBuffer(120);
   readonly events: ConsoleEvent[] = [];
   /** Resolves when QEMU exits, for whatever reason. */
@@ -96,6 +98,7 @@ export class QemuVM {
       partial = lines.pop() ?? '';
       for (const raw of lines) {
         const line = cleanConsoleLine(raw);
+        this.lastLineAt = Date.now();
         this.console.push(line);
         this.allText.push(line);
         options.onConsoleLine?.(line);

@@ -4,6 +4,8 @@ import type { ArchRecord } from './arch.js';
 
 const BASE_MS = {
   bootToSsh: 60_000,
+  /** Console silence before the guest is ready that counts as a stalled boot. */
+  bootSilence: 20_000,
   guestCommand: 30_000,
   transition: 20_000,
   moduleCopy: 30_000,

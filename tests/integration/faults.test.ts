@@ -110,6 +110,43 @@ t.test('a taken SSH port is retried on another port; nothing else is retried', a
   noQemuLeft(t);
 });
 
+/** A QEMU stand-in that prints two boot lines and then goes silent for its first `stalls` runs, then runs the real QEMU. */
+function stallingQemu(t: Test, stalls: number) {
+  const dir = tempDir(t);
+  const bin = join(dir, 'qemu-stalls');
+  writeFileSync(
+    bin,
+    `#!/bin/sh\nn=$(cat ${dir}/count 2>/dev/null || echo 0); echo $((n + 1)) > ${dir}/count\n` +
+      `if [ "$n" -lt ${stalls} ]; then echo '[    0.000000] Linux version 6.1 (stand-in)'; echo '[    2.045844] i8042: PNP: PS/2 Controller'; exec sleep 600; fi\n` +
+      `exec ${arch.qemu.binary} "$@"\n`,
+  );
+  chmodSync(bin, 0o755);
+  return { bin, runs: () => Number(readFileSync(join(dir, 'count'), 'utf8')) };
+}
+
+t.test('a boot whose console goes silent is booted once more, the stalled console kept', async (t) => {
+  const fake = stallingQemu(t, 1);
+  const b = await boot({ qemuBinary: fake.bin, silenceMs: 3000 }, t);
+  t.equal(b.stalled.length, 1, 'one stalled attempt');
+  t.match(readFileSync(b.stalled[0]!, 'utf8'), /i8042: PNP: PS\/2 Controller/, 'its console is kept');
+  t.equal((await b.ssh.exec('echo up')).stdout.trim(), 'up', 'the second boot answers');
+  b.ssh.close();
+  await b.vm.stop();
+  noQemuLeft(t);
+});
+
+t.test('a boot that stalls twice fails as a boot error naming both consoles', async (t) => {
+  const fake = stallingQemu(t, 5);
+  const started = Date.now();
+  const err = (await boot({ qemuBinary: fake.bin, silenceMs: 3000 }, t).catch((e) => e)) as HarnessError;
+  t.equal(err.kind, 'boot');
+  t.match(err.message, /boot stalled: no console output for \d+ s before the guest was ready; an earlier attempt stalled too \(.*-stalled-1\.log\)/);
+  t.equal(fake.runs(), 2, 'booted twice, not more');
+  t.match(err.report(), /i8042/, 'the report shows where the console stopped');
+  t.ok(Date.now() - started < 20_000, `gave up after ${Date.now() - started} ms`);
+  noQemuLeft(t);
+});
+
 t.test('SIGINT during a build: make is gone, exit 130, no half-written entry', async (t) => {
   const bin = tempDir(t);
   const pids = join(bin, 'pids');
