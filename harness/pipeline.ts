@@ -54,6 +54,8 @@ export interface ArchReport {
   modules?: { reused: boolean; dir: string };
   boots: { cpu: string; scenario: string; bootMs?: number; qemuCommand?: string; consoleLog: string; stalledConsoleLogs?: string[] }[];
   scenarios: ScenarioReport[];
+  /** Wall time from the first boot to the end of the last scenario (boots overlap scenarios). */
+  scenariosWallMs?: number;
   error?: { kind: string; message: string; report: string; exitCode: number };
 }
 
@@ -148,6 +150,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
       };
       // The next scenario's guest boots while this one runs: a scenario spends
       // most of its time waiting on the kernel's one-second retries.
+      const wallStart = Date.now();
       let next: ReturnType<typeof boot> | undefined;
       if (runs[0]) {
         opts.logger.status(arch.name, `boot: ${runs[0].cpu} for ${runs[0].scenario.name}`);
@@ -182,6 +185,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
             await booted.vm.stop();
           }
         }
+        ar.scenariosWallMs = Date.now() - wallStart;
       } finally {
         // Stopped early (an error, an interrupt): the guest booted ahead goes too.
         const ahead = await next?.catch(() => undefined);
