@@ -113,13 +113,19 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
     logger.status(arch.name, 'config: tinyconfig + fragments, olddefconfig');
     logger.info(`config ${arch.name}: tinyconfig + ${fragments.map((f) => f.slice(req.kconfigDir.length + 1)).join(' + ')}`);
     const onFailure = failureFor(arch, logPath);
-    const tinyFiles = tinyFragments(req.tree, arch);
-    // What `make tinyconfig` does, with our fragments merged before its final
-    // olddefconfig instead of after it: one kbuild config run fewer, and the
-    // same .config (checked byte for byte on both arches with 6.1).
-    await run('make', [...base, `KCONFIG_ALLCONFIG=${join(req.tree, 'kernel/configs/tiny-base.config')}`, 'allnoconfig'], { logPath, logger, onFailure });
-    const tiny = tinyFiles.map((f) => `# from ${f.slice(req.tree.length + 1)}\n${readFileSync(f, 'utf8')}`);
-    appendFileSync(join(buildDir, '.config'), `\n${tiny.join('\n')}\n# klp-harness fragments\n${fragmentText}\n`);
+    const tiny = tinyFragments(req.tree, arch);
+    if (tiny) {
+      // What `make tinyconfig` does, with our fragments merged before its final
+      // olddefconfig instead of after it: one kbuild config run fewer, and the
+      // same .config (checked byte for byte on both arches with 6.1).
+      await run('make', [...base, `KCONFIG_ALLCONFIG=${tiny.base}`, 'allnoconfig'], { logPath, logger, onFailure });
+      const merged = tiny.fragments.map((f) => `# from ${f.slice(req.tree.length + 1)}\n${readFileSync(f, 'utf8')}`);
+      appendFileSync(join(buildDir, '.config'), `\n${merged.join('\n')}\n# klp-harness fragments\n${fragmentText}\n`);
+    } else {
+      // A tree older than 5.9 (no tiny-base.config): kbuild's own tinyconfig, then ours on top.
+      await run('make', [...base, 'tinyconfig'], { logPath, logger, onFailure });
+      appendFileSync(join(buildDir, '.config'), `\n# klp-harness fragments\n${fragmentText}\n`);
+    }
     await run('make', [...base, 'olddefconfig'], { logPath, logger, onFailure });
     await checkConfig({ tree: req.tree, buildDir, wanted: parseConfig(fragmentText), fragments, arch: arch.name });
     writeFileSync(fragmentCopy, fragmentText);
@@ -157,18 +163,13 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   return result(false);
 }
 
-/** The tree's own tinyconfig fragments: the generic one and the arch's, where present. */
-function tinyFragments(tree: string, arch: ArchRecord): string[] {
-  const srcArch = arch.linuxArch === 'x86_64' ? 'x86' : arch.linuxArch;
-  const all = [join(tree, 'kernel/configs/tiny.config'), join(tree, 'arch', srcArch, 'configs/tiny.config')];
+/** The tree's own tinyconfig inputs (base, generic and arch fragments), if it has tiny-base.config. */
+function tinyFragments(tree: string, arch: ArchRecord): { base: string; fragments: string[] } | undefined {
   const base = join(tree, 'kernel/configs/tiny-base.config');
-  if (!existsSync(base) || !existsSync(all[0]!)) {
-    throw usageError(`the kernel tree ${tree} has no kernel/configs/tiny-base.config or tiny.config`, {
-      arch: arch.name,
-      hint: 'the harness builds from tinyconfig, which Linux has had since 3.17 (tiny-base.config since 5.9): pass a newer tree with --kernel-src',
-    });
-  }
-  return all.filter((f) => existsSync(f));
+  if (!existsSync(base)) return undefined;
+  const srcArch = arch.linuxArch === 'x86_64' ? 'x86' : arch.linuxArch;
+  const fragments = [join(tree, 'kernel/configs/tiny.config'), join(tree, 'arch', srcArch, 'configs/tiny.config')];
+  return { base, fragments: fragments.filter((f) => existsSync(f)) };
 }
 
 function readMaybe(path: string): string | undefined {
