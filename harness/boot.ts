@@ -72,12 +72,16 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
       });
       logger.info(`boot ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid}: ${vm.command}`);
-      let ready = false;
+      // Watches the console until the guest is ready; stops at the first stall it reports.
+      let stalledNow = false;
       let watchdog: NodeJS.Timeout | undefined;
       const silent = new Promise<string>((resolve) => {
         watchdog = setInterval(() => {
           const quiet = Date.now() - vm.lastLineAt;
-          if (!ready && quiet >= silence) resolve(`boot stalled: no console output for ${Math.round(quiet / 1000)} s before the guest was ready`);
+          if (quiet < silence) return;
+          stalledNow = true;
+          clearInterval(watchdog);
+          resolve(`boot stalled: no console output for ${Math.round(quiet / 1000)} s before the guest was ready`);
         }, 1000);
       });
       const abort = Promise.race([
@@ -90,7 +94,7 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         // back-off inside QEMU's user network; our init says when it is ready.
         const early = await Promise.race([vm.waitForLine(READY_LINE).then(() => undefined), abort, sleep(deadline / 2).then(() => undefined)]);
         if (early) throw new HarnessError('boot', early);
-        ready = true;
+        clearInterval(watchdog);
         const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, abort });
         const bootMs = Date.now() - vm.startedAt;
         return { vm, ssh, bootMs, port, stalled };
@@ -111,7 +115,7 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         const panic = vm.events.find((ev) => ev.kind === 'panic' || ev.kind === 'oops' || ev.kind === 'bug');
         if (panic) throw new AbortError(bootError(`kernel failed during boot: ${panic.line.trim()}`, ctx));
         const msg = e instanceof HarnessError ? e.message : String(e);
-        if (msg.startsWith('boot stalled') && stalled.length === 0) {
+        if (stalledNow && stalled.length === 0) {
           const kept = `${req.consoleLog.replace(/\.log$/, '')}-stalled-1.log`;
           renameSync(req.consoleLog, kept);
           stalled.push(kept);

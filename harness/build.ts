@@ -114,18 +114,18 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
     logger.info(`config ${arch.name}: tinyconfig + ${fragments.map((f) => f.slice(req.kconfigDir.length + 1)).join(' + ')}`);
     const onFailure = failureFor(arch, logPath);
     const tiny = tinyFragments(req.tree, arch);
+    let tinyText = '';
     if (tiny) {
       // What `make tinyconfig` does, with our fragments merged before its final
       // olddefconfig instead of after it: one kbuild config run fewer, and the
       // same .config (checked byte for byte on both arches with 6.1).
       await run('make', [...base, `KCONFIG_ALLCONFIG=${tiny.base}`, 'allnoconfig'], { logPath, logger, onFailure });
-      const merged = tiny.fragments.map((f) => `# from ${f.slice(req.tree.length + 1)}\n${readFileSync(f, 'utf8')}`);
-      appendFileSync(join(buildDir, '.config'), `\n${merged.join('\n')}\n# klp-harness fragments\n${fragmentText}\n`);
+      tinyText = tiny.fragments.map((f) => `# from ${f.slice(req.tree.length + 1)}\n${readFileSync(f, 'utf8')}\n`).join('');
     } else {
       // A tree older than 5.9 (no tiny-base.config): kbuild's own tinyconfig, then ours on top.
       await run('make', [...base, 'tinyconfig'], { logPath, logger, onFailure });
-      appendFileSync(join(buildDir, '.config'), `\n# klp-harness fragments\n${fragmentText}\n`);
     }
+    appendFileSync(join(buildDir, '.config'), `\n${tinyText}# klp-harness fragments\n${fragmentText}\n`);
     await run('make', [...base, 'olddefconfig'], { logPath, logger, onFailure });
     await checkConfig({ tree: req.tree, buildDir, wanted: parseConfig(fragmentText), fragments, arch: arch.name });
     writeFileSync(fragmentCopy, fragmentText);

@@ -18,11 +18,20 @@ export interface VmWatch {
 export const LP_SYSFS = '/sys/kernel/livepatch';
 
 /**
- * A shell function setting $ms to the guest's uptime in milliseconds, without
- * a fork ("12.34" -> 12340; the "1" prefix keeps "0.09" from reading
- * as octal).
+ * A guest shell loop reading `path` into $v ('gone' when it cannot be read)
+ * every `everyMs` until `forMs` of guest clock have passed, with $e the
+ * milliseconds since the start; `body` runs after each reading and may
+ * `break`. Builtins only per reading (a fork costs ~45 ms under emulation);
+ * $ms comes from /proc/uptime ("12.34" -> 12340; the "1" prefix keeps "0.09"
+ * from reading as octal).
  */
-export const GUEST_CLOCK = 'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); };';
+function pollScript(path: string, forMs: number, everyMs: number, body: string): string {
+  return (
+    'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; now_ms; t0=$ms; e=0; ' +
+    `while :; do read v 2>/dev/null < ${q(path)} || v=gone; now_ms; e=$(( ms - t0 )); ${body}` +
+    `[ $e -ge ${forMs} ] && break; usleep ${everyMs * 1000}; done;`
+  );
+}
 
 export interface WriteResult {
   ok: boolean;
@@ -126,13 +135,8 @@ export class GuestOps {
    * Readings use the shell's `read` builtin: a fork costs ~45 ms under emulation.
    */
   async waitTransition(patch: string, want: '0' | '1', timeoutMs: number): Promise<{ value: string; waitedMs: number }> {
-    const file = q(this.patchFile(patch, 'transition'));
-    const script =
-      `${GUEST_CLOCK} now_ms; t0=$ms; e=0; ` +
-      `while :; do read v 2>/dev/null < ${file} || v=gone; now_ms; e=$(( ms - t0 )); ` +
-      `[ "$v" = ${q(want)} ] && break; ${want === '0' ? `[ "$v" = gone ] && break; ` : ''}[ $e -ge ${timeoutMs} ] && break; usleep 100000; done; ` +
-      `echo "$v $e"`;
-    const r = await this.run(script, timeoutMs + this.commandTimeoutMs);
+    const done = `[ "$v" = ${q(want)} ] && break; ${want === '0' ? '[ "$v" = gone ] && break; ' : ''}`;
+    const r = await this.run(`${pollScript(this.patchFile(patch, 'transition'), timeoutMs, 100, done)} echo "$v $e"`, timeoutMs + this.commandTimeoutMs);
     const [value = '', ms = '0'] = r.stdout.trim().split(/\s+/);
     return { value, waitedMs: Number(ms) };
   }
@@ -142,11 +146,7 @@ export class GuestOps {
    * clock). Returns each distinct reading with its count, and the span covered.
    */
   async sample(path: string, forMs: number, everyMs: number): Promise<{ counts: Map<string, number>; spanMs: number }> {
-    const script =
-      `${GUEST_CLOCK} now_ms; t0=$ms; e=0; ` +
-      `while :; do read v 2>/dev/null < ${q(path)} || v=gone; echo "$v"; now_ms; e=$(( ms - t0 )); [ $e -ge ${forMs} ] && break; usleep ${everyMs * 1000}; done; ` +
-      `echo "span $e"`;
-    const r = await this.run(script, forMs + this.commandTimeoutMs);
+    const r = await this.run(`${pollScript(path, forMs, everyMs, 'echo "$v"; ')} echo "span $e"`, forMs + this.commandTimeoutMs);
     const lines = r.stdout.trim().split('\n');
     const spanMs = Number(/^span (\d+)$/.exec(lines.pop() ?? '')?.[1] ?? 0);
     const counts = new Map<string, number>();
