@@ -33,6 +33,17 @@ export interface ArchRecord {
   readonly kvmHostArch: string;
   /** ppc64le under TCG is several times slower; every timeout is multiplied by this. */
   readonly timeoutScale: number;
+  /**
+   * Bounds measured on the guest's own clock (how soon the kernel finishes a
+   * transition after a lever) scale far less than host-side waits: the
+   * guest's clock runs in real time, only its work is slower.
+   */
+  readonly guestClockScale: number;
+  /**
+   * ppc64le: the system call instruction glibc must use on each CPU model
+   * (POWER9 has scv, POWER8 only sc), proven from AT_HWCAP2 in the guest.
+   */
+  readonly syscallByCpu?: Readonly<Record<string, 'scv' | 'sc'>>;
   /** Extra flags for the out-of-tree guest modules (ccflags-y). */
   readonly moduleCflags: string;
 }
@@ -58,6 +69,7 @@ const X86_64: ArchRecord = {
   },
   kvmHostArch: 'x64',
   timeoutScale: 1,
+  guestClockScale: 1,
   moduleCflags: '',
 };
 
@@ -82,6 +94,8 @@ const PPC64LE: ArchRecord = {
   },
   kvmHostArch: 'ppc64',
   timeoutScale: 4,
+  guestClockScale: 1.5,
+  syscallByCpu: { power9: 'scv', power8: 'sc' },
   // Tail calls in patched functions have corrupted the TOC on ppc64 (kpatch #1002).
   moduleCflags: '-fno-optimize-sibling-calls',
 };

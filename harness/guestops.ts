@@ -25,9 +25,10 @@ export const LP_SYSFS = '/sys/kernel/livepatch';
  * $ms comes from /proc/uptime ("12.34" -> 12340; the "1" prefix keeps "0.09"
  * from reading as octal).
  */
-function pollScript(path: string, forMs: number, everyMs: number, body: string): string {
+function pollScript(path: string, forMs: number, everyMs: number, body: string, first = ''): string {
   return (
-    'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; now_ms; t0=$ms; e=0; ' +
+    'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; now_ms; t0=$ms; ' +
+    `${first}e=0; ` +
     `while :; do read v 2>/dev/null < ${q(path)} || v=gone; now_ms; e=$(( ms - t0 )); ${body}` +
     `[ $e -ge ${forMs} ] && break; usleep ${everyMs * 1000}; done;`
   );
@@ -152,6 +153,50 @@ export class GuestOps {
     const counts = new Map<string, number>();
     for (const l of lines) counts.set(l, (counts.get(l) ?? 0) + 1);
     return { counts, spanMs };
+  }
+
+  /**
+   * Writes `value` to `path` (`times` times back to back) and, in the same
+   * guest command, waits until the patch's `transition` reads 0 or the
+   * patch is gone. The guest clock starts just before the first write, so
+   * `waitedMs` is the kernel's time from the lever to the end, not SSH's.
+   */
+  async writeThenWait(path: string, value: string, patch: string, timeoutMs: number, times = 1): Promise<{ writes: WriteResult[]; value: string; waitedMs: number }> {
+    const writes = Array.from({ length: times }, (_, i) =>
+      `if { echo ${q(value)} > ${q(path)}; } 2>/tmp/klp-w${i}; then echo "w ok"; else read m < /tmp/klp-w${i}; echo "w $m"; fi; `,
+    ).join('');
+    const done = `[ "$v" = 0 ] && break; [ "$v" = gone ] && break; `;
+    const r = await this.run(`${pollScript(this.patchFile(patch, 'transition'), timeoutMs, 100, done, writes)} echo "end $v $e"`, timeoutMs + this.commandTimeoutMs);
+    const lines = r.stdout.trim().split('\n');
+    const [, v = '', ms = 'NaN'] = (lines.find((l) => l.startsWith('end ')) ?? '').split(/\s+/);
+    const outcomes = lines
+      .filter((l) => l.startsWith('w '))
+      .map((l) => l.slice(2))
+      .map((m) => (m === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(m)?.[1]?.trim() ?? m }));
+    return { writes: outcomes, value: v, waitedMs: Number(ms) };
+  }
+
+  /** Waits in the guest until `path` can no longer be read (a sysfs directory removed); returns whether it went. */
+  async waitGone(path: string, timeoutMs: number): Promise<{ gone: boolean; waitedMs: number }> {
+    const r = await this.run(`${pollScript(path, timeoutMs, 100, '[ "$v" = gone ] && break; ')} echo "$v $e"`, timeoutMs + this.commandTimeoutMs);
+    const m = /(\S*) (\d+)\s*$/.exec(r.stdout.trim());
+    return { gone: m?.[1] === 'gone', waitedMs: Number(m?.[2] ?? NaN) };
+  }
+
+  /** Every task's /proc/<pid>/task/<tid>/patch_state, counted by value (builtins only per task). */
+  async patchStates(): Promise<Map<string, number>> {
+    const r = await this.run(`for t in /proc/[0-9]*/task/[0-9]*; do read s 2>/dev/null < $t/patch_state && echo "$s"; done`);
+    const counts = new Map<string, number>();
+    for (const l of r.stdout.split('\n').filter(Boolean)) counts.set(l.trim(), (counts.get(l.trim()) ?? 0) + 1);
+    return counts;
+  }
+
+  /** A task's ELF auxiliary vector (/proc/<pid>/auxv), as type -> value; 64-bit guests only. */
+  async auxv(pid: number): Promise<Map<number, bigint>> {
+    const words = (await this.must(`od -A n -t x8 -v /proc/${pid}/auxv`)).trim().split(/\s+/).filter(Boolean);
+    const out = new Map<number, bigint>();
+    for (let i = 0; i + 1 < words.length; i += 2) out.set(Number(BigInt(`0x${words[i]}`)), BigInt(`0x${words[i + 1]}`));
+    return out;
   }
 
   async dmesg(): Promise<string> {

@@ -13,9 +13,9 @@ import type { Logger } from './log.js';
 import { readSeries } from './patches.js';
 import { prepareArch, PROJECT_ROOT, sshCommand } from './pipeline.js';
 import { preflight } from './preflight.js';
-import { STUCK_SETUPS } from './scenarios/matrix.js';
+import { initialOf, reachStuck, STUCK_NAMES, stuckSetupOf } from './scenarios/matrix.js';
 import { runScenario } from './scenarios/runner.js';
-import { blockingTasks, formatBlocking, LP } from './scenarios/sleeper.js';
+import { blockingTasks, formatBlocking, LP, Sleeper } from './scenarios/sleeper.js';
 import { DEFAULT_KERNEL_SRC, prepareSource } from './source.js';
 import { timeout } from './timeouts.js';
 
@@ -34,9 +34,9 @@ export interface InteractiveOptions {
 
 export async function runInteractive(o: InteractiveOptions): Promise<number> {
   const print = o.print ?? ((s: string) => process.stdout.write(s + '\n'));
-  const setup = o.scenario === undefined ? undefined : STUCK_SETUPS[o.scenario];
+  const setup = o.scenario === undefined ? undefined : stuckSetupOf(o.scenario);
   if (o.scenario !== undefined && !setup) {
-    throw usageError(`scenario '${o.scenario}' has no stuck state to reproduce`, { hint: `use one of: ${Object.keys(STUCK_SETUPS).join(', ')}` });
+    throw usageError(`scenario '${o.scenario}' has no stuck state to reproduce`, { hint: `use one of: ${STUCK_NAMES().join(', ')}` });
   }
   const cacheDir = cacheRoot(o.cacheDir);
   preflight([o.arch]);
@@ -59,10 +59,15 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
     logger.endLive();
     print(`Guest ${o.arch.name} is up (console: ${consoleLog}). Modules in /root: klp_sleeper.ko klp_sleeper_lp.ko livepatch-sample.ko`);
     if (setup && o.scenario) {
-      const report = await runScenario({ name: `repro-${o.scenario}`, description: '', run: setup.setup }, { arch: o.arch, ops, build, tree: src.tree, modules, vm: booted.vm, logger }, o.cpu);
+      const stuck = setup;
+      const report = await runScenario(
+        { name: `repro-${o.scenario}`, description: '', run: (ctx) => reachStuck(ctx, new Sleeper(ctx), stuck).then(() => {}) },
+        { arch: o.arch, ops, build, tree: src.tree, modules, vm: booted.vm, logger },
+        o.cpu,
+      );
       if (!report.ok) print(`Setting up the stuck state did not go as expected:\n${report.error ?? ''}`);
-      const tasks = await blockingTasks(ops, setup.initialState);
-      print(`\nThe ${setup.initialState === '0' ? 'patching' : 'unpatching'} transition of ${LP} is pending. Blocking: ${formatBlocking(tasks)}`);
+      const tasks = await blockingTasks(ops, initialOf(setup));
+      print(`\nThe ${setup.direction} transition of ${LP} is pending. Blocking: ${formatBlocking(tasks)}`);
       print(`Poke it from the shell below:`);
       for (const f of ['transition', 'enabled', 'signal', 'force']) print(`  ${LP_SYSFS}/${LP}/${f}`);
       print(`  e.g. echo 1 > ${LP_SYSFS}/${LP}/signal; cat ${LP_SYSFS}/${LP}/transition`);

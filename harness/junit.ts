@@ -35,6 +35,7 @@ export function toJUnit(r: RunReport): string {
       }
       const name = `${s.name}${s.cpu ? ` (${s.cpu})` : ''}`;
       let body = '';
+      if (s.skipped) body = `<skipped message="${esc(s.skipped)}"/>`;
       if (!s.ok) {
         const failed = s.steps.flatMap((st) =>
           st.checks.filter((c) => !c.ok).map((c) => `[${st.name}] ${c.what}\n  expected: ${c.expected}\n  actual:   ${c.actual}`),

@@ -9,7 +9,7 @@ import { buildError } from './errors.js';
 import { run } from './exec.js';
 import type { Logger } from './log.js';
 
-export const GUEST_MODULES = ['klp_sleeper.ko', 'klp_sleeper_lp.ko'];
+export const GUEST_MODULES = ['klp_sleeper.ko', 'klp_sleeper_lp.ko', 'klp_sleeper_lp_replace.ko'];
 
 export interface ModulesResult {
   dir: string;

@@ -1,20 +1,58 @@
-// Every timeout in one place, in x86_64-under-TCG seconds, scaled per arch
-// (ppc64le under TCG is several times slower).
+// Every timeout and every time bound in one place, in x86_64-under-TCG
+// milliseconds, scaled per arch (ppc64le under TCG is several times slower).
 import type { ArchRecord } from './arch.js';
 
+/** Host-side deadlines: how long the harness waits before calling it a hang. */
 const BASE_MS = {
   bootToSsh: 60_000,
   /** Console silence before the guest is ready that counts as a stalled boot. */
   bootSilence: 20_000,
   guestCommand: 30_000,
-  transition: 20_000,
-  moduleCopy: 30_000,
+  /** A transition expected to finish (no blocker, reverse, after a lever). */
+  transition: 10_000,
+  /** A blocker's task to reach its sleep, a released reader to return. */
+  blockerState: 10_000,
+  /** The kernel's own fake signal comes after 15 retries of about 1 s each. */
+  autoSignal: 60_000,
+};
+
+/**
+ * Verdict bounds on the guest's clock: a lever "worked" only if the
+ * transition ended this soon after the write. Well under the kernel's own
+ * signal (15 retries, ~15 s after the patch loads, ~10 s after the write).
+ */
+const GUEST_BOUND_MS = {
+  /** From a write to signal/force/enabled to the transition seen finished. */
+  remedyToDone: 3_000,
+  /** Sampling that shows a transition pending over the kernel's 1 s retries. */
+  stuckSpan: 3_000,
+  /** Sampling that shows a write changed nothing (0 to a lever). */
+  noChangeSpan: 2_000,
+  /** The kernel's own signal needs at least 14 of its 1 s retries. */
+  autoSignalAtLeast: 14_000,
 };
 
 export type TimeoutName = keyof typeof BASE_MS;
+export type GuestBoundName = keyof typeof GUEST_BOUND_MS;
 
-/** A timeout for an arch, further multiplied by KLP_HARNESS_TIMEOUT_SCALE if set. */
+/** Empty or unset counts as 1. */
+function extraScale(): number {
+  const raw = process.env.KLP_HARNESS_TIMEOUT_SCALE;
+  return (raw && Number(raw)) || 1;
+}
+
+/** A host-side timeout for an arch, further multiplied by KLP_HARNESS_TIMEOUT_SCALE if set. */
 export function timeout(name: TimeoutName, arch: ArchRecord): number {
-  const extra = Number(process.env.KLP_HARNESS_TIMEOUT_SCALE ?? 1) || 1;
-  return Math.round(BASE_MS[name] * arch.timeoutScale * extra);
+  return Math.round(BASE_MS[name] * arch.timeoutScale * extraScale());
+}
+
+/**
+ * A bound on the guest's clock for an arch. Not stretched by
+ * KLP_HARNESS_TIMEOUT_SCALE: a slow host does not make the kernel's clock
+ * slower, and a verdict bound that grew with the host would prove nothing.
+ * `autoSignalAtLeast` is a lower bound and never scaled.
+ */
+export function guestBound(name: GuestBoundName, arch: ArchRecord): number {
+  if (name === 'autoSignalAtLeast') return GUEST_BOUND_MS[name];
+  return Math.round(GUEST_BOUND_MS[name] * arch.guestClockScale);
 }

@@ -5,9 +5,10 @@
  *
  * debugfs: /sys/kernel/debug/klp_sleeper/
  *   control     write "start kthread-int" | "start kthread-idle" |
- *               "release <blocker>" | "probe"
+ *               "start kthread-loop" | "release <blocker>" | "probe"
  *   user-int    read blocks TASK_INTERRUPTIBLE in klp_sleeper_block()
  *   user-idle   read blocks TASK_IDLE (uninterruptible) in it
+ *   user-killable read blocks TASK_KILLABLE in it (only SIGKILL wakes it)
  *   status      one line per blocker: what its tasks saw
  * A read returns KLP_SLEEPER_PAYLOAD once its blocker is released.
  * Unloading releases every blocker and stops the kthreads.
@@ -25,13 +26,16 @@
 
 #define KLP_SLEEPER_PAYLOAD "klp-sleeper payload 0123456789abcdefghijklmnopqrstuvwxyz\n"
 
-enum { USER_INT, USER_IDLE, KTHREAD_INT, KTHREAD_IDLE, PROBE, NR_BLOCKERS };
+enum { USER_INT, USER_IDLE, USER_KILLABLE, KTHREAD_INT, KTHREAD_IDLE, KTHREAD_LOOP, PROBE, NR_BLOCKERS };
 
 static struct klp_sleeper_blocker blockers[NR_BLOCKERS] = {
 	[USER_INT] = { .name = "user-int", .state = TASK_INTERRUPTIBLE },
 	[USER_IDLE] = { .name = "user-idle", .state = TASK_IDLE },
 	[KTHREAD_INT] = { .name = "kthread-int", .state = TASK_INTERRUPTIBLE },
+	[USER_KILLABLE] = { .name = "user-killable", .state = TASK_KILLABLE },
 	[KTHREAD_IDLE] = { .name = "kthread-idle", .state = TASK_IDLE },
+	/* Naps interruptibly inside the function until released: a wake-up does not free it. */
+	[KTHREAD_LOOP] = { .name = "kthread-loop", .state = TASK_INTERRUPTIBLE, .loop = true },
 	/* "probe" never sleeps: it shows which version of the function runs. */
 	[PROBE] = { .name = "probe", .state = TASK_INTERRUPTIBLE, .released = true },
 };
@@ -40,26 +44,8 @@ static struct dentry *dir;
 
 noinline int klp_sleeper_block(struct klp_sleeper_blocker *b)
 {
-	DEFINE_WAIT(wait);
-	int ret = 0;
-
 	atomic_inc(&b->calls_old);
-	b->pid = current->pid;
-	atomic_inc(&b->sleeping);
-	prepare_to_wait(&b->wq, &wait, b->state);
-	if (!READ_ONCE(b->released)) {
-		if (b->state == TASK_INTERRUPTIBLE && signal_pending(current))
-			ret = -ERESTARTSYS;
-		else
-			schedule();
-	}
-	finish_wait(&b->wq, &wait);
-	if (!ret && b->state == TASK_INTERRUPTIBLE && signal_pending(current))
-		ret = -ERESTARTSYS;
-	atomic_dec(&b->sleeping);
-	if (ret)
-		atomic_inc(&b->interrupted);
-	return ret;
+	return klp_sleeper_sleep(b);
 }
 EXPORT_SYMBOL_GPL(klp_sleeper_block);
 
@@ -96,7 +82,7 @@ static int sleeper_thread(void *data)
 
 	while (!kthread_should_stop() && !READ_ONCE(b->released)) {
 		klp_sleeper_block(b);
-		if (b->state == TASK_INTERRUPTIBLE)
+		if (b->state == TASK_INTERRUPTIBLE && !b->loop)
 			break;	/* woken: leave the function and sleep below */
 	}
 	while (!kthread_should_stop()) {
@@ -150,7 +136,8 @@ static ssize_t control_write(struct file *file, const char __user *ubuf, size_t 
 		release(b);
 		return count;
 	}
-	if (!strcmp(cmd, "start") && (b == &blockers[KTHREAD_INT] || b == &blockers[KTHREAD_IDLE])) {
+	if (!strcmp(cmd, "start") && (b == &blockers[KTHREAD_INT] || b == &blockers[KTHREAD_IDLE] ||
+				      b == &blockers[KTHREAD_LOOP])) {
 		struct task_struct *t;
 
 		if (b->kthread)
@@ -178,9 +165,10 @@ static int status_show(struct seq_file *m, void *v)
 	for (i = 0; i < NR_BLOCKERS; i++) {
 		struct klp_sleeper_blocker *b = &blockers[i];
 
-		seq_printf(m, "%s sleeping=%d calls_old=%d calls_new=%d interrupted=%d reads_done=%d released=%d pid=%d\n",
+		seq_printf(m, "%s sleeping=%d calls_old=%d calls_new=%d calls_repl=%d interrupted=%d wakeups=%d reads_done=%d released=%d pid=%d\n",
 			   b->name, atomic_read(&b->sleeping), atomic_read(&b->calls_old),
-			   atomic_read(&b->calls_new), atomic_read(&b->interrupted),
+			   atomic_read(&b->calls_new), atomic_read(&b->calls_repl),
+			   atomic_read(&b->interrupted), atomic_read(&b->wakeups),
 			   atomic_read(&b->reads_done), READ_ONCE(b->released), b->pid);
 	}
 	return 0;
@@ -198,6 +186,7 @@ static int __init klp_sleeper_init(void)
 	debugfs_create_file("status", 0444, dir, NULL, &status_fops);
 	debugfs_create_file("user-int", 0444, dir, &blockers[USER_INT], &blocker_fops);
 	debugfs_create_file("user-idle", 0444, dir, &blockers[USER_IDLE], &blocker_fops);
+	debugfs_create_file("user-killable", 0444, dir, &blockers[USER_KILLABLE], &blocker_fops);
 	return 0;
 }
 

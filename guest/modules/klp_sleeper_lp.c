@@ -14,26 +14,8 @@
 
 static noinline int livepatch_klp_sleeper_block(struct klp_sleeper_blocker *b)
 {
-	DEFINE_WAIT(wait);
-	int ret = 0;
-
 	atomic_inc(&b->calls_new);
-	b->pid = current->pid;
-	atomic_inc(&b->sleeping);
-	prepare_to_wait(&b->wq, &wait, b->state);
-	if (!READ_ONCE(b->released)) {
-		if (b->state == TASK_INTERRUPTIBLE && signal_pending(current))
-			ret = -ERESTARTSYS;
-		else
-			schedule();
-	}
-	finish_wait(&b->wq, &wait);
-	if (!ret && b->state == TASK_INTERRUPTIBLE && signal_pending(current))
-		ret = -ERESTARTSYS;
-	atomic_dec(&b->sleeping);
-	if (ret)
-		atomic_inc(&b->interrupted);
-	return ret;
+	return klp_sleeper_sleep(b);
 }
 
 static struct klp_func funcs[] = {

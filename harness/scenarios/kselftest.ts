@@ -74,7 +74,7 @@ export const kselftest: Scenario = {
     });
     for (const script of scripts) {
       await ctx.step(`upstream ${script}`, async (s) => {
-        const limit = timeout('transition', ctx.arch) * 30;
+        const limit = timeout('transition', ctx.arch) * 60;
         const r = await ctx.ops.run(`cd /root/kselftest/livepatch && bash ./${script} 2>&1; echo "EXIT=$?"`, limit);
         const exit = /EXIT=(\d+)\s*$/.exec(r.stdout)?.[1] ?? '?';
         const cases = parseUpstreamOutput(r.stdout);

@@ -5,17 +5,24 @@ import { basename } from 'node:path';
 import { HarnessError } from '../errors.js';
 import { LP_SYSFS } from '../guestops.js';
 import { blockingTasks, formatBlocking } from './sleeper.js';
-import { CheckFailed, type Check, type Scenario, type ScenarioContext, type ScenarioReport, type StepApi } from './types.js';
+import { CheckFailed, Skipped, type Check, type Scenario, type ScenarioContext, type ScenarioReport, type StepApi, type Unit } from './types.js';
 
 export async function runScenario(
   scenario: Scenario,
-  base: Omit<ScenarioContext, 'step' | 'timing' | 'copyIn'>,
+  base: Omit<ScenarioContext, 'step' | 'timing' | 'copyIn' | 'cpu' | 'requireFeatures'>,
   cpu?: string,
 ): Promise<ScenarioReport> {
   const started = Date.now();
   const report: ScenarioReport = { name: scenario.name, arch: base.arch.name, cpu, ok: true, steps: [], durationMs: 0, timings: {}, casesAreChecks: scenario.casesAreChecks };
   const ctx: ScenarioContext = {
     ...base,
+    cpu,
+    requireFeatures: async (patch) => {
+      for (const f of scenario.needs ?? []) {
+        const path = `${LP_SYSFS}/${patch}/${f}`;
+        if (!(await base.ops.exists(path))) throw new Skipped(`this kernel has no ${path} (a kernel without the series that adds '${f}'); the scenario writes it`);
+      }
+    },
     timing: (name, ms) => (report.timings[name] = ms),
     copyIn: async (hostPath) => {
       const guestPath = `/root/${basename(hostPath)}`;
@@ -25,20 +32,7 @@ export async function runScenario(
     step: async (name, fn) => {
       const stepStarted = Date.now();
       const checks: Check[] = [];
-      const api: StepApi = {
-        equal: (what, actual, expected) => {
-          const ok = actual === expected;
-          checks.push({ what, expected, actual, ok });
-          return ok;
-        },
-        match: (what, actual, re) => {
-          const ok = re.test(actual);
-          // Short readings are shown whole; long ones (dmesg) by the matched part or the tail.
-          const shown = actual.length <= 300 ? actual : ok ? (re.exec(actual)?.[0] ?? '') : actual.split('\n').slice(-15).join('\n');
-          checks.push({ what, expected: `matches ${re}`, actual: shown, ok, pattern: { source: re.source, flags: re.flags } });
-          return ok;
-        },
-      };
+      const api = stepApi(checks);
       const step = { name, checks, durationMs: 0, error: undefined as string | undefined };
       report.steps.push(step);
       base.logger.info(`  ${report.arch}${cpu ? `/${cpu}` : ''} ${scenario.name}: ${name}`);
@@ -58,6 +52,11 @@ export async function runScenario(
   try {
     await scenario.run(ctx);
   } catch (e) {
+    if (e instanceof Skipped) {
+      report.skipped = e.message;
+      base.logger.info(`  ${report.arch}${cpu ? `/${cpu}` : ''} ${scenario.name}: skipped: ${e.message}`);
+      return finish(report, started);
+    }
     report.ok = false;
     report.error = e instanceof CheckFailed ? `check failed in ${e.message}` : e instanceof HarnessError ? e.report() : String(e);
     if (e instanceof HarnessError) report.fault = ['boot', 'timeout'].includes(e.kind) ? 'kernel' : e.kind === 'infra' ? 'infra' : undefined;
@@ -78,6 +77,44 @@ export async function runScenario(
     report.error ??= e instanceof CheckFailed ? `check failed in ${e.message}` : String(e);
   }
   return finish(report, started);
+}
+
+/** The check helpers of one step, recording into `checks`. */
+export function stepApi(checks: Check[]): StepApi {
+  const equal = (what: string, actual: string | number | boolean, expected: string | number | boolean) => {
+    const ok = actual === expected;
+    checks.push({ what, expected: String(expected), actual: String(actual), ok });
+    return ok;
+  };
+  const bound = (kind: 'atMost' | 'atLeast') => (what: string, value: number, limit: number, unit: Unit) => {
+    const ok = Number.isFinite(value) && (kind === 'atMost' ? value <= limit : value >= limit);
+    const expected = `${kind === 'atMost' ? '<=' : '>='} ${showValue(limit, unit)}`;
+    checks.push({ what, expected, actual: showValue(value, unit), ok, measured: { value, limit, unit, bound: kind } });
+    return ok;
+  };
+  return {
+    equal,
+    match: (what, actual, re) => {
+      const ok = re.test(actual);
+      // Short readings are shown whole; long ones (dmesg) by the matched part or the tail.
+      const shown = actual.length <= 300 ? actual : ok ? (re.exec(actual)?.[0] ?? '') : actual.split('\n').slice(-15).join('\n');
+      checks.push({ what, expected: `matches ${re}`, actual: shown, ok, pattern: { source: re.source, flags: re.flags } });
+      return ok;
+    },
+    atMost: bound('atMost'),
+    atLeast: bound('atLeast'),
+    accepted: (what, w) => equal(what, w.ok ? 'accepted' : w.error, 'accepted'),
+    refused: (what, w, error) => equal(what, w.ok ? 'accepted' : w.error, error),
+  };
+}
+
+/**
+ * A measured value as a person reads it: milliseconds as seconds with two
+ * decimals (the guest clock ticks in 10 ms, so nothing is rounded away).
+ */
+export function showValue(value: number, unit: Unit): string {
+  if (!Number.isFinite(value)) return 'not measured';
+  return unit === 'ms' ? `${(value / 1000).toFixed(2)} s` : String(value);
 }
 
 function finish(report: ScenarioReport, started: number): ScenarioReport {

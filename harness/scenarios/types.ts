@@ -9,13 +9,18 @@ import type { QemuVM } from '../qemu.js';
 
 export interface Check {
   what: string;
-  /** The expected value, or for a pattern check a description of it. */
+  /** The expected value, or for a pattern or bound check a description of it ("<= 3.0 s"). */
   expected: string;
   actual: string;
   ok: boolean;
   /** Set for a pattern check: the reading must match this regular expression. */
   pattern?: { source: string; flags: string };
+  /** Set for a bound check: the measured number, its limit and their unit. */
+  measured?: { value: number; limit: number; unit: Unit; bound: 'atMost' | 'atLeast' };
 }
+
+/** Units of a measured check; times are milliseconds, shown as seconds. */
+export type Unit = 'ms' | 'count';
 
 export interface StepReport {
   name: string;
@@ -38,6 +43,8 @@ export interface ScenarioReport {
   diagnosis?: string;
   /** Copied from the scenario: each check is a JUnit test case. */
   casesAreChecks?: boolean;
+  /** Set when the kernel lacks a file the scenario needs: why it was not run (ok stays true). */
+  skipped?: string;
   /** Set when the scenario did not fail on a check but because the kernel ('kernel') or the host ('infra') failed. */
   fault?: 'kernel' | 'infra';
 }
@@ -56,12 +63,35 @@ export interface ScenarioContext {
   timing(name: string, ms: number): void;
   /** Copies a host file into the guest and returns the guest path. */
   copyIn(hostPath: string): Promise<string>;
+  /** The CPU model the guest runs on. */
+  cpu?: string;
+  /**
+   * Once a patch is loaded: ends the scenario as skipped when the kernel
+   * lacks a per-patch file it needs (detected in sysfs, never by version).
+   */
+  requireFeatures(patch: string): Promise<void>;
+}
+
+/** Per-patch sysfs files a scenario may need beyond enabled/transition. */
+export type PatchFeature = 'signal' | 'force' | 'replace';
+
+/** What a write to a sysfs or debugfs file did: accepted, or the kernel's error text. */
+export interface WriteOutcome {
+  ok: boolean;
+  error: string;
 }
 
 export interface StepApi {
   /** Records a check of a guest reading; returns whether it held. */
-  equal(what: string, actual: string, expected: string): boolean;
+  equal(what: string, actual: string | number | boolean, expected: string | number | boolean): boolean;
   match(what: string, actual: string, re: RegExp): boolean;
+  /** A measured number that must not exceed `limit` (e.g. remedy->done 11.8 s, limit 3.0 s). */
+  atMost(what: string, value: number, limit: number, unit: Unit): boolean;
+  atLeast(what: string, value: number, limit: number, unit: Unit): boolean;
+  /** The write was accepted ("accepted"), else the check shows the kernel's error text. */
+  accepted(what: string, w: WriteOutcome): boolean;
+  /** The write was refused with this error text (e.g. "Invalid argument"). */
+  refused(what: string, w: WriteOutcome, error: string): boolean;
 }
 
 export interface Scenario {
@@ -73,7 +103,25 @@ export interface Scenario {
   casesAreChecks?: boolean;
   /** The guest image it needs; default the small base image. */
   image?: 'base' | 'kselftest';
+  /** How the scenario makes its transition stick; `klp-harness repro` stops there. */
+  stuck?: StuckSetup;
+  /** Per-patch files it writes; a kernel without one skips the scenario, saying why. */
+  needs?: PatchFeature[];
   run(ctx: ScenarioContext): Promise<void>;
 }
 
+/** A transition made to stick on purpose: which blocker, and in which direction. */
+export interface StuckSetup {
+  blocker: 'user-int' | 'user-idle' | 'user-killable' | 'kthread-int' | 'kthread-idle' | 'kthread-loop';
+  /**
+   * patching: the blocker sleeps in the original function while the patch
+   * loads; unpatching: in the new one while it is disabled; replacing: in
+   * the first patch's function while an atomic-replace patch loads.
+   */
+  direction: 'patching' | 'unpatching' | 'replacing';
+}
+
 export class CheckFailed extends Error {}
+
+/** Thrown when the kernel under test lacks what a scenario needs; the message says what. */
+export class Skipped extends Error {}

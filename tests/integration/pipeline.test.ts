@@ -27,14 +27,17 @@ for (const a of report.arches) {
     for (const b of a.boots) t.ok((b.bootMs ?? 0) > 0, `booted to SSH on cpu ${b.cpu} in ${b.bootMs} ms`);
     t.ok(a.scenarios.length > 0, 'scenarios ran');
     for (const s of a.scenarios) {
-      t.test(`${s.name}${s.cpu ? ` (${s.cpu})` : ''}`, async (t) => {
+      t.test(`${s.name}${s.cpu ? ` (${s.cpu})` : ''}`, { skip: s.skipped ?? false }, async (t) => {
         for (const step of s.steps) {
           t.test(step.name, async (t) => {
             t.notOk(step.error, 'no error in this step', { error: step.error });
             t.ok(step.checks.length > 0, 'the step read something from the guest');
             for (const c of step.checks) {
               if (c.pattern) t.match(c.actual, new RegExp(c.pattern.source, c.pattern.flags), c.what);
-              else t.equal(c.actual, c.expected, c.what);
+              else if (c.measured) {
+                const { value, limit, bound } = c.measured;
+                t.ok(bound === 'atMost' ? value <= limit : value >= limit, `${c.what}: ${c.actual}, ${c.expected}`, { value, limit });
+              } else t.equal(c.actual, c.expected, c.what);
             }
           });
         }
