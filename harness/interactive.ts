@@ -13,9 +13,9 @@ import type { Logger } from './log.js';
 import { readSeries } from './patches.js';
 import { prepareArch, PROJECT_ROOT, sshCommand } from './pipeline.js';
 import { preflight } from './preflight.js';
-import { initialOf, reachStuck, STUCK_NAMES, stuckSetupOf } from './scenarios/matrix.js';
+import { initialOf, pendingPatchOf, reachStuck, STUCK_NAMES, stuckSetupOf } from './scenarios/matrix.js';
 import { runScenario } from './scenarios/runner.js';
-import { blockingTasks, formatBlocking, LP, Sleeper } from './scenarios/sleeper.js';
+import { blockingTasks, formatBlocking, Sleeper } from './scenarios/sleeper.js';
 import { DEFAULT_KERNEL_SRC, prepareSource } from './source.js';
 import { timeout } from './timeouts.js';
 
@@ -57,7 +57,7 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
     }
     // From here on this process prints to the terminal directly; the live list would overdraw it.
     logger.endLive();
-    print(`Guest ${o.arch.name} is up (console: ${consoleLog}). Modules in /root: klp_sleeper.ko klp_sleeper_lp.ko livepatch-sample.ko`);
+    print(`Guest ${o.arch.name} is up (console: ${consoleLog}). Modules in /root: klp_sleeper.ko klp_sleeper_lp.ko klp_sleeper_lp_replace.ko livepatch-sample.ko`);
     if (setup && o.scenario) {
       const stuck = setup;
       const report = await runScenario(
@@ -67,10 +67,11 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
       );
       if (!report.ok) print(`Setting up the stuck state did not go as expected:\n${report.error ?? ''}`);
       const tasks = await blockingTasks(ops, initialOf(setup));
-      print(`\nThe ${setup.direction} transition of ${LP} is pending. Blocking: ${formatBlocking(tasks)}`);
+      const patch = pendingPatchOf(setup);
+      print(`\nThe ${setup.direction} transition of ${patch} is pending. Blocking: ${formatBlocking(tasks)}`);
       print(`Poke it from the shell below:`);
-      for (const f of ['transition', 'enabled', 'signal', 'force']) print(`  ${LP_SYSFS}/${LP}/${f}`);
-      print(`  e.g. echo 1 > ${LP_SYSFS}/${LP}/signal; cat ${LP_SYSFS}/${LP}/transition`);
+      for (const f of ['transition', 'enabled', 'signal', 'force']) print(`  ${LP_SYSFS}/${patch}/${f}`);
+      print(`  e.g. echo 1 > ${LP_SYSFS}/${patch}/signal; cat ${LP_SYSFS}/${patch}/transition`);
       print(`  per task: cat /proc/<pid>/patch_state /proc/<pid>/stack; blockers: cat /sys/kernel/debug/klp_sleeper/status`);
     }
     print(`From a second terminal: ${sshCommand(keys, booted.port)}`);

@@ -2,12 +2,14 @@
 import { usageError } from '../errors.js';
 import { kselftest } from './kselftest.js';
 import { MATRIX } from './matrix.js';
+import { race } from './race.js';
 import { sample } from './sample.js';
 import type { Scenario } from './types.js';
 
 /** The default list; the upstream selftests join it with --kselftest. */
 export const SCENARIOS: readonly Scenario[] = [sample, ...MATRIX];
-export const ALL_SCENARIOS: readonly Scenario[] = [...SCENARIOS, kselftest];
+/** Also by name: the upstream selftests and the race (meant for the debug kernel). */
+export const ALL_SCENARIOS: readonly Scenario[] = [...SCENARIOS, kselftest, race];
 
 export function pickScenarios(names: string[] | undefined): Scenario[] {
   if (!names || names.length === 0) return [...SCENARIOS];

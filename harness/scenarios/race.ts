@@ -1,0 +1,116 @@
+// Writes to the livepatch sysfs files racing transitions, for a bounded
+// time on the guest clock: several guest processes write signal, force
+// and enabled and read transition while a driver starts patching
+// transitions, the writers reverse and finish them, and the driver
+// disables and removes the patch. Only success or EINVAL may come back (or
+// a file that is not there between two patches); no transition may hang;
+// the console check after every scenario catches lockdep and
+// sleep-in-atomic reports. Meant for a kernel built with
+// kconfigs/debug.config; a kernel without lockdep skips it.
+import { q } from '../ssh.js';
+import { guestBound, timeout } from '../timeouts.js';
+import { LP, Sleeper } from './sleeper.js';
+import { Skipped, type Scenario } from './types.js';
+
+/** Guest seconds of racing, and writer processes. */
+const RACE_SECONDS = 20;
+const WRITERS = 3;
+
+/**
+ * One writer: loops over its writes until /tmp/race-stop exists, counting
+ * each outcome; unexpected error texts go to its log. Builtins only.
+ */
+function writerScript(id: number, writes: string[]): string {
+  const P = `/sys/kernel/livepatch/${LP}`;
+  const one = (file: string, value: string) =>
+    `if { echo ${value} > ${P}/${file}; } 2>/tmp/race-e${id}; then ok=$((ok+1)); else read m < /tmp/race-e${id}; ` +
+    `case "$m" in *"Invalid argument"*) inval=$((inval+1));; *"can't create"*|*"No such file"*|*nonexistent*) absent=$((absent+1));; ` +
+    `*) other=$((other+1)); echo "${file}=${value}: $m" >> /tmp/race-other${id};; esac; fi; `;
+  return (
+    `ok=0; inval=0; absent=0; other=0; reads=0; while [ ! -e /tmp/race-stop ]; do ` +
+    writes.map((w) => one(...(w.split('=') as [string, string]))).join('') +
+    `read v 2>/dev/null < ${P}/transition && reads=$((reads+1)); done; echo "$ok $inval $absent $other $reads" > /tmp/race-count${id}`
+  );
+}
+
+/**
+ * The driver: loads the patch (a transition that the blocked reader makes
+ * stick), waits until the writers finished or reversed it, disables it,
+ * waits until the kernel freed it and removes the module; again until the
+ * time is up. A wait longer than `hangMs` counts as a hang and ends it.
+ */
+function driverScript(hangMs: number, raceMs: number): string {
+  const P = `/sys/kernel/livepatch/${LP}`;
+  const waitFor = (cond: string) =>
+    `w0=$ms; while :; do ${cond} && break; now_ms; [ $((ms - w0)) -ge ${hangMs} ] && { hangs=$((hangs+1)); echo "hang: ${cond.replace(/"/g, "'")} after $((ms - w0)) ms" >> /tmp/race-hangs; break; }; usleep 50000; now_ms; done; `;
+  return (
+    'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; now_ms; t0=$ms; ' +
+    `cycles=0; hangs=0; pinned=0; reversed=0; forced=0; while :; do now_ms; [ $((ms - t0)) -ge ${raceMs} ] && break; ` +
+    `insmod /root/${LP}.ko || { echo insmod-failed >> /tmp/race-hangs; break; }; ` +
+    // The last cycle also writes force: only then, since a forced unpatching pins the module.
+    `now_ms; if [ $((ms - t0)) -ge ${raceMs - 3000} ]; then echo 1 > ${P}/force 2>/dev/null && forced=$((forced+1)); fi; ` +
+    waitFor(`{ read v 2>/dev/null < ${P}/transition || v=gone; [ "$v" != 1 ]; }`) +
+    `read en 2>/dev/null < ${P}/enabled && [ "$en" = 0 ] && reversed=$((reversed+1)); ` +
+    `echo 0 > ${P}/enabled 2>/dev/null; ` +
+    waitFor(`[ ! -e ${P} ]`) +
+    `rmmod ${LP} 2>/dev/null || { pinned=1; break; }; cycles=$((cycles+1)); done; ` +
+    `now_ms; echo "cycles=$cycles hangs=$hangs pinned=$pinned reversed=$reversed forced=$forced ms=$((ms - t0))"`
+  );
+}
+
+export const race: Scenario = {
+  name: 'race',
+  description: `for ${RACE_SECONDS} s, ${WRITERS} processes write signal/force/enabled and read transition while patching transitions start, reverse and complete: only success or EINVAL, no hang, no lockdep or sleep-in-atomic report`,
+  needs: ['signal', 'force'],
+  async run(ctx) {
+    const sl = new Sleeper(ctx);
+    await ctx.step('a kernel with lockdep; load klp_sleeper and block a reader', async (s) => {
+      if (!(await ctx.ops.exists('/proc/lockdep'))) {
+        throw new Skipped('this kernel has no lockdep (/proc/lockdep): build it with --kconfig-extra kconfigs/debug.config to run the race');
+      }
+      s.equal('lockdep (/proc/lockdep)', 'on', 'on');
+      await sl.load(s);
+      await sl.start('user-int', s);
+      // The patch files exist only while the patch is loaded: detect the levers once.
+      await sl.insmodPatch(s);
+      await sl.lever(s, 'signal', '1', '0');
+      await ctx.ops.run(`echo 0 > /sys/kernel/livepatch/${LP}/enabled`);
+      await sl.waitDone(s, 'unpatching finished', '1');
+      await ctx.ops.waitGone(`/sys/kernel/livepatch/${LP}/enabled`, timeout('transition', ctx.arch));
+      s.equal(`rmmod ${LP}`, (await ctx.ops.rmmod(LP)).code ?? 'no exit status', 0);
+    });
+    await ctx.step(`${WRITERS} writers race the transitions for ${RACE_SECONDS} s (guest clock)`, async (s) => {
+      const writes = [
+        ['signal=1', 'enabled=0', 'signal=0'],
+        ['signal=1', 'force=0', 'enabled=1'],
+        ['enabled=0', 'signal=1', 'force=0'],
+      ];
+      const writers = Array.from({ length: WRITERS }, (_, i) => `setsid sh -c ${q(writerScript(i, writes[i % writes.length]!))} < /dev/null > /dev/null 2>&1 &`).join(' ');
+      await ctx.ops.must(`rm -f /tmp/race-*; ${writers}`);
+      const hangMs = timeout('transition', ctx.arch);
+      const r = await ctx.ops.run(driverScript(hangMs, RACE_SECONDS * 1000), RACE_SECONDS * 1000 + 4 * hangMs + timeout('guestCommand', ctx.arch));
+      await ctx.ops.run(`touch /tmp/race-stop; i=0; while [ $i -lt 50 ]; do n=0; for f in /tmp/race-count*; do [ -e "$f" ] && n=$((n+1)); done; [ $n -ge ${WRITERS} ] && break; usleep 100000; i=$((i+1)); done`);
+      const fields = Object.fromEntries([...r.stdout.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+      const counts = (await ctx.ops.run('cat /tmp/race-count* 2>/dev/null')).stdout.trim().split('\n').filter(Boolean).map((l) => l.split(' ').map(Number));
+      const sum = (i: number) => counts.reduce((n, c) => n + (c[i] ?? 0), 0);
+      const others = (await ctx.ops.run('cat /tmp/race-other* 2>/dev/null | sort | uniq -c | head -n 20')).stdout.trim();
+      const hangs = (await ctx.ops.run('cat /tmp/race-hangs 2>/dev/null')).stdout.trim();
+      ctx.logger.info(`  ${ctx.arch.name} race: ${r.stdout.trim()}; writes ok=${sum(0)} EINVAL=${sum(1)} absent=${sum(2)} other=${sum(3)}; transition reads=${sum(4)}`);
+      s.equal('writers that reported', counts.length, WRITERS);
+      s.atLeast('patch load/disable/remove cycles', fields.cycles ?? NaN, 3, 'count');
+      s.atLeast('writes accepted', sum(0), 1, 'count');
+      s.atLeast('writes refused with EINVAL (no transition, or reversing to the same state)', sum(1), 1, 'count');
+      s.atLeast('transition reads', sum(4), 1, 'count');
+      s.equal('write errors other than EINVAL or a missing file', others || 'none', 'none');
+      s.equal('waits that hung (transition or patch removal)', hangs || 'none', 'none');
+    });
+    await ctx.step('afterwards the livepatch state settles', async (s) => {
+      const left = (await ctx.ops.run(`ls /sys/kernel/livepatch/`)).stdout.trim();
+      if (left) {
+        // A forced unpatching in the last cycle pins the module; its patch must still be freed.
+        const g = await ctx.ops.waitGone(`/sys/kernel/livepatch/${LP}/enabled`, guestBound('remedyToDone', ctx.arch) + timeout('transition', ctx.arch));
+        s.equal(`/sys/kernel/livepatch/${LP}`, g.gone ? 'gone' : 'still present', 'gone');
+      } else s.equal('patches left in /sys/kernel/livepatch', 'none', 'none');
+    });
+  },
+};
