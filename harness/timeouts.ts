@@ -9,6 +9,8 @@ const BASE_MS = {
   guestCommand: 30_000,
   transition: 20_000,
   moduleCopy: 30_000,
+  /** Any copy into the guest over SSH (ssh.put) that names no deadline of its own. */
+  fileCopy: 60_000,
 };
 
 export type TimeoutName = keyof typeof BASE_MS;
