@@ -74,6 +74,14 @@ export function qemuArgs(o: QemuOptions): string[] {
   ];
 }
 
+/** A console line cut into pieces of at most CONSOLE_LINE_MAX_CHARS. */
+function piecesOf(line: string): string[] {
+  if (line.length <= CONSOLE_LINE_MAX_CHARS) return [line];
+  const out: string[] = [];
+  for (let i = 0; i < line.length; i += CONSOLE_LINE_MAX_CHARS) out.push(line.slice(i, i + CONSOLE_LINE_MAX_CHARS));
+  return out;
+}
+
 export type VmExit = { code: number | null; signal: NodeJS.Signals | null; stderr: string };
 
 export class QemuVM {
@@ -120,13 +128,9 @@ export class QemuVM {
     this.child.stdout!.on('data', (chunk: Buffer) => {
       toLog(chunk);
       const text = partial + chunk.toString('utf8');
-      const lines = text.split('\n');
-      partial = lines.pop() ?? '';
-      // Output without newlines would otherwise grow one string without end.
-      while (partial.length > CONSOLE_LINE_MAX_CHARS) {
-        lines.push(partial.slice(0, CONSOLE_LINE_MAX_CHARS));
-        partial = partial.slice(CONSOLE_LINE_MAX_CHARS);
-      }
+      // Output without newlines would otherwise grow one string without end: long lines come in pieces.
+      const lines = text.split('\n').flatMap(piecesOf);
+      partial = lines.pop() ?? ''; // the unfinished line (empty after a newline)
       for (const raw of lines) {
         const line = cleanConsoleLine(raw);
         this.lastLineAt = Date.now();
