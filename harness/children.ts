@@ -15,6 +15,7 @@ const live = new Set<Tracked>();
 const cleanups = new Set<() => void>();
 let installed = false;
 let interruptedBy: string | undefined;
+let watching = false;
 
 /** After an interrupt: SIGTERM to every group at once, SIGKILL after this, exit 130 after EXIT_AFTER_MS at the latest. */
 const KILL_AFTER_MS = 1500;
@@ -98,7 +99,8 @@ export function guardRun(cacheDir: string): string[] {
   install();
   const swept = sweepStale(cacheDir);
   recordGroupsIn(cacheDir, records);
-  watchAncestors((who) => interrupt(`the process that started klp-harness (pid ${who.pid}) is gone`));
+  if (!watching) watchAncestors((who) => interrupt(`the process that started klp-harness (pid ${who.pid}) is gone`));
+  watching = true;
   return swept.map(
     (s) => `cleanup: harness pid ${s.harnessPid} is gone; killed ${s.killed.length} process group(s) it left: ${s.killed.map((g) => `${g.name} (pgid ${g.pid})`).join(', ') || 'none'}`,
   );

@@ -211,7 +211,7 @@ t.test('kill -9 of the harness during a scenario: its QEMU is gone within 5 s', 
   let killedAt = 0;
   const r = await runCli(['run', '--arch', 'x86_64', '--scenario', 'no-blocker', '--out', tempDir(t)], {
     onStderr: (text, child) => {
-      qemuPid ||= Number(/qemu pid (\d+)/.exec(text)?.[1] ?? 0);
+      qemuPid = Number([...text.matchAll(/qemu pid (\d+)/g)].pop()?.[1] ?? 0);
       if (!killedAt && /no-blocker: /.test(text)) {
         killedAt = Date.now();
         child.kill('SIGKILL');
@@ -234,8 +234,9 @@ t.test('a QEMU stopped (kill -STOP) during a scenario ends as a timeout naming t
   const out = tempDir(t);
   const r = await runCli(['run', '--arch', 'x86_64', '--scenario', 'no-blocker', '--out', out], {
     onStderr: (text) => {
-      qemuPid ||= Number(/qemu pid (\d+)/.exec(text)?.[1] ?? 0);
-      if (!stoppedAt && /no-blocker: /.test(text)) {
+      // The last QEMU started: a boot may have been retried.
+      qemuPid = Number([...text.matchAll(/qemu pid (\d+)/g)].pop()?.[1] ?? 0);
+      if (!stoppedAt && qemuPid && /no-blocker: /.test(text)) {
         stoppedAt = Date.now();
         process.kill(qemuPid, 'SIGSTOP');
       }
