@@ -95,7 +95,8 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         const early = await Promise.race([vm.waitForLine(READY_LINE).then(() => undefined), abort, sleep(deadline / 2).then(() => undefined)]);
         if (early) throw new HarnessError('boot', early);
         clearInterval(watchdog);
-        const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, abort });
+        const commands = { commandMs: timeout('guestCommand', arch), copyMs: timeout('fileCopy', arch) };
+        const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, commands, abort });
         const bootMs = Date.now() - vm.startedAt;
         return { vm, ssh, bootMs, port, stalled };
       } catch (e) {

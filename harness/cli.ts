@@ -4,6 +4,7 @@ import { archNames, getArch, parseArchList } from './arch.js';
 import { runInteractive } from './interactive.js';
 import { mergeReports, parseShard, readSummary, shardScenarios } from './merge.js';
 import { toJUnit } from './junit.js';
+import { toKTAP } from './ktap.js';
 import { cacheRoot } from './cache.js';
 import { formatCache, listCache, pruneCache } from './cachecmd.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -162,6 +163,7 @@ function mergeCommand(files: string[], out: string | undefined): number {
   mkdirSync(merged.outDir, { recursive: true });
   writeFileSync(join(merged.outDir, 'summary.json'), JSON.stringify(merged, null, 2) + '\n');
   writeFileSync(join(merged.outDir, 'junit.xml'), toJUnit(merged));
+  writeFileSync(join(merged.outDir, 'ktap.txt'), toKTAP(merged));
   process.stdout.write(formatSummary(merged));
   return merged.exitCode;
 }

@@ -5,6 +5,7 @@ import { execa, type ResultPromise } from 'execa';
 import { HarnessError, infraError } from './errors.js';
 import type { Logger } from './log.js';
 import { track } from './children.js';
+import { setprivMissing, withDeathSignal } from './procs.js';
 
 /** Quotes one argv element so that a person can paste the command into a shell. */
 export function shellQuote(arg: string): string {
@@ -55,8 +56,10 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   const log = opts.logPath ? createWriteStream(opts.logPath, { flags: 'a' }) : undefined;
   log?.write(`$ ${command}\n`);
   let child: ResultPromise;
+  // The kernel kills the command if node dies; its own group lets us end what it started.
+  const guarded = withDeathSignal(file, args);
   try {
-    child = execa(file, args, {
+    child = execa(guarded.file, guarded.args, {
       cwd: opts.cwd,
       env: opts.env,
       extendEnv: true,
@@ -102,8 +105,10 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       durationMs,
       logPath: opts.logPath,
     };
-    if (r.exitCode === undefined && !r.signal && !r.timedOut) {
-      const missing = (r as { code?: string }).code === 'ENOENT';
+    const notStarted = r.exitCode === undefined && !r.signal && !r.timedOut;
+    const setprivFailed = r.exitCode === 127 && setprivMissing(output);
+    if (notStarted || setprivFailed) {
+      const missing = setprivFailed || (r as { code?: string }).code === 'ENOENT';
       throw infraError(missing ? `host tool '${file}' is not installed` : `could not run ${file}: ${r.shortMessage}`, {
         command,
         hint: missing ? 'run scripts/setup-host.sh (as root) to install the host packages' : undefined,

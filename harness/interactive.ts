@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { ArchRecord } from './arch.js';
 import { bootGuest } from './boot.js';
 import { cacheRoot } from './cache.js';
+import { guardRun } from './children.js';
 import { EXIT, usageError } from './errors.js';
 import { GuestOps, LP_SYSFS } from './guestops.js';
 import { loadKeys } from './keys.js';
@@ -39,6 +40,7 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
     throw usageError(`scenario '${o.scenario}' has no stuck state to reproduce`, { hint: `use one of: ${STUCK_NAMES().join(', ')}` });
   }
   const cacheDir = cacheRoot(o.cacheDir);
+  for (const line of guardRun(cacheDir)) o.logger.info(line);
   preflight([o.arch]);
   const logger = o.logger;
   const series = readSeries(o.patches ?? join(PROJECT_ROOT, 'patches'));

@@ -41,10 +41,13 @@ export function toJUnit(r: RunReport): string {
           st.checks.filter((c) => !c.ok).map((c) => `[${st.name}] ${c.what}\n  expected: ${c.expected}\n  actual:   ${c.actual}`),
         );
         const text = [...failed, s.error ?? '', s.diagnosis ? `blocking tasks: ${s.diagnosis}` : ''].filter(Boolean).join('\n\n');
-        const tag = s.fault ? 'error' : 'failure';
-        if (s.fault) sErr++;
+        // Interrupted (not run to its end) and kernel or host faults are errors; a failed check is a failure.
+        const interrupted = (s as { interrupted?: boolean }).interrupted;
+        const tag = s.fault || interrupted ? 'error' : 'failure';
+        if (tag === 'error') sErr++;
         else sFail++;
-        body = `<${tag} message="${esc((s.error ?? 'failed').split('\n')[0]!)}">${esc(text)}</${tag}>`;
+        const type = interrupted ? ' type="interrupted"' : '';
+        body = `<${tag}${type} message="${esc((s.error ?? 'failed').split('\n')[0]!)}">${esc(text)}</${tag}>`;
       }
       const timings = Object.entries(s.timings).map(([k, v]) => `${k}=${v}`).join(' ');
       cases.push(

@@ -12,9 +12,10 @@ import { exitCodeFor, EXIT, HarnessError } from './errors.js';
 import { GuestOps } from './guestops.js';
 import { buildImage, type ImageResult } from './image.js';
 import type { Keys } from './keys.js';
-import { wasInterrupted } from './children.js';
+import { guardRun, interruptReason, onCleanup, wasInterrupted } from './children.js';
 import { buildGuestModules, type ModulesResult } from './modules.js';
 import { toJUnit } from './junit.js';
+import { toKTAP } from './ktap.js';
 import { preflight } from './preflight.js';
 import { loadKeys } from './keys.js';
 import type { Logger } from './log.js';
@@ -53,14 +54,19 @@ export interface ArchReport {
   image?: { reused: boolean; durationMs: number; path: string; bytes: number };
   modules?: { reused: boolean; dir: string };
   boots: { cpu: string; scenario: string; bootMs?: number; qemuCommand?: string; consoleLog: string; stalledConsoleLogs?: string[] }[];
-  scenarios: ScenarioReport[];
+  scenarios: ScenarioOutcome[];
   /** Wall time from the first boot to the end of the last scenario (boots overlap scenarios). */
   scenariosWallMs?: number;
   error?: { kind: string; message: string; report: string; exitCode: number };
 }
 
+/** A scenario's report; `interrupted` when the run was stopped before it finished (or before it began). */
+export type ScenarioOutcome = ScenarioReport & { interrupted?: boolean };
+
 export interface RunReport {
   started: string;
+  /** Set when a signal (or the end of the process that started us) stopped the run. */
+  interrupted?: string;
   durationMs: number;
   outDir: string;
   cacheDir: string;
@@ -88,6 +94,57 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
     arches: [],
     exitCode: EXIT.ok,
   };
+  for (const line of guardRun(cacheDir)) opts.logger.info(line);
+  // However the run ends, an interrupted one leaves its reports: from here
+  // when it unwinds, from the exit hook when something kept it from that.
+  const planned = new Map(opts.arches.map((a) => [a.name, plannedRuns(a, opts)]));
+  const finish = () => writeReports(report, planned, started);
+  const forgetHook = onCleanup(() => wasInterrupted() && finish());
+  try {
+    await runArches(opts, report, cacheDir, outDir);
+  } catch (e) {
+    if (wasInterrupted()) finish();
+    throw e;
+  } finally {
+    forgetHook();
+  }
+  finish();
+  return report;
+}
+
+/** The (scenario, CPU) pairs an arch is to run, in order. */
+function plannedRuns(arch: ArchRecord, opts: RunOptions): { scenario: Scenario; cpu: string }[] {
+  const cpuChoice = opts.cpus?.(arch) ?? [...arch.qemu.cpuModels];
+  return opts.scenarios.flatMap((scenario) => (scenario.allCpus ? cpuChoice : cpuChoice.slice(0, 1)).map((cpu) => ({ scenario, cpu })));
+}
+
+/**
+ * Writes summary.json, junit.xml and ktap.txt. After an interrupt every planned
+ * scenario without a report gets one marked interrupted, so the reports say
+ * what finished and what did not.
+ */
+function writeReports(report: RunReport, planned: Map<string, { scenario: Scenario; cpu: string }[]>, started: number): void {
+  if (wasInterrupted()) {
+    report.interrupted = interruptReason();
+    for (const [archName, runs] of planned) {
+      let ar = report.arches.find((a) => a.arch === archName);
+      if (!ar) report.arches.push((ar = { arch: archName, boots: [], scenarios: [] }));
+      for (const { scenario, cpu } of runs) {
+        if (ar.scenarios.some((s) => s.name === scenario.name && (s.cpu ?? cpu) === cpu)) continue;
+        ar.scenarios.push({ name: scenario.name, arch: archName, cpu, ok: false, interrupted: true, steps: [], durationMs: 0, timings: {}, error: `interrupted (${report.interrupted}) before it finished` });
+      }
+    }
+  }
+  report.durationMs = Date.now() - started;
+  report.exitCode = overallExit(report);
+  writeFileSync(join(report.outDir, 'summary.json'), JSON.stringify(report, null, 2) + '\n');
+  writeFileSync(join(report.outDir, 'junit.xml'), toJUnit(report));
+  writeFileSync(join(report.outDir, 'ktap.txt'), toKTAP(report));
+}
+
+/** Source, then per arch: build, image, modules, boots and scenarios. Fills report as it goes. */
+async function runArches(opts: RunOptions, report: RunReport, cacheDir: string, outDir: string): Promise<void> {
+  const { kernelSrc, patches: patchesDir } = report.source;
   const rebuild = new Set(opts.rebuild ?? []);
   opts.logger.info(`run: artifacts in ${outDir}`);
 
@@ -111,9 +168,11 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
     const archOut = join(outDir, arch.name);
     mkdirSync(archOut, { recursive: true });
     const fail = (e: unknown) => {
-      const code = exitCodeFor(e);
       const text = e instanceof HarnessError ? e.report() : String((e as Error)?.stack ?? e);
-      ar.error = { kind: e instanceof HarnessError ? e.kind : 'infra', message: (e as Error).message, report: text, exitCode: code };
+      // After an interrupt, what failed (a killed make or QEMU) failed because of it.
+      const kind = wasInterrupted() ? 'interrupted' : e instanceof HarnessError ? e.kind : 'infra';
+      const message = wasInterrupted() ? `interrupted (${interruptReason()}): ${(e as Error).message}` : (e as Error).message;
+      ar.error = { kind, message, report: text, exitCode: wasInterrupted() ? EXIT.interrupted : exitCodeFor(e) };
       opts.logger.info(text);
     };
     let prepared: Awaited<ReturnType<typeof prepareArch>>;
@@ -131,9 +190,8 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
     ar.image = { reused: image.reused, durationMs: image.durationMs, path: image.path, bytes: image.bytes };
     ar.modules = { reused: modules.reused, dir: modules.dir };
     const runArch = async () => {
-      const cpuChoice = opts.cpus?.(arch) ?? [...arch.qemu.cpuModels];
       // Every scenario gets a freshly booted guest: a forced transition leaves a module that can never go.
-      const runs = opts.scenarios.flatMap((scenario) => (scenario.allCpus ? cpuChoice : cpuChoice.slice(0, 1)).map((cpu) => ({ scenario, cpu })));
+      const runs = plannedRuns(arch, opts);
       const boot = async ({ scenario, cpu }: (typeof runs)[number]) => {
         const label = `${scenario.name}-${cpu}`;
         const consoleLog = join(archOut, `console-${label}.log`);
@@ -172,9 +230,12 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
             const uname = (await ops.must('uname -m')).trim();
             if (uname !== arch.unameMachine) throw new HarnessError('boot', `guest reports uname -m '${uname}', expected '${arch.unameMachine}'`, { arch: arch.name });
             opts.logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name}`);
-            const sr = await runScenario(scenario, { arch, ops, build, tree: src.tree, modules, vm: booted.vm, logger: opts.logger }, cpu);
+            const sr: ScenarioOutcome = await runScenario(scenario, { arch, ops, build, tree: src.tree, modules, vm: booted.vm, logger: opts.logger }, cpu);
+            if (wasInterrupted()) sr.interrupted = true;
             ar.scenarios.push(sr);
-            const dmesg = await booted.ssh.exec('dmesg').catch(() => undefined);
+            // A guest that died, hung or was stopped has no dmesg to give (its console log has the story);
+            // any other gets the usual command deadline.
+            const dmesg = sr.fault || sr.interrupted ? undefined : await ops.run('dmesg').catch(() => undefined);
             if (dmesg) writeFileSync(join(archOut, `dmesg-${label}.txt`), dmesg.stdout);
             if (sr.diagnosis) writeFileSync(join(archOut, `blocking-tasks-${label}.txt`), sr.diagnosis + '\n');
             opts.logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name} ${sr.ok ? 'passed' : 'FAILED'} in ${(sr.durationMs / 1000).toFixed(1)} s`);
@@ -202,11 +263,6 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
     else archRuns.push(archRun);
   }
   await Promise.all(archRuns);
-  report.durationMs = Date.now() - started;
-  report.exitCode = overallExit(report);
-  writeFileSync(join(outDir, 'summary.json'), JSON.stringify(report, null, 2) + '\n');
-  writeFileSync(join(outDir, 'junit.xml'), toJUnit(report));
-  return report;
 }
 
 /** Everything an arch needs before booting: kernel build, guest image, guest modules (each cached). */
@@ -254,7 +310,8 @@ export function sshCommand(keys: { clientPrivatePath: string; knownHostsPath: st
 
 /** The most serious outcome wins: usage > infra > kernel > tests failed > ok. */
 export function overallExit(r: RunReport): number {
-  const scenarioCode = (s: ScenarioReport) => (s.ok ? EXIT.ok : s.fault === 'kernel' ? EXIT.kernelFailed : s.fault === 'infra' ? EXIT.infra : EXIT.testsFailed);
+  if (r.interrupted) return EXIT.interrupted;
+  const scenarioCode = (s: ScenarioOutcome) => (s.ok ? EXIT.ok : s.interrupted ? EXIT.interrupted : s.fault === 'kernel' ? EXIT.kernelFailed : s.fault === 'infra' ? EXIT.infra : EXIT.testsFailed);
   const codes = r.arches.flatMap((a) => [a.error?.exitCode ?? EXIT.ok, ...a.scenarios.map(scenarioCode)]);
   for (const c of [EXIT.interrupted, EXIT.usage, EXIT.infra, EXIT.kernelFailed, EXIT.testsFailed]) if (codes.includes(c)) return c;
   return EXIT.ok;

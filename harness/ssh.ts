@@ -1,5 +1,8 @@
 // SSH to the guest with ssh2: run a command (stdout, stderr, exit status),
 // copy a file in. Connecting retries only while the server is not up yet.
+// Every command has a deadline (by default the table's, given at connect)
+// and its output is capped, so a guest that stops answering or floods
+// cannot hold the run forever or exhaust the host.
 import pRetry, { AbortError } from 'p-retry';
 import { Client, type ClientChannel } from 'ssh2';
 import { HarnessError, infraError, timeoutError } from './errors.js';
@@ -17,6 +20,39 @@ export interface ExecResult {
 /** Quotes a string for the guest's POSIX shell. */
 export const q = (s: string | number) => `'${String(s).replace(/'/g, `'\\''`)}'`;
 
+/** Each of a command's stdout and stderr is kept up to this many bytes. */
+export const OUTPUT_MAX_BYTES = 4 * 1024 * 1024;
+
+/** Collects a stream's bytes up to a cap; what is over the cap is counted and named in a marker. */
+export class CappedOutput {
+  private chunks: Buffer[] = [];
+  private kept = 0;
+  private dropped = 0;
+  constructor(private readonly max = OUTPUT_MAX_BYTES) {}
+  push(chunk: Buffer) {
+    const room = this.max - this.kept;
+    if (room > 0) {
+      const piece = chunk.length <= room ? chunk : chunk.subarray(0, room);
+      this.chunks.push(piece);
+      this.kept += piece.length;
+    }
+    this.dropped += Math.max(0, chunk.length - Math.max(room, 0));
+  }
+  /** The text (decoded once, so a character split across chunks stays whole), with a marker when cut. */
+  text(): string {
+    const s = Buffer.concat(this.chunks).toString('utf8');
+    return this.dropped ? `${s}\n[truncated ${this.dropped} bytes]\n` : s;
+  }
+}
+
+/** Deadlines for guest commands, from the timeout table (scaled per arch). */
+export interface CommandDeadlines {
+  /** A command given no timeout of its own. */
+  commandMs: number;
+  /** Copying a file in. */
+  copyMs: number;
+}
+
 /** Errors that mean "the server is not listening yet", the only ones worth a retry. */
 export function isNotUpYet(err: unknown): boolean {
   const e = err as { code?: string; message?: string; level?: string };
@@ -28,13 +64,14 @@ export class GuestShell {
   private constructor(
     private readonly client: Client,
     readonly port: number,
+    readonly deadlines: CommandDeadlines,
   ) {}
 
   /**
    * Connects, retrying while the server is not up. `abort` resolves (with a
    * reason) when waiting is pointless: the VM died or panicked.
    */
-  static async connect(opts: { port: number; keys: Keys; deadlineMs: number; abort?: Promise<string> }): Promise<GuestShell> {
+  static async connect(opts: { port: number; keys: Keys; deadlineMs: number; commands: CommandDeadlines; abort?: Promise<string> }): Promise<GuestShell> {
     let aborted: string | undefined;
     opts.abort?.then((why) => (aborted = why));
     const started = Date.now();
@@ -84,23 +121,33 @@ export class GuestShell {
       if (isNotUpYet(e)) throw timeoutError(`no SSH from the guest within ${Math.round(opts.deadlineMs / 1000)} s`, { details: e.message });
       throw infraError(`SSH connection failed: ${e.message}`, {}, e);
     });
-    return new GuestShell(client, opts.port);
+    return new GuestShell(client, opts.port, opts.commands);
   }
 
-  /** Runs a shell command in the guest. Never throws for a non-zero exit status. */
+  /**
+   * Runs a shell command in the guest. Never throws for a non-zero exit
+   * status; throws a timeout error naming the command when it does not end
+   * within timeoutMs (default: the connection's command deadline).
+   */
   exec(command: string, opts: { timeoutMs?: number; stdin?: Buffer | string } = {}): Promise<ExecResult> {
     const started = Date.now();
+    const timeoutMs = opts.timeoutMs ?? this.deadlines.commandMs;
     return new Promise((resolve, reject) => {
-      let stdout = '';
-      let stderr = '';
+      const stdout = new CappedOutput();
+      const stderr = new CappedOutput();
       let channel: ClientChannel | undefined;
       // The timer covers opening the channel too: a frozen guest never answers that.
-      const timer = opts.timeoutMs
-        ? setTimeout(() => {
-            channel?.close();
-            reject(timeoutError(`guest command did not finish within ${opts.timeoutMs} ms`, { command, details: `stdout so far:\n${stdout}\nstderr so far:\n${stderr}` }));
-          }, opts.timeoutMs)
-        : undefined;
+      const timer = setTimeout(() => {
+        channel?.close();
+        const shown = command.length > 200 ? `${command.slice(0, 200)}...` : command;
+        reject(
+          timeoutError(`guest command '${shown}' did not finish within ${(timeoutMs / 1000).toFixed(1)} s`, {
+            command,
+            durationMs: Date.now() - started,
+            details: `stdout so far:\n${stdout.text()}\nstderr so far:\n${stderr.text()}`,
+          }),
+        );
+      }, timeoutMs);
       this.client.exec(command, (err: Error | undefined, ch: ClientChannel) => {
         if (err) {
           clearTimeout(timer);
@@ -109,15 +156,15 @@ export class GuestShell {
         channel = ch;
         let code: number | null = null;
         let signal: string | undefined;
-        ch.on('data', (d: Buffer) => (stdout += d.toString()));
-        ch.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        ch.on('data', (d: Buffer) => stdout.push(d));
+        ch.stderr.on('data', (d: Buffer) => stderr.push(d));
         ch.on('exit', (c: number | null, sig?: string) => {
           code = c;
           signal = sig;
         });
         ch.on('close', () => {
           clearTimeout(timer);
-          resolve({ command, stdout, stderr, code, signal, durationMs: Date.now() - started });
+          resolve({ command, stdout: stdout.text(), stderr: stderr.text(), code, signal, durationMs: Date.now() - started });
         });
         if (opts.stdin !== undefined) ch.end(opts.stdin);
         else ch.end();
@@ -129,7 +176,7 @@ export class GuestShell {
   async put(data: Buffer, remotePath: string, mode = 0o644): Promise<void> {
     const r = await this.exec(`cat > ${q(remotePath)} && chmod ${mode.toString(8)} ${q(remotePath)} && wc -c < ${q(remotePath)}`, {
       stdin: data,
-      timeoutMs: 60_000,
+      timeoutMs: this.deadlines.copyMs,
     });
     if (r.code !== 0 || Number(r.stdout.trim()) !== data.length) {
       throw infraError(`copying ${data.length} bytes to ${remotePath} failed`, { details: `${r.stdout}${r.stderr}` });

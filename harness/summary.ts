@@ -16,17 +16,20 @@ export function formatSummary(r: RunReport): string {
         const { stuckSeenMs, remedyToDoneMs, ...rest } = s.timings;
         const other = Object.entries(rest).map(([k, v]) => `${k}=${secs(v)}`).join(' ');
         const checks = s.steps.reduce((n, st) => n + st.checks.length, 0);
-        return [s.name, s.cpu ?? '', s.skipped ? 'SKIP' : s.ok ? 'PASS' : s.fault ? `FAIL (${s.fault})` : 'FAIL', String(checks), secs(stuckSeenMs), secs(remedyToDoneMs), secs(s.durationMs), other];
+        const result = s.skipped ? 'SKIP' : s.ok ? 'PASS' : s.interrupted ? 'INTERRUPTED' : s.fault ? `FAIL (${s.fault})` : 'FAIL';
+        return [s.name, s.cpu ?? '', result, String(checks), secs(stuckSeenMs), secs(remedyToDoneMs), secs(s.durationMs), other];
       });
       out.push(...table(['scenario', 'cpu', 'result', 'checks', 'stuck seen', 'remedy->done', 'total', 'other'], rows).map((l) => `    ${l}`));
     }
     for (const s of a.scenarios.filter((x) => x.skipped)) out.push(`    skipped ${s.name}${s.cpu ? `/${s.cpu}` : ''}: ${s.skipped}`);
     if (a.error) out.push(`    error: ${a.error.kind}: ${a.error.message}`);
   }
+  if (r.interrupted) out.push(`  interrupted: ${r.interrupted}; scenarios marked INTERRUPTED did not run to their end`);
   out.push(`  total: ${secs(r.durationMs)}, exit code ${r.exitCode}`);
   out.push(`  artifacts: ${r.outDir}`);
   out.push(`  summary:   ${r.outDir}/summary.json`);
   out.push(`  junit:     ${r.outDir}/junit.xml`);
+  out.push(`  ktap:      ${r.outDir}/ktap.txt`);
   out.push(`  log:       ${r.outDir}/harness.log`);
   return out.join('\n') + '\n';
 }

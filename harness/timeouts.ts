@@ -14,6 +14,8 @@ const BASE_MS = {
   blockerState: 10_000,
   /** The kernel's own fake signal comes after 15 retries of about 1 s each. */
   autoSignal: 60_000,
+  /** Any copy into the guest over SSH (ssh.put) that names no deadline of its own. */
+  fileCopy: 60_000,
 };
 
 /**

@@ -18,6 +18,7 @@ import { readSeries } from '../../harness/patches.js';
 import { prepareArch, PROJECT_ROOT } from '../../harness/pipeline.js';
 import { freePort } from '../../harness/ports.js';
 import { DEFAULT_KERNEL_SRC, prepareSource } from '../../harness/source.js';
+import { timeout } from '../../harness/timeouts.js';
 import { alive, fakeKernelTree, okSeries, runCli } from '../cli-helpers.js';
 import { tempDir } from '../helpers.js';
 
@@ -204,6 +205,57 @@ for (const phase of ['boot', 'scenario'] as const) {
     t.notOk(alive(qemuPid), `QEMU pid ${qemuPid} is gone`);
   });
 }
+
+/** A scenario step's progress line ("x86_64/max no-blocker: patching completes ..."), not the boot's "for no-blocker: SSH up". */
+const SCENARIO_STEP = /^\[[\d:]+\]\s+x86_64\/\S+ no-blocker: /m;
+
+t.test('kill -9 of the harness during a scenario: its QEMU is gone within 5 s', async (t) => {
+  let qemuPid = 0;
+  let killedAt = 0;
+  const r = await runCli(['run', '--arch', 'x86_64', '--scenario', 'no-blocker', '--out', tempDir(t)], {
+    onStderr: (text, child) => {
+      qemuPid = Number([...text.matchAll(/qemu pid (\d+)/g)].pop()?.[1] ?? 0);
+      if (!killedAt && SCENARIO_STEP.test(text)) {
+        killedAt = Date.now();
+        child.kill('SIGKILL');
+      }
+    },
+  });
+  t.equal(r.signal, 'SIGKILL', 'the harness was killed during the scenario');
+  t.ok(qemuPid > 0, `QEMU was started (pid ${qemuPid})`);
+  let waited = 0;
+  while (alive(qemuPid) && waited < 5000) {
+    await new Promise((res) => setTimeout(res, 100));
+    waited += 100;
+  }
+  t.notOk(alive(qemuPid), `QEMU pid ${qemuPid} gone ${Date.now() - killedAt} ms after the kill`);
+});
+
+t.test('a QEMU stopped (kill -STOP) during a scenario ends as a timeout naming the command, exit 2, QEMU killed', async (t) => {
+  let qemuPid = 0;
+  let stoppedAt = 0;
+  const out = tempDir(t);
+  const r = await runCli(['run', '--arch', 'x86_64', '--scenario', 'no-blocker', '--out', out], {
+    onStderr: (text) => {
+      // The last QEMU started: a boot may have been retried.
+      qemuPid = Number([...text.matchAll(/qemu pid (\d+)/g)].pop()?.[1] ?? 0);
+      if (!stoppedAt && qemuPid && SCENARIO_STEP.test(text)) {
+        stoppedAt = Date.now();
+        process.kill(qemuPid, 'SIGSTOP');
+      }
+    },
+    timeoutMs: 240_000,
+  });
+  t.ok(stoppedAt > 0, `QEMU (pid ${qemuPid}) stopped during the scenario`);
+  t.equal(r.code, EXIT.kernelFailed, 'exit code 2');
+  // no-blocker's longest deadline for one guest operation is the module copy's (its waits are 10 s + guestCommand),
+  // then QEMU is stopped; with room for a loaded host.
+  const bound = Math.max(timeout('fileCopy', arch), 10_000 + timeout('guestCommand', arch)) + 20_000;
+  t.ok(Date.now() - stoppedAt < bound, `ended ${Date.now() - stoppedAt} ms after the stop (bound ${bound} ms)`);
+  const summary = readFileSync(join(out, 'summary.json'), 'utf8');
+  t.match(summary, /TimeoutError: guest command '.+' did not finish within/, 'the report names the command that timed out');
+  t.notOk(alive(qemuPid), 'the stopped QEMU was killed');
+});
 
 t.test('a corrupted cache entry is detected and rebuilt, never used', async (t) => {
   const first = await buildImage({ arch, cacheDir, initScript, keys, logger });

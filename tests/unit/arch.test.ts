@@ -32,7 +32,7 @@ t.test('QEMU arguments come from the record: console, machine, port on loopback 
   t.match(args[args.indexOf('-M') + 1], /x-vof=on/);
   t.equal(args[args.indexOf('-cpu') + 1], 'power9');
   t.match(args[args.indexOf('-append') + 1], /console=hvc0/);
-  t.equal(args[args.indexOf('-netdev') + 1], 'user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22');
+  t.equal(args[args.indexOf('-netdev') + 1], 'user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22');
   const x = qemuArgs({ arch: getArch('x86_64'), kernel: '/k', initrd: '/i', sshPort: 1, consoleLog: '/c', cpu: 'max' });
   t.match(x[x.indexOf('-append') + 1], /console=ttyS0/);
   t.equal(x[x.indexOf('-cpu') + 1], 'max');
