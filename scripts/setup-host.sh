@@ -10,6 +10,7 @@ PACKAGES=(
   gcc-powerpc64le-linux-gnu
   qemu-system-x86 qemu-system-ppc
   dpkg-dev apt tmux
+  python3
 )
 
 missing=()

@@ -10,6 +10,9 @@ import { runMain, PROJECT_ROOT } from '../../harness/pipeline.js';
 import { pickScenarios } from '../../harness/scenarios/index.js';
 import { formatSummary } from '../../harness/summary.js';
 import { kselftest } from '../../harness/scenarios/kselftest.js';
+import { ktapCounts } from '../../harness/ktap.js';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 const arches = parseArchList(process.env.KLP_HARNESS_ARCHES ?? archNames().join(','));
 const logger = createLogger(process.env.KLP_HARNESS_VERBOSE ? 'verbose' : 'normal');
@@ -62,3 +65,22 @@ for (const a of report.arches) {
     }
   });
 }
+
+t.test('ktap.txt reads back through the kernel\'s own parser (kunit.py parse) with the same counts', async (t) => {
+  const ktap = join(report.outDir, 'ktap.txt');
+  const kunit = join(report.source.tree ?? '', 'tools/testing/kunit/kunit.py');
+  t.ok(existsSync(ktap), 'ktap.txt written');
+  t.ok(existsSync(kunit), `kunit.py in the unpacked tree (${kunit})`);
+  // kunit.py exits non-zero when a test failed; the counts are what matter here.
+  const out = spawnSync('python3', [kunit, 'parse', ktap], { encoding: 'utf8', maxBuffer: 64 << 20 }).stdout ?? '';
+  const line = /Ran (\d+) tests?: ?(.*)$/m.exec(out);
+  t.ok(line, 'kunit.py printed its "Ran N tests" line', { tail: out.split('\n').slice(-5).join('\n') });
+  const counts = Object.fromEntries([...(line?.[2] ?? '').matchAll(/(\w+): (\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+  const ours = ktapCounts(report);
+  t.equal(Number(line?.[1]), ours.total, 'tests');
+  t.equal(counts.passed ?? 0, ours.passed, 'passed');
+  t.equal(counts.failed ?? 0, ours.failed, 'failed');
+  t.equal(counts.skipped ?? 0, ours.skipped, 'skipped');
+  t.equal(counts.crashed ?? 0, 0, 'nothing the parser calls crashed');
+  t.notMatch(out, /\[ERROR\]/, 'no parse errors');
+});
