@@ -8,7 +8,7 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { $ } from 'zx';
 import { PROJECT_ROOT } from '../harness/pipeline.js';
 import type { RunReport } from '../harness/pipeline.js';
 import { cacheRoot } from '../harness/cache.js';
@@ -62,13 +62,14 @@ for (const v of variants) {
   const out = join(outRoot, v.name);
   const t0 = Date.now();
   process.stdout.write(`verify-verdicts: ${v.name} (${v.what}): building and running the matrix on ${arch}...\n`);
-  const r = await execa('node', [join(PROJECT_ROOT, 'bin/klp-harness.js'), 'run', '--arch', arch, '--patches', seriesDir, '--out', out, '--quiet', '--sequential'], { reject: false, all: true });
+  // A shell-like line is what this script mostly is: zx runs it, quoting each argument.
+  const r = await $({ nothrow: true, quiet: true })`node ${join(PROJECT_ROOT, 'bin/klp-harness.js')} run --arch ${arch} --patches ${seriesDir} --out ${out} --quiet --sequential`;
   rmSync(seriesDir, { recursive: true, force: true });
   let report: RunReport | undefined;
   try {
     report = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as RunReport;
   } catch {
-    process.stdout.write(`  no summary.json (exit ${r.exitCode}); output:\n${r.all?.split('\n').slice(-30).join('\n')}\n`);
+    process.stdout.write(`  no summary.json (exit ${r.exitCode}); output:\n${(r.stdout + r.stderr).split('\n').slice(-30).join('\n')}\n`);
     allRight = false;
     continue;
   }
