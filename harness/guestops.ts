@@ -34,6 +34,14 @@ function pollScript(path: string, forMs: number, everyMs: number, body: string, 
   );
 }
 
+/** One reading of a sampled file at a moment of the guest's clock (uptime, ms). */
+export interface SamplePoint {
+  atMs: number;
+  value: string;
+  /** The reading of the second file sampled at the same moment, if any. */
+  other?: string;
+}
+
 export interface WriteResult {
   ok: boolean;
   /** The shell's error text for a failed write, e.g. "Invalid argument". */
@@ -135,24 +143,32 @@ export class GuestOps {
    * the guest waited, by the guest's clock (/proc/uptime, 10 ms resolution).
    * Readings use the shell's `read` builtin: a fork costs ~45 ms under emulation.
    */
-  async waitTransition(patch: string, want: '0' | '1', timeoutMs: number): Promise<{ value: string; waitedMs: number }> {
+  async waitTransition(patch: string, want: '0' | '1', timeoutMs: number): Promise<{ value: string; waitedMs: number; endMs: number }> {
     const done = `[ "$v" = ${q(want)} ] && break; ${want === '0' ? '[ "$v" = gone ] && break; ' : ''}`;
-    const r = await this.run(`${pollScript(this.patchFile(patch, 'transition'), timeoutMs, 100, done)} echo "$v $e"`, timeoutMs + this.commandTimeoutMs);
-    const [value = '', ms = '0'] = r.stdout.trim().split(/\s+/);
-    return { value, waitedMs: Number(ms) };
+    const r = await this.run(`${pollScript(this.patchFile(patch, 'transition'), timeoutMs, 100, done)} echo "$v $e $ms"`, timeoutMs + this.commandTimeoutMs);
+    const [value = '', ms = '0', end = 'NaN'] = r.stdout.trim().split(/\s+/);
+    return { value, waitedMs: Number(ms), endMs: Number(end) };
   }
 
   /**
    * Samples a file in the guest every `everyMs` for at least `forMs` (guest
-   * clock). Returns each distinct reading with its count, and the span covered.
+   * clock), and `also` at the same moments. Returns each distinct reading of
+   * `path` with its count, the span covered, and every reading with its
+   * guest uptime in ms.
    */
-  async sample(path: string, forMs: number, everyMs: number): Promise<{ counts: Map<string, number>; spanMs: number }> {
-    const r = await this.run(`${pollScript(path, forMs, everyMs, 'echo "$v"; ')} echo "span $e"`, forMs + this.commandTimeoutMs);
+  async sample(path: string, forMs: number, everyMs: number, also?: string): Promise<{ counts: Map<string, number>; spanMs: number; points: SamplePoint[] }> {
+    const body = also ? `read w 2>/dev/null < ${q(also)} || w=gone; echo "$v $ms $w"; ` : 'echo "$v $ms"; ';
+    const r = await this.run(`${pollScript(path, forMs, everyMs, body)} echo "span $e"`, forMs + this.commandTimeoutMs);
     const lines = r.stdout.trim().split('\n');
     const spanMs = Number(/^span (\d+)$/.exec(lines.pop() ?? '')?.[1] ?? 0);
     const counts = new Map<string, number>();
-    for (const l of lines) counts.set(l, (counts.get(l) ?? 0) + 1);
-    return { counts, spanMs };
+    const points: SamplePoint[] = [];
+    for (const l of lines) {
+      const [value = '', at = 'NaN', other] = l.split(' ');
+      counts.set(value, (counts.get(value) ?? 0) + 1);
+      points.push({ atMs: Number(at), value, other });
+    }
+    return { counts, spanMs, points };
   }
 
   /**
@@ -161,19 +177,19 @@ export class GuestOps {
    * patch is gone. The guest clock starts just before the first write, so
    * `waitedMs` is the kernel's time from the lever to the end, not SSH's.
    */
-  async writeThenWait(path: string, value: string, patch: string, timeoutMs: number, times = 1): Promise<{ writes: WriteResult[]; value: string; waitedMs: number }> {
+  async writeThenWait(path: string, value: string, patch: string, timeoutMs: number, times = 1): Promise<{ writes: WriteResult[]; value: string; waitedMs: number; atMs: number }> {
     const writes = Array.from({ length: times }, (_, i) =>
       `if { echo ${q(value)} > ${q(path)}; } 2>/tmp/klp-w${i}; then echo "w ok"; else read m < /tmp/klp-w${i}; echo "w $m"; fi; `,
     ).join('');
     const done = `[ "$v" = 0 ] && break; [ "$v" = gone ] && break; `;
-    const r = await this.run(`${pollScript(this.patchFile(patch, 'transition'), timeoutMs, 100, done, writes)} echo "end $v $e"`, timeoutMs + this.commandTimeoutMs);
+    const r = await this.run(`${pollScript(this.patchFile(patch, 'transition'), timeoutMs, 100, done, writes)} echo "end $v $e $t0"`, timeoutMs + this.commandTimeoutMs);
     const lines = r.stdout.trim().split('\n');
-    const [, v = '', ms = 'NaN'] = (lines.find((l) => l.startsWith('end ')) ?? '').split(/\s+/);
+    const [, v = '', ms = 'NaN', t0 = 'NaN'] = (lines.find((l) => l.startsWith('end ')) ?? '').split(/\s+/);
     const outcomes = lines
       .filter((l) => l.startsWith('w '))
       .map((l) => l.slice(2))
       .map((m) => (m === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(m)?.[1]?.trim() ?? m }));
-    return { writes: outcomes, value: v, waitedMs: Number(ms) };
+    return { writes: outcomes, value: v, waitedMs: Number(ms), atMs: Number(t0) };
   }
 
   /** Waits in the guest until `path` can no longer be read (a sysfs directory removed); returns whether it went. */
@@ -197,6 +213,13 @@ export class GuestOps {
     const out = new Map<number, bigint>();
     for (let i = 0; i + 1 < words.length; i += 2) out.set(Number(BigInt(`0x${words[i]}`)), BigInt(`0x${words[i + 1]}`));
     return out;
+  }
+
+  /** Runs a command and reads the guest's uptime right after it (ms), in one round trip. */
+  async runTimed(command: string): Promise<ExecResult & { atMs: number }> {
+    const r = await this.run(`${command}; rc=$?; read u _ < /proc/uptime; echo "@uptime $u"; exit $rc`);
+    const m = /@uptime (\d+)\.(\d+)\s*$/.exec(r.stdout);
+    return { ...r, stdout: r.stdout.replace(/@uptime .*\s*$/, ''), atMs: m ? Number(m[1]) * 1000 + Number(m[2]!.padEnd(3, '0').slice(0, 3)) : NaN };
   }
 
   async dmesg(): Promise<string> {

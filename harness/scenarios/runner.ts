@@ -9,7 +9,7 @@ import { CheckFailed, Skipped, type Check, type Scenario, type ScenarioContext, 
 
 export async function runScenario(
   scenario: Scenario,
-  base: Omit<ScenarioContext, 'step' | 'timing' | 'copyIn' | 'cpu' | 'requireFeatures'>,
+  base: Omit<ScenarioContext, 'step' | 'timing' | 'copyIn' | 'cpu' | 'requireFeatures' | 'event' | 'series'>,
   cpu?: string,
 ): Promise<ScenarioReport> {
   const started = Date.now();
@@ -17,6 +17,13 @@ export async function runScenario(
   const ctx: ScenarioContext = {
     ...base,
     cpu,
+    event: (what, atMs) => {
+      if (Number.isFinite(atMs)) (report.timeline ??= []).push({ atMs, what });
+    },
+    series: (name, points) => {
+      const kept = points.filter((p) => Number.isFinite(p.atMs));
+      if (kept.length) (report.series ??= []).push({ name, points: kept });
+    },
     requireFeatures: async (patch) => {
       for (const f of scenario.needs ?? []) {
         const path = `${LP_SYSFS}/${patch}/${f}`;

@@ -1,6 +1,6 @@
 // Driving guest/modules in the guest: the klp_sleeper blockers and the
 // klp_sleeper_lp livepatch, and reading what blocks a transition.
-import type { GuestOps } from '../guestops.js';
+import type { GuestOps, SamplePoint } from '../guestops.js';
 import { q } from '../ssh.js';
 import { guestBound, timeout } from '../timeouts.js';
 import type { ScenarioContext, StepApi, StuckSetup } from './types.js';
@@ -167,8 +167,9 @@ export class Sleeper {
   }
 
   async insmodPatch(s: StepApi) {
-    const r = await this.ops.insmod(`/root/${this.patch}.ko`);
+    const r = await this.ops.runTimed(`insmod /root/${this.patch}.ko`);
     s.equal(`insmod ${this.patch}.ko`, r.code ?? 'no exit status', 0);
+    this.ctx.event(`${this.patch} loaded`, r.atMs);
     if (r.code === 0) await this.ctx.requireFeatures(this.patch);
   }
 
@@ -194,7 +195,8 @@ export class Sleeper {
    * initial state while other tasks (pid 1) already reached the target.
    */
   async confirmStuck(s: StepApi, initialState: '0' | '1', pid: number, spanMs = guestBound('stuckSpan', this.ctx.arch)): Promise<boolean> {
-    const { counts, spanMs: span } = await this.ops.sample(this.file('transition'), spanMs, 250);
+    const { counts, spanMs: span, points } = await this.ops.sample(this.file('transition'), spanMs, 250, `/proc/${pid}/patch_state`);
+    this.recordSamples(points, pid);
     const readings = [...counts].map(([v, n]) => `${v} x${n}`).join(', ');
     const always = s.equal(`transition readings every 250 ms`, counts.size === 1 && counts.has('1') ? 'always 1' : readings, 'always 1');
     const long = s.atLeast(`span of those readings (guest clock, the kernel retries every 1 s)`, span, spanMs, 'ms');
@@ -214,7 +216,8 @@ export class Sleeper {
    */
   async stillStuck(s: StepApi, what: string): Promise<boolean> {
     const spanMs = guestBound('noChangeSpan', this.ctx.arch);
-    const { counts } = await this.ops.sample(this.file('transition'), spanMs, 250);
+    const { counts, points } = await this.ops.sample(this.file('transition'), spanMs, 250);
+    this.ctx.series(`${this.patch} transition`, points);
     const readings = [...counts].map(([v, n]) => `${v} x${n}`).join(', ');
     return s.equal(`${what}: transition readings every 250 ms for ${spanMs / 1000} s`, counts.size === 1 && counts.has('1') ? 'always 1' : readings, 'always 1');
   }
@@ -223,6 +226,7 @@ export class Sleeper {
   async waitDone(s: StepApi, what: string, initialState: '0' | '1', timeoutMs = timeout('transition', this.ctx.arch)): Promise<number> {
     const w = await this.ops.waitTransition(this.patch, '0', timeoutMs);
     const done = w.value === '0' || w.value === 'gone';
+    if (done) this.ctx.event(`${this.patch}: ${what}`, w.endMs);
     await this.checkDone(s, what, done ? 'done' : `transition=${w.value}`, initialState);
     return w.waitedMs;
   }
@@ -238,10 +242,20 @@ export class Sleeper {
     // A repeat may find the transition already over (EINVAL): both are right.
     r.writes.slice(1).forEach((w, i) => s.match(`repeated write ${i + 2} of ${value} to ${lever}`, w.ok ? 'accepted' : w.error, /^(accepted|Invalid argument)$/));
     const done = r.value === '0' || r.value === 'gone';
+    this.ctx.event(`${value} written to ${this.patch}/${lever}${times > 1 ? ` (x${times})` : ''}`, r.atMs);
+    if (done) this.ctx.event(`${this.patch} transition done`, r.atMs + r.waitedMs);
     await this.checkDone(s, `transition finished after writing ${value} to ${lever}`, done ? 'done' : `transition=${r.value}`, initialState);
     s.atMost(`${lever} write -> transition done (guest clock)`, r.waitedMs, guestBound('remedyToDone', this.ctx.arch), 'ms');
     this.ctx.timing('remedyToDoneMs', r.waitedMs);
     return r.waitedMs;
+  }
+
+  /** Keeps the sampled `transition` and blocker `patch_state` readings for the report's timeline. */
+  private recordSamples(points: SamplePoint[], pid: number) {
+    this.ctx.series(`${this.patch} transition`, points);
+    this.ctx.series(`pid ${pid} patch_state`, points.map((p) => ({ atMs: p.atMs, value: p.other ?? '?' })));
+    const last = points.at(-1);
+    if (last) this.ctx.event(`${this.patch} stuck confirmed`, last.atMs);
   }
 
   /** "done", or what still blocks; once done, every task's patch_state is back to -1. */

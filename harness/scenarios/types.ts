@@ -43,10 +43,20 @@ export interface ScenarioReport {
   diagnosis?: string;
   /** Copied from the scenario: each check is a JUnit test case. */
   casesAreChecks?: boolean;
+  /** What happened when, on the guest's clock (uptime ms): loads, levers, ends. */
+  timeline?: TimelineEvent[];
+  /** Readings sampled over time on the guest's clock (transition, a blocker's patch_state). */
+  series?: { name: string; points: { atMs: number; value: string }[] }[];
   /** Set when the kernel lacks a file the scenario needs: why it was not run (ok stays true). */
   skipped?: string;
   /** Set when the scenario did not fail on a check but because the kernel ('kernel') or the host ('infra') failed. */
   fault?: 'kernel' | 'infra';
+}
+
+export interface TimelineEvent {
+  /** Guest uptime in ms. */
+  atMs: number;
+  what: string;
 }
 
 export interface ScenarioContext {
@@ -63,6 +73,10 @@ export interface ScenarioContext {
   timing(name: string, ms: number): void;
   /** Copies a host file into the guest and returns the guest path. */
   copyIn(hostPath: string): Promise<string>;
+  /** Records a moment on the guest's clock for the report's timeline. */
+  event(what: string, atMs: number): void;
+  /** Records readings over time (guest clock) for the report's timeline. */
+  series(name: string, points: { atMs: number; value: string }[]): void;
   /** The CPU model the guest runs on. */
   cpu?: string;
   /**
