@@ -44,6 +44,8 @@ export interface RunOptions {
   /** CPU models per arch to run the scenarios on; default: the arch's first. */
   cpus?: (arch: ArchRecord) => string[];
   qemuBinary?: string;
+  /** What was asked for before sharding (recorded so that `merge` can tell a missing shard). */
+  selection?: RunReport['selection'];
 }
 
 export interface ArchReport {
@@ -67,6 +69,8 @@ export interface RunReport {
   source: { kernelSrc: string; patches: string; reused?: boolean; durationMs?: number; tree?: string; treeKey?: string; series?: string; generation?: string };
   arches: ArchReport[];
   exitCode: number;
+  /** The scenarios asked for (before --shard) and the shard this run is. */
+  selection?: { scenarios: string[]; shard?: { index: number; count: number } };
 }
 
 /** Runs everything the options ask for; never throws for a kernel or test failure (see exitCode). */
@@ -87,6 +91,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
     source: { kernelSrc, patches: patchesDir },
     arches: [],
     exitCode: EXIT.ok,
+    selection: opts.selection,
   };
   const rebuild = new Set(opts.rebuild ?? []);
   opts.logger.info(`run: artifacts in ${outDir}`);

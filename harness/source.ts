@@ -7,8 +7,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hashOf, invalidate, MARKER, readValidMarker, writeFileAtomic, writeMarker } from './cache.js';
 import { entryLock, useEntry, withShared } from './lock.js';
-import { usageError } from './errors.js';
-import { run } from './exec.js';
+import { infraError, usageError } from './errors.js';
+import { run, tail } from './exec.js';
 import type { Logger } from './log.js';
 import { explainRejection, type Patch, type Series } from './patches.js';
 import { onCleanup } from './children.js';
@@ -142,7 +142,8 @@ export function contentHash(dir: string, indexPath?: string): { digest: string; 
 }
 
 export function seriesIdentity(series: Series): string {
-  return hashOf(...series.patches.flatMap((p) => [p.name, p.text]));
+  // -pN counts only when given, so that a series without it keeps its key.
+  return hashOf(...series.patches.flatMap((p) => (p.strip === undefined ? [p.name, p.text] : [p.name, p.text, `-p${p.strip}`])));
 }
 
 /** The project's own series (patches/): its tree keeps the name it always had, so CI's warm cache stays warm. */
@@ -153,6 +154,15 @@ export async function kernelVersion(tree: string): Promise<string> {
   const mk = readFileSync(join(tree, 'Makefile'), 'utf8');
   const get = (k: string) => new RegExp(`^${k}[ \\t]*=[ \\t]*(\\S*)`, 'm').exec(mk)?.[1] ?? '?';
   return `${get('VERSION')}.${get('PATCHLEVEL')}.${get('SUBLEVEL')}${get('EXTRAVERSION').replace('?', '')}`;
+}
+
+/** A tarball tar cannot read is bad input (exit 4); a full disk or a permission problem is the host's (exit 3). */
+function tarFailure(src: string, output: string, command: string) {
+  const host = /No space left|Disk quota|Read-only file system|Cannot (mkdir|open): Permission denied/i.test(output);
+  const ctx = { command, details: tail(output, 10) };
+  return host
+    ? infraError(`unpacking ${src} failed on this host`, { ...ctx, hint: 'free space in the cache directory or fix its permissions' })
+    : usageError(`kernel source ${src} is not a readable tarball`, { ...ctx, hint: 'pass --kernel-src with a kernel tarball (.tar.xz, .tar.gz, ...) or a kernel tree' });
 }
 
 /** Where a tree was copied from: a sibling tree of the same source, as it was (series, generation) then. */
@@ -254,7 +264,7 @@ async function unpack(req: SourceRequest, ident: { kind: string; git: boolean },
   const src = resolve(req.kernelSrc);
   if (ident.kind === 'tarball') {
     req.logger.info(`source: unpacking ${src}`);
-    await run('tar', ['-xf', src, '-C', tmp, '--strip-components=1'], { logger: req.logger });
+    await run('tar', ['-xf', src, '-C', tmp, '--strip-components=1'], { logger: req.logger, onFailure: (f) => tarFailure(src, f.output, f.command) });
     return;
   }
   req.logger.info(`source: copying ${src} (the tree itself is not modified)`);
@@ -326,7 +336,7 @@ async function applyAll(tree: string, series: Series, logger: Logger): Promise<v
   const done: Patch[] = [];
   for (const patch of series.patches) {
     logger.info(`patches: applying ${patch.name}`);
-    const args = ['-p1', '--forward', '--batch', '-d', tree];
+    const args = [`-p${patch.strip ?? 1}`, '--forward', '--batch', '-d', tree];
     try {
       await run('patch', [...args, '--dry-run'], { input: patch.text, logger, onFailure: (f) => explainRejection(patch, f.output, series.origin) });
     } catch (e) {
@@ -340,6 +350,6 @@ async function applyAll(tree: string, series: Series, logger: Logger): Promise<v
 
 async function revertAll(tree: string, patches: Patch[], logger: Logger): Promise<void> {
   for (const patch of [...patches].reverse()) {
-    await run('patch', ['-p1', '-R', '--batch', '-s', '-d', tree], { input: patch.text, logger });
+    await run('patch', [`-p${patch.strip ?? 1}`, '-R', '--batch', '-s', '-d', tree], { input: patch.text, logger });
   }
 }
