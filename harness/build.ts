@@ -209,6 +209,11 @@ async function seedBuild(req: BuildRequest, fragmentText: string, cc: string, bu
     ]);
     req.logger.info(`build ${req.arch.name}: ${n} kbuild files point at the new tree now`);
     writeFileSync(join(tmp, '.klp-tree-generation'), req.generation);
+    // make compares times: a file the series switch changed may be older than
+    // the copied object built (later) from the sibling's version of it. Now is
+    // newer than every copied object.
+    const now = new Date();
+    for (const f of seed.touched ?? []) if (existsSync(join(req.tree, f))) utimesSync(join(req.tree, f), now, now);
     renameSync(tmp, buildDir);
     return true;
   } finally {

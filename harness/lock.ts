@@ -22,6 +22,8 @@ interface Holder {
 
 interface Held {
   child: ChildProcess;
+  /** Settles once the child is gone, and with it the lock. */
+  gone: Promise<void>;
   mode: LockMode;
   record: string;
 }
@@ -75,7 +77,7 @@ export function lockHolders(lock: string): Holder[] {
 }
 
 export const describeHolders = (hs: Holder[]) =>
-  hs.length ? hs.map((h) => `pid ${h.pid} (${h.mode}, ${h.purpose}, since ${h.since.slice(11, 19)})`).join(', ') : 'a process that left no record';
+  hs.length ? hs.map((h) => `pid ${h.pid} (${h.mode}, ${h.purpose}, since ${h.since.slice(11, 19)})`).join(', ') : 'a process that is letting it go or left no record';
 
 /** Starts `flock`; resolves to the child once it holds the lock, or undefined when busy and !wait. */
 function spawnFlock(lock: string, mode: LockMode, wait: boolean): Promise<ChildProcess | undefined> {
@@ -117,17 +119,29 @@ async function acquire(lock: string, mode: LockMode, what: string, logger?: Logg
   let child = await spawnFlock(lock, mode, false);
   if (!child) {
     const started = Date.now();
-    logger?.info(`lock: waiting for ${what} (${mode}): held by ${describeHolders(lockHolders(lock).filter((h) => h.pid !== process.pid))}; lock file ${lock}`);
+    const others = () => lockHolders(lock).filter((h) => h.pid !== process.pid);
+    // A holder writes its record just after it gets the lock: give it a moment.
+    let holders = others();
+    for (let i = 0; i < 5 && holders.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      holders = others();
+    }
+    logger?.info(`lock: waiting for ${what} (${mode}): held by ${describeHolders(holders)}; lock file ${lock}`);
     child = (await spawnFlock(lock, mode, true))!;
     logger?.info(`lock: got ${what} (${mode}) after ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
-  return { child, mode, record: record(lock, mode, what) };
+  return { child, gone: goneOf(child), mode, record: record(lock, mode, what) };
 }
 
-function release(lock: string, h: Held): void {
-  rmSync(h.record, { force: true });
-  h.child.stdin?.end();
+const goneOf = (child: ChildProcess) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+
+/** Drops a lock and waits until it is really free (flock's child has gone): the next taker must not find it held by us. */
+async function release(lock: string, h: Held): Promise<void> {
   if (held.get(lock) === h) held.delete(lock);
+  rmSync(h.record, { force: true });
+  h.child.ref(); // keeps this process alive until the lock is free
+  h.child.stdin?.end();
+  await h.gone;
 }
 
 /**
@@ -148,7 +162,7 @@ export async function withShared<T>(lock: string, what: string, logger: Logger |
   try {
     return await fn();
   } finally {
-    release(lock, h);
+    await release(lock, h);
   }
 }
 
@@ -157,12 +171,12 @@ export function withExclusive<T>(lock: string, what: string, logger: Logger | un
   const prev = queues.get(lock) ?? Promise.resolve();
   const next = prev.then(async () => {
     const mine = held.get(lock);
-    if (mine) release(lock, mine);
+    if (mine) await release(lock, mine);
     const h = await acquire(lock, 'exclusive', what, logger);
     try {
       return await fn();
     } finally {
-      release(lock, h);
+      await release(lock, h);
     }
   });
   queues.set(
@@ -176,11 +190,11 @@ export function withExclusive<T>(lock: string, what: string, logger: Logger | un
 export async function tryExclusive<T>(lock: string, what: string, fn: () => T | Promise<T>): Promise<{ done: true; value: T } | { done: false; holders: Holder[] }> {
   const child = await spawnFlock(lock, 'exclusive', false);
   if (!child) return { done: false, holders: lockHolders(lock) };
-  const h: Held = { child, mode: 'exclusive', record: record(lock, 'exclusive', what) };
+  const h: Held = { child, gone: goneOf(child), mode: 'exclusive', record: record(lock, 'exclusive', what) };
   try {
     return { done: true, value: await fn() };
   } finally {
-    release(lock, h);
+    await release(lock, h);
   }
 }
 

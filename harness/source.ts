@@ -171,6 +171,21 @@ export interface SeedInfo {
   tree: string;
   series: string;
   generation: string;
+  /** Files the switch from that tree's series to this one's may have changed (relative to the tree). */
+  touched?: string[];
+}
+
+/** The files a patch changes, from its diff headers (with its -pN). */
+export function touchedFiles(patch: Patch): string[] {
+  const strip = patch.strip ?? 1;
+  const out = new Set<string>();
+  for (const m of patch.text.matchAll(/^(?:\+\+\+|---) ([^\t\n]+)/gm)) {
+    const path = m[1]!.trim();
+    if (path === '/dev/null') continue;
+    const rel = path.split('/').slice(strip).join('/');
+    if (rel) out.add(rel);
+  }
+  return [...out];
 }
 
 /**
@@ -304,7 +319,8 @@ async function copySibling(req: SourceRequest, base: string, key: string, tmp: s
     if (!seed) continue;
     rmSync(join(tmp, MARKER), { force: true });
     const old = JSON.parse(readFileSync(join(tmp, APPLIED), 'utf8')) as Patch[];
-    if (await revertAll(tmp, old, req.logger).then(() => true, () => false)) return seed;
+    const touched = [...new Set([...old, ...req.series.patches].flatMap(touchedFiles))].sort();
+    if (await revertAll(tmp, old, req.logger).then(() => true, () => false)) return { ...seed, touched };
     rmSync(tmp, { recursive: true, force: true });
   }
   return undefined;
