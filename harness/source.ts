@@ -95,8 +95,8 @@ interface IndexEntry {
  * A hash of every regular file's path and content (and every symlink's
  * target), skipping .git. Contents are read only for files whose size,
  * times or inode changed since the last time (a small index in the cache,
- * per tree path); a file changed within two seconds of the index being
- * written is read again, as its time alone cannot prove it unchanged.
+ * per tree path); a file changed just before (or while) the index was
+ * made is read again, as its time alone cannot prove it unchanged.
  */
 export function contentHash(dir: string, indexPath?: string): { digest: string; files: number; hashed: number } {
   let old: { written: number; entries: Record<string, IndexEntry> } = { written: 0, entries: {} };
@@ -108,7 +108,8 @@ export function contentHash(dir: string, indexPath?: string): { digest: string; 
   const entries: Record<string, IndexEntry> = {};
   const total = createHash('sha256');
   let hashed = 0;
-  const trustBefore = BigInt(old.written - 2000) * 1_000_000n;
+  // File times come from a coarse clock (a few ms): allow a margin.
+  const trustBefore = BigInt(old.written - 100) * 1_000_000n;
   const walk = (rel: string) => {
     for (const d of readdirSync(join(dir, rel), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const r = rel ? `${rel}/${d.name}` : d.name;
