@@ -155,3 +155,28 @@ t.test('cache --prune during a run keeps what the run uses, removes the rest, an
   t.match(ra.result!.kernelImage, /^2$/m, 'the run finished with its own result');
   t.match(ra.result!.module, /module klp_sleeper/);
 });
+
+t.test('a run killed with SIGKILL leaves no lock behind', async (t) => {
+  const s = setup(t, 0);
+  const a = start({ ...s, patches: series(t, '2'), holdMs: 60_000 });
+  await new Promise<void>((resolve) => {
+    const poll = setInterval(() => {
+      if (/modules x86_64: building/.test(a.stderr())) {
+        clearInterval(poll);
+        resolve();
+      }
+    }, 50);
+  });
+  await new Promise((r) => setTimeout(r, 500)); // holding its entries, as a run in its scenarios
+  process.kill(a.pid, 'SIGKILL');
+  await a.done;
+  const killedAt = Date.now();
+  let prune = await runCli(['cache', '--prune', '--max-age', '0', '--cache-dir', s.cache]);
+  for (let i = 0; i < 20 && /kept /.test(prune.stdout); i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    prune = await runCli(['cache', '--prune', '--max-age', '0', '--cache-dir', s.cache]);
+  }
+  t.notMatch(prune.stdout, /kept /, `every lock was free ${Date.now() - killedAt} ms after the kill`);
+  t.match(prune.stdout, /pruned [1-9]\d* entr/);
+  t.comment(prune.stdout);
+});
