@@ -209,7 +209,8 @@ export async function prepareSource(req: SourceRequest): Promise<SourceResult> {
   const tree = join(req.cacheDir, 'trees', key);
   const fits = async (): Promise<SourceResult | undefined> => {
     const marker = await readValidMarker(tree);
-    if (!marker || marker.inputs.series !== series) return undefined;
+    // A tree counts only with its manifest (every file's path and size): the Makefile alone proves little.
+    if (!marker?.manifest || marker.inputs.series !== series) return undefined;
     return { tree, key, series, generation: String(marker.meta?.generation), version: await kernelVersion(tree), reused: true, durationMs: Date.now() - started };
   };
   return useEntry({
@@ -219,16 +220,52 @@ export async function prepareSource(req: SourceRequest): Promise<SourceResult> {
     rebuild: req.rebuild,
     check: fits,
     make: async () => {
+      if (!req.rebuild && (await adoptUnlisted(req, tree, key, ident))) {
+        const adopted = await fits();
+        if (adopted) return adopted;
+      }
       const generation = (await switchInPlace(req, tree, key, ident.id, series)) ?? (await makeTree(req, tree, key, base, ident, series));
       return { tree, key, series, generation, version: await kernelVersion(tree), reused: false, durationMs: Date.now() - started };
     },
   });
 }
 
+/**
+ * A tree made before markers carried a manifest (a warm cache from before):
+ * kept when every regular file of its tarball is there with its size (files
+ * the applied series touches aside), and then given its manifest. Costs one
+ * listing of the tarball, once, instead of a fresh tree and a cold build.
+ */
+async function adoptUnlisted(req: SourceRequest, tree: string, key: string, ident: { kind: string; id: string }): Promise<boolean> {
+  const marker = await readValidMarker(tree);
+  if (!marker || marker.manifest || ident.kind !== 'tarball' || !existsSync(join(tree, APPLIED))) return false;
+  req.logger.info(`source: checking trees/${key} (made before trees had a manifest) against ${req.kernelSrc}`);
+  const listing = await run('tar', ['-tvf', resolve(req.kernelSrc)], { logger: req.logger }).catch(() => undefined);
+  if (!listing) return false;
+  const touched = new Set((JSON.parse(readFileSync(join(tree, APPLIED), 'utf8')) as Patch[]).flatMap(touchedFiles));
+  let checked = 0;
+  for (const line of listing.stdout.split('\n')) {
+    const m = /^-\S*\s+\S+\s+(\d+)\s+\S+\s+\S+\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const rel = m[2]!.split('/').slice(1).join('/');
+    if (!rel || touched.has(rel)) continue;
+    const st = statSync(join(tree, rel), { throwIfNoEntry: false });
+    if (!st || st.size !== Number(m[1])) {
+      req.logger.info(`source: trees/${key} does not match its tarball (${rel}); making it again`);
+      return false;
+    }
+    checked++;
+  }
+  if (checked === 0) return false;
+  await writeMarker(tree, key, marker.inputs, Object.keys(marker.files), marker.meta, { manifest: true });
+  req.logger.info(`source: trees/${key} matches its tarball (${checked} files); kept, with a manifest now`);
+  return true;
+}
+
 /** Switches the series of a complete tree in place; its generation, or undefined when it cannot. */
 async function switchInPlace(req: SourceRequest, tree: string, key: string, sourceId: string, series: string): Promise<string | undefined> {
   const marker = req.rebuild ? undefined : await readValidMarker(tree);
-  if (!marker || !existsSync(join(tree, APPLIED))) return undefined;
+  if (!marker?.manifest || !existsSync(join(tree, APPLIED))) return undefined;
   const generation = String(marker.meta?.generation);
   invalidate(tree);
   const old = JSON.parse(readFileSync(join(tree, APPLIED), 'utf8')) as Patch[];
@@ -312,7 +349,7 @@ async function copySibling(req: SourceRequest, base: string, key: string, tmp: s
     const sibling = join(dir, name);
     const seed = await withShared(entryLock(req.cacheDir, `trees/${name}`), `source tree trees/${name} (to copy it)`, req.logger, async () => {
       const m = await readValidMarker(sibling);
-      if (!m || !existsSync(join(sibling, APPLIED))) return undefined;
+      if (!m?.manifest || !existsSync(join(sibling, APPLIED))) return undefined;
       req.logger.info(`source: copying trees/${name} (same source, series ${m.inputs.series}) instead of unpacking`);
       await run('cp', ['-a', '--reflink=auto', sibling, tmp], { logger: req.logger });
       return { key: name, tree: sibling, series: String(m.inputs.series), generation: String(m.meta?.generation) };

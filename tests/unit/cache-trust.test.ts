@@ -113,3 +113,29 @@ t.test('a planted tree with the right Makefile and a copied marker is not taken'
   t.equal(r.reused, false, 'the planted tree failed its manifest check and was made again');
   t.match(readFileSync(join(r.tree, 'kernel/livepatch/core.c'), 'utf8'), /^2$/m);
 });
+
+t.test('a tree from before manifests is kept only if it matches its tarball, and then gets one', async (t) => {
+  const src = fakeKernelTree(join(tempDir(t), 'linux-6.1'));
+  const tarball = join(tempDir(t), 'linux-6.1.tar.gz');
+  execFileSync('tar', ['-czf', tarball, '-C', join(src, '..'), 'linux-6.1']);
+  const cacheDir = tempDir(t);
+  const series = readSeries(okSeries(tempDir(t)));
+  const first = await prepareSource({ kernelSrc: tarball, series, cacheDir, logger });
+  const markerPath = join(first.tree, MARKER);
+  const legacy = () => {
+    const m = JSON.parse(readFileSync(markerPath, 'utf8')) as Record<string, unknown>;
+    delete m.manifest;
+    writeFileSync(markerPath, JSON.stringify(m));
+  };
+  legacy();
+  const again = await prepareSource({ kernelSrc: tarball, series, cacheDir, logger });
+  t.equal(again.reused, true, 'an intact old tree is kept (a warm cache stays warm)');
+  t.equal(again.generation, first.generation, 'same generation: its builds stay valid');
+  t.ok((JSON.parse(readFileSync(markerPath, 'utf8')) as { manifest?: unknown }).manifest, 'and has a manifest now');
+  legacy();
+  const { rmSync } = await import('node:fs');
+  rmSync(join(first.tree, 'Kconfig'));
+  const planted = await prepareSource({ kernelSrc: tarball, series, cacheDir, logger });
+  t.equal(planted.reused, false, 'one that lacks a file of its tarball is made again');
+  t.ok(statSync(join(planted.tree, 'Kconfig')).isFile());
+});
