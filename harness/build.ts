@@ -3,7 +3,7 @@
 // the kernel itself.
 import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync, rmSync, readdirSync, readlinkSync, realpathSync, renameSync, statSync, symlinkSync, utimesSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { ArchRecord } from './arch.js';
 import { hashOf, MARKER, readValidMarker, writeMarker, invalidate } from './cache.js';
 import { onCleanup } from './children.js';
@@ -205,7 +205,8 @@ async function seedBuild(req: BuildRequest, fragmentText: string, cc: string, bu
     for (const extra of [MARKER, 'klp-guest-modules', 'klp-modules-staging', 'build.log']) rmSync(join(tmp, extra), { recursive: true, force: true });
     const n = rewritePaths(tmp, [
       [realpathSync(seed.tree), realpathSync(req.tree)],
-      [realpathSync(sibling), buildDir],
+      // kbuild records real paths (symlinks in the cache path resolved).
+      [realpathSync(sibling), join(realpathSync(dirname(buildDir)), basename(buildDir))],
     ]);
     req.logger.info(`build ${req.arch.name}: ${n} kbuild files point at the new tree now`);
     writeFileSync(join(tmp, '.klp-tree-generation'), req.generation);

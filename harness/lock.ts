@@ -201,7 +201,9 @@ export async function tryExclusive<T>(lock: string, what: string, fn: () => T | 
 /**
  * Uses a cache entry: held shared while it is valid, made under the
  * exclusive lock when it is not (checked again there: another run may have
- * made it meanwhile, and then this one simply uses it).
+ * made it meanwhile, and then this one simply uses it). Between giving up the
+ * exclusive lock and taking the shared one another run may change the entry
+ * (switch a tree's series): it is checked once more, and made again if so.
  */
 export async function useEntry<T>(o: {
   lock: string;
@@ -212,15 +214,20 @@ export async function useEntry<T>(o: {
   make: () => Promise<T>;
   rebuild?: boolean;
 }): Promise<T> {
-  if (!o.rebuild) {
+  let rebuild = o.rebuild;
+  for (;;) {
+    if (!rebuild) {
+      await holdShared(o.lock, o.what, o.logger);
+      const ok = await o.check();
+      if (ok !== undefined) return ok;
+    }
+    const made = await withExclusive(o.lock, o.what, o.logger, async () => {
+      const ok = rebuild ? undefined : await o.check();
+      return ok !== undefined ? ok : o.make();
+    });
+    rebuild = false;
     await holdShared(o.lock, o.what, o.logger);
-    const ok = await o.check();
-    if (ok !== undefined) return ok;
+    if ((await o.check()) !== undefined) return made;
+    o.logger?.info(`lock: ${o.what} was changed by another run before this one could use it; again`);
   }
-  const made = await withExclusive(o.lock, o.what, o.logger, async () => {
-    const ok = o.rebuild ? undefined : await o.check();
-    return ok !== undefined ? ok : o.make();
-  });
-  await holdShared(o.lock, o.what, o.logger);
-  return made;
 }
