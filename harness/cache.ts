@@ -3,21 +3,25 @@
 // lists checksums of the entry's key files so that a truncated or corrupted
 // entry is detected and rebuilt, never used.
 import { createHash } from 'node:crypto';
-import { accessSync, constants, createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, createReadStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { infraError } from './errors.js';
 
 export const MARKER = '.klp-complete.json';
 
-/** Resolves the cache root and checks that it is usable. */
+/** An environment variable, with an empty value counting as unset. */
+export const envVar = (name: string): string | undefined => process.env[name] || undefined;
+
+/**
+ * Resolves the cache root (always absolute: it ends up in `make O=`) and
+ * checks that it is usable and trustworthy: what is in it is built and run
+ * (kernels, initramfs with the guest's keys), so it must be ours alone.
+ */
 export function cacheRoot(explicit?: string): string {
-  const root =
-    explicit ??
-    process.env.KLP_HARNESS_CACHE ??
-    join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'klp-harness');
+  const root = resolve(explicit || envVar('KLP_HARNESS_CACHE') || join(envVar('XDG_CACHE_HOME') ?? join(homedir(), '.cache'), 'klp-harness'));
   try {
-    mkdirSync(root, { recursive: true });
+    if (!existsSync(root)) mkdirSync(root, { recursive: true, mode: 0o700 });
     accessSync(root, constants.W_OK);
   } catch (e) {
     throw infraError(`cache directory ${root} is not writable`, {
@@ -25,7 +29,25 @@ export function cacheRoot(explicit?: string): string {
       hint: 'pass --cache-dir DIR (or set KLP_HARNESS_CACHE) to a directory you can write',
     });
   }
+  checkOwnership(root);
   return root;
+}
+
+/** Refuses a cache root another user owns or others may write: they could plant kernels or read keys. */
+export function checkOwnership(root: string): void {
+  const st = statSync(root);
+  const uid = process.getuid?.();
+  const problem =
+    uid !== undefined && st.uid !== uid
+      ? `is owned by uid ${st.uid}, not by you (uid ${uid})`
+      : st.mode & 0o022
+        ? `is writable by ${st.mode & 0o002 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o777).toString(8)})`
+        : undefined;
+  if (problem) {
+    throw infraError(`cache directory ${root} ${problem}`, {
+      hint: `another user could plant a kernel or an image there: use a directory of your own (--cache-dir), or fix it with chown/chmod go-w ${root}`,
+    });
+  }
 }
 
 /** A short, stable hash of the given parts. */
@@ -50,7 +72,31 @@ interface Marker {
   created: string;
   inputs: Record<string, string>;
   files: Record<string, { size: number; sha256: string }>;
+  /** For big entries (a source tree): every file's path and size, hashed, so that a partial or planted tree is not taken. */
+  manifest?: { files: number; digest: string };
   meta?: Record<string, unknown>;
+}
+
+/** Path, size (or link target) of every file under dir but the marker, as a count and a digest. Only stats: about 1 s for a kernel tree. */
+export function treeManifest(dir: string): { files: number; digest: string } {
+  const h = createHash('sha256');
+  let files = 0;
+  const walk = (rel: string) => {
+    const names = readdirSync(join(dir, rel)).sort();
+    for (const n of names) {
+      const r = rel ? `${rel}/${n}` : n;
+      if (r === MARKER) continue;
+      const st = lstatSync(join(dir, r));
+      if (st.isDirectory()) {
+        walk(r);
+        continue;
+      }
+      files++;
+      h.update(`${r}\0${st.isSymbolicLink() ? `->${readlinkSync(join(dir, r))}` : st.size}\n`);
+    }
+  };
+  walk('');
+  return { files, digest: h.digest('hex') };
 }
 
 /** Reads an entry's marker if every file it lists is intact; else undefined. */
@@ -68,6 +114,10 @@ export async function readValidMarker(dir: string): Promise<Marker | undefined> 
     if (!existsSync(file) || statSync(file).size !== want.size) return undefined;
     if ((await sha256File(file)) !== want.sha256) return undefined;
   }
+  if (marker.manifest) {
+    const now = treeManifest(dir);
+    if (now.files !== marker.manifest.files || now.digest !== marker.manifest.digest) return undefined;
+  }
   // The marker's time says when the entry was last used (for pruning).
   const now = new Date();
   utimesSync(path, now, now);
@@ -81,13 +131,15 @@ export async function writeMarker(
   inputs: Record<string, string>,
   files: string[],
   meta?: Record<string, unknown>,
+  opts: { manifest?: boolean } = {},
 ): Promise<void> {
   const sums: Marker['files'] = {};
   for (const rel of files) {
     const file = join(dir, rel);
     sums[rel] = { size: statSync(file).size, sha256: await sha256File(file) };
   }
-  const marker: Marker = { key, created: new Date().toISOString(), inputs, files: sums, meta };
+  const manifest = opts.manifest ? treeManifest(dir) : undefined;
+  const marker: Marker = { key, created: new Date().toISOString(), inputs, files: sums, manifest, meta };
   writeFileAtomic(join(dir, MARKER), JSON.stringify(marker, null, 2) + '\n');
 }
 

@@ -3,6 +3,7 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MARKER } from './cache.js';
 import { run } from './exec.js';
+import { describeHolders, entryLock, tryExclusive } from './lock.js';
 
 export interface CacheEntry {
   kind: string;
@@ -47,9 +48,34 @@ export function formatCache(entries: CacheEntry[]): string {
   return [...lines, `  total ${mb(total)}`].join('\n') + '\n';
 }
 
-/** Removes entries older than maxAgeDays, and incomplete ones (never runs in progress: only older than a day). */
-export function pruneCache(entries: CacheEntry[], maxAgeDays: number): CacheEntry[] {
+/**
+ * Removes entries older than maxAgeDays, and incomplete ones older than a
+ * day; never one a live run holds (its lock is taken while removing it, so
+ * no run can start using it meanwhile) or one a live process is still
+ * writing under a temporary name. Returns what went and what was skipped.
+ */
+export async function pruneCache(root: string, entries: CacheEntry[], maxAgeDays: number): Promise<{ removed: CacheEntry[]; skipped: { entry: CacheEntry; why: string }[] }> {
   const doomed = entries.filter((e) => e.kind !== 'apt' && (e.ageDays > maxAgeDays || (!e.complete && e.ageDays > 1)));
-  for (const e of doomed) rmSync(e.path, { recursive: true, force: true });
-  return doomed;
+  const removed: CacheEntry[] = [];
+  const skipped: { entry: CacheEntry; why: string }[] = [];
+  for (const e of doomed) {
+    const writer = Number(/\.tmp-(\d+)$/.exec(e.name)?.[1]);
+    if (writer && alive(writer)) {
+      skipped.push({ entry: e, why: `being written by pid ${writer}` });
+      continue;
+    }
+    const r = await tryExclusive(entryLock(root, `${e.kind}/${e.name.replace(/\.tmp-\d+$/, '')}`), `cache --prune of ${e.kind}/${e.name}`, () => rmSync(e.path, { recursive: true, force: true }));
+    if (r.done) removed.push(e);
+    else skipped.push({ entry: e, why: `in use by ${describeHolders(r.holders)}` });
+  }
+  return { removed, skipped };
 }
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};

@@ -1,8 +1,8 @@
 // Command-line entry point: `klp-harness run [options]`.
 import { parseArgs } from 'node:util';
-import { archNames, getArch, parseArchList } from './arch.js';
+import { archNames, getArch, parseArchList, type ArchRecord } from './arch.js';
 import { runInteractive } from './interactive.js';
-import { mergeReports, parseShard, readSummary, shardScenarios } from './merge.js';
+import { mergeReports, missingFromMerge, parseShard, readSummary, shardScenarios } from './merge.js';
 import { toJUnit } from './junit.js';
 import { toKTAP } from './ktap.js';
 import { cacheRoot } from './cache.js';
@@ -106,11 +106,11 @@ export async function main(argv: string[]): Promise<number> {
       return await runInteractive({
         arch: getArch(values.arch),
         scenario: command === 'repro' ? values.scenario![0] : undefined,
-        kernelSrc: values['kernel-src'],
-        patches: values.patches,
-        kconfigDir: values.kconfigs,
-        cacheDir: values['cache-dir'],
-        cpu: values.cpu?.[0],
+        kernelSrc: pathOption(values['kernel-src']),
+        patches: pathOption(values.patches),
+        kconfigDir: pathOption(values.kconfigs),
+        cacheDir: pathOption(values['cache-dir']),
+        cpu: values.cpu ? (checkCpus([getArch(values.arch)], values.cpu), values.cpu[0]) : undefined,
         logger,
       });
     } catch (e) {
@@ -127,21 +127,32 @@ export async function main(argv: string[]): Promise<number> {
     const arches = parseArchList(values.arch ?? archNames().join(','));
     let scenarios = pickScenarios(values.scenario);
     if (values.kselftest && !scenarios.includes(kselftest)) scenarios = [...scenarios, kselftest];
-    if (values.shard) scenarios = shardScenarios(scenarios, parseShard(values.shard));
+    const selected = scenarios.map((sc) => sc.name);
+    const shard = values.shard ? parseShard(values.shard) : undefined;
+    if (shard) {
+      scenarios = shardScenarios(scenarios, shard);
+      if (scenarios.length === 0) {
+        throw usageError(`--shard ${values.shard} selects no scenario`, {
+          hint: `${selected.length} scenario(s) are selected (${selected.join(', ')}): use at most ${selected.length} shards`,
+        });
+      }
+    }
     const rebuild = (values.rebuild ?? []).flatMap((v) => v.split(',')).map((s) => {
       if (!STAGES.includes(s as Stage)) throw usageError(`unknown stage '${s}' for --rebuild`, { hint: `use one of: ${STAGES.join(', ')}` });
       return s as Stage;
     });
-    const cpuList = values.cpu;
+    const cpuList = values.cpu?.flatMap((c) => c.split(',')).filter(Boolean);
+    if (cpuList) checkCpus(arches, cpuList);
     const report = await runMain({
       arches,
       scenarios,
-      kernelSrc: values['kernel-src'],
-      patches: values.patches,
-      kconfigDir: values.kconfigs,
+      selection: { scenarios: selected, shard },
+      kernelSrc: pathOption(values['kernel-src']),
+      patches: pathOption(values.patches),
+      kconfigDir: pathOption(values.kconfigs),
       sequential: values.sequential,
-      cacheDir: values['cache-dir'],
-      outDir: values.out,
+      cacheDir: pathOption(values['cache-dir']),
+      outDir: pathOption(values.out),
       rebuild,
       logger,
       cpus: cpuList ? (a) => cpusFor(a.qemu.cpuModels, cpuList) : undefined,
@@ -159,12 +170,20 @@ export async function main(argv: string[]): Promise<number> {
 
 function mergeCommand(files: string[], out: string | undefined): number {
   if (!out || files.length === 0) throw usageError('merge needs --out DIR and at least one summary.json');
-  const merged = mergeReports(files.map(readSummary), SCENARIOS.map((s) => s.name), resolve(out));
+  const reports = files.map(readSummary);
+  const merged = mergeReports(reports, SCENARIOS.map((s) => s.name), resolve(out));
+  const missing = missingFromMerge(reports, merged);
   mkdirSync(merged.outDir, { recursive: true });
-  writeFileSync(join(merged.outDir, 'summary.json'), JSON.stringify(merged, null, 2) + '\n');
+  writeFileSync(join(merged.outDir, 'summary.json'), JSON.stringify({ ...merged, missing: missing.length ? missing : undefined }, null, 2) + '\n');
   writeFileSync(join(merged.outDir, 'junit.xml'), toJUnit(merged));
   writeFileSync(join(merged.outDir, 'ktap.txt'), toKTAP(merged));
   process.stdout.write(formatSummary(merged));
+  if (missing.length) {
+    // The merged report is written (it holds what did run), but an incomplete set must not pass.
+    throw usageError(`merge is missing part of the run: ${missing.join('; ')}`, {
+      hint: 'give every shard\'s summary.json (a shard whose job died left none: run it again)',
+    });
+  }
   return merged.exitCode;
 }
 
@@ -175,13 +194,29 @@ async function cacheCommand(dir: string | undefined, prune: boolean | undefined,
   if (prune) {
     const days = maxAge === undefined ? 30 : Number(maxAge);
     if (!Number.isFinite(days) || days < 0) throw usageError(`bad --max-age '${maxAge}'`, { hint: 'give a number of days' });
-    const gone = pruneCache(entries, days);
-    process.stdout.write(`pruned ${gone.length} entr${gone.length === 1 ? 'y' : 'ies'} unused for ${days} days or incomplete\n`);
+    const { removed, skipped } = await pruneCache(root, entries, days);
+    for (const s of skipped) process.stdout.write(`kept ${s.entry.kind}/${s.entry.name}: ${s.why}\n`);
+    process.stdout.write(`pruned ${removed.length} entr${removed.length === 1 ? 'y' : 'ies'} unused for ${days} days or incomplete\n`);
   }
   return EXIT.ok;
 }
 
-/** The --cpu models an arch knows, or its default model when it knows none of them. */
+/** A path option made absolute at the door (it ends up in make O=, in reports, in child processes' cwd); empty counts as not given. */
+function pathOption(v: string | undefined): string | undefined {
+  return v ? resolve(v) : undefined;
+}
+
+/** Every --cpu must be a model of at least one selected arch; otherwise exit 4 listing each arch's models. */
+export function checkCpus(arches: readonly ArchRecord[], asked: string[]): void {
+  const unknown = asked.filter((c) => !arches.some((a) => a.qemu.cpuModels.includes(c)));
+  if (unknown.length) {
+    throw usageError(`unknown CPU model${unknown.length > 1 ? 's' : ''} ${unknown.map((c) => `'${c}'`).join(', ')} for --arch ${arches.map((a) => a.name).join(',')}`, {
+      hint: `use one of: ${arches.map((a) => `${a.name}: ${a.qemu.cpuModels.join(', ')}`).join('; ')}`,
+    });
+  }
+}
+
+/** The --cpu models an arch knows, or its default model when it knows none of them (another arch's model was asked). */
 export function cpusFor(known: readonly string[], asked: string[]): string[] {
   const mine = asked.filter((c) => known.includes(c));
   return mine.length ? mine : [known[0]!];

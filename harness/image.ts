@@ -1,12 +1,13 @@
 // The guest's initramfs, one per arch: busybox and dropbear from Debian
 // packages of the guest's architecture, with exactly the shared libraries
 // their ELF headers ask for, plus our init, users and keys.
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
 import type { ArchRecord } from './arch.js';
 import { aptState, aptUpdate, dependencyClosure, downloadDebs } from './apt.js';
 import { hashOf, readValidMarker, writeMarker, writeFileAtomic } from './cache.js';
 import { onCleanup } from './children.js';
+import { entryLock, useEntry, withExclusive } from './lock.js';
 import { writeCpio, type CpioEntry } from './cpio.js';
 import { isElf, readElfDeps } from './elf.js';
 import { infraError } from './errors.js';
@@ -135,18 +136,34 @@ export async function buildImage(req: ImageRequest): Promise<ImageResult> {
   const key = hashOf(arch.debArch, JSON.stringify(contents), req.initScript, req.keys.clientPublic, req.keys.hostKeyDropbear);
   const dir = join(req.cacheDir, 'images', `${arch.name}-${variant}-${key}`);
   const path = join(dir, 'initramfs.cpio');
-  if (!req.rebuild) {
+  const check = async (): Promise<ImageResult | undefined> => {
     const marker = await readValidMarker(dir);
     if (marker) {
-      return { path, reused: true, durationMs: Date.now() - started, files: Number(marker.meta?.files ?? 0), bytes: readFileSync(path).length };
+      // Images made before they were kept private.
+      chmodSync(dir, 0o700);
+      chmodSync(path, 0o600);
     }
-  }
+    return marker ? { path, reused: true, durationMs: Date.now() - started, files: Number(marker.meta?.files ?? 0), bytes: statSync(path).size } : undefined;
+  };
+  const name = `images/${arch.name}-${variant}-${key}`;
+  return useEntry({ lock: entryLock(req.cacheDir, name), what: `guest image ${name}`, logger, rebuild: req.rebuild, check, make: () => makeImage(req, { dir, path, key, contents, variant, started }) });
+}
+
+async function makeImage(
+  req: ImageRequest,
+  o: { dir: string; path: string; key: string; contents: ImageContents; variant: ImageVariant; started: number },
+): Promise<ImageResult> {
+  const { arch, logger } = req;
+  const { dir, path, key, contents, variant, started } = o;
   rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
+  // The image holds the guest's private host key: only its owner may read it.
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const state = aptState(req.cacheDir, arch.debArch);
-  await aptUpdate(state, logger);
-  const pkgs = await dependencyClosure(state, contents.packages);
-  const debs = await downloadDebs(state, pkgs, logger);
+  const { pkgs, debs } = await withExclusive(entryLock(req.cacheDir, `apt/${arch.debArch}`), `package state apt/${arch.debArch}`, logger, async () => {
+    await aptUpdate(state, logger);
+    const pkgs = await dependencyClosure(state, contents.packages);
+    return { pkgs, debs: await downloadDebs(state, pkgs, logger) };
+  });
   const sysroot = join(dir, `sysroot.tmp-${process.pid}`);
   const forget = onCleanup(() => rmSync(sysroot, { recursive: true, force: true }));
   try {
@@ -190,7 +207,7 @@ export async function buildImage(req: ImageRequest): Promise<ImageResult> {
       { type: 'file', path: '/etc/dropbear/dropbear_ed25519_host_key', data: req.keys.hostKeyDropbear, mode: 0o600 },
     );
     const cpio = writeCpio(entries);
-    writeFileAtomic(path, cpio);
+    writeFileAtomic(path, cpio, 0o600);
     await writeMarker(dir, key, { packages: pkgs.join(' ') }, ['initramfs.cpio'], {
       files: entries.length,
       debs: debs.map((d) => d.slice(dirname(d).length + 1)),

@@ -62,3 +62,28 @@ export function readSummary(path: string): RunReport {
     throw usageError(`cannot read summary ${path}: ${(e as Error).message}`, { hint: 'give the summary.json files that runs wrote' });
   }
 }
+
+/**
+ * What a merge lacks, from what each summary says it was asked to run (its
+ * scenario selection and shard): shards not given, and scenarios of the
+ * selection that no summary reports for an arch that did not fail outright.
+ */
+export function missingFromMerge(reports: RunReport[], merged: RunReport): string[] {
+  const sel = reports.map((r) => r.selection).filter((s): s is NonNullable<RunReport['selection']> => !!s);
+  if (sel.length === 0) return [];
+  const out: string[] = [];
+  const counts = [...new Set(sel.map((s) => s.shard?.count ?? 1))];
+  if (counts.length > 1) out.push(`summaries from different shardings (${counts.map((c) => `N=${c}`).join(', ')})`);
+  const count = Math.max(...counts);
+  const have = new Set(sel.map((s) => s.shard?.index ?? 1));
+  const absent = Array.from({ length: count }, (_, i) => i + 1).filter((i) => !have.has(i));
+  if (absent.length) out.push(`shard${absent.length > 1 ? 's' : ''} ${absent.map((i) => `${i}/${count}`).join(', ')} not given`);
+  const wanted = [...new Set(sel.flatMap((s) => s.scenarios))];
+  for (const a of merged.arches) {
+    if (a.error) continue;
+    const ran = new Set(a.scenarios.map((s) => s.name));
+    const lost = wanted.filter((n) => !ran.has(n));
+    if (lost.length) out.push(`${a.arch}: no result for ${lost.join(', ')}`);
+  }
+  return out;
+}

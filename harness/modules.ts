@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { ArchRecord } from './arch.js';
 import { compilerErrors, makeArgs, type BuildResult } from './build.js';
 import { hashOf, readValidMarker, writeMarker } from './cache.js';
+import { entryLock, useEntry } from './lock.js';
 import { buildError } from './errors.js';
 import { run } from './exec.js';
 import type { Logger } from './log.js';
@@ -23,13 +24,21 @@ export async function buildGuestModules(opts: {
   tree: string;
   sourceDir: string;
   logger: Logger;
+  /** The cache root (default: two levels above the build directory, where builds/ is). */
+  cacheDir?: string;
 }): Promise<ModulesResult> {
   const { arch, build } = opts;
   const sources = readdirSync(opts.sourceDir).sort();
   const key = hashOf(build.key, arch.moduleCflags, ...sources.flatMap((f) => [f, readFileSync(join(opts.sourceDir, f))]));
   const dir = join(build.buildDir, 'klp-guest-modules', key);
   const modules = Object.fromEntries(GUEST_MODULES.map((m) => [m, join(dir, m)]));
-  if (await readValidMarker(dir)) return { dir, modules, reused: true };
+  const check = async () => ((await readValidMarker(dir)) ? { dir, modules, reused: true } : undefined);
+  const name = `${build.buildDir.slice(build.buildDir.lastIndexOf('builds/'))}/klp-guest-modules/${key}`;
+  return useEntry({ lock: entryLock(opts.cacheDir ?? join(build.buildDir, '../..'), name), what: `guest modules ${name}`, logger: opts.logger, check, make: () => make(opts, dir, key, modules) });
+}
+
+async function make(opts: { arch: ArchRecord; build: BuildResult; tree: string; sourceDir: string; logger: Logger }, dir: string, key: string, modules: Record<string, string>): Promise<ModulesResult> {
+  const { arch, build } = opts;
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   cpSync(opts.sourceDir, dir, { recursive: true });

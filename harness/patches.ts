@@ -1,12 +1,14 @@
 // Patch series: a quilt directory (series file + patches) or an mbox, and
 // the explanation of a patch that does not apply (which file, which hunk).
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { patchError, usageError } from './errors.js';
 
 export interface Patch {
   name: string;
   text: string;
+  /** Leading path components to strip (quilt's -pN); 1 when absent. */
+  strip?: number;
 }
 
 export interface Series {
@@ -36,23 +38,52 @@ function readQuilt(dir: string): Series {
         : 'a quilt series directory needs a series file naming its .patch files in order',
     });
   }
-  const names = readFileSync(seriesFile, 'utf8')
+  const entries = readFileSync(seriesFile, 'utf8')
     .split('\n')
-    .map((l) => l.replace(/#.*/, '').trim().split(/\s+/)[0] ?? '')
-    .filter(Boolean);
-  if (names.length === 0) {
+    .map((l, i) => ({ line: i + 1, words: l.replace(/#.*/, '').trim().split(/\s+/).filter(Boolean) }))
+    .filter((e) => e.words.length);
+  if (entries.length === 0) {
     throw usageError(`series file ${seriesFile} is empty`, { hint: 'name at least one patch in it' });
   }
-  const patches = names.map((name) => {
-    const file = join(dir, name);
+  const realDir = realpathSync(dir);
+  const patches = entries.map(({ line, words }) => {
+    const [name, ...opts] = words as [string, ...string[]];
+    const where = `${seriesFile}:${line}`;
+    const strip = stripOption(opts, where);
+    const file = resolve(dir, name);
     if (!existsSync(file)) {
       throw usageError(`series file ${seriesFile} names ${name}, which does not exist`, {
         hint: `add ${file} or remove it from the series`,
       });
     }
-    return { name, text: readFileSync(file, 'utf8') };
+    // A series names patches in its own directory: a path that leads out of it (.., absolute, a symlink) is refused, never read.
+    const real = realpathSync(file);
+    if (!real.startsWith(`${realDir}/`)) {
+      throw usageError(`${where}: ${name} is outside the series directory (${real})`, {
+        hint: `a series may only name patch files inside ${dir}; copy the patch there`,
+      });
+    }
+    if (!statSync(real).isFile()) {
+      throw usageError(`${where}: ${name} is not a regular file`, { hint: 'name a .patch file, not a directory or device' });
+    }
+    return strip === undefined ? { name, text: readFileSync(real, 'utf8') } : { name, text: readFileSync(real, 'utf8'), strip };
   });
   return { origin: dir, patches };
+}
+
+/** A series line's options: quilt's -pN (also -p N) is honoured; anything else is refused by name. */
+function stripOption(opts: string[], where: string): number | undefined {
+  let strip: number | undefined;
+  for (let i = 0; i < opts.length; i++) {
+    const o = opts[i]!;
+    const m = /^-p(\d*)$/.exec(o);
+    const value = m ? (m[1] || opts[++i]) : undefined;
+    if (!m || value === undefined || !/^\d+$/.test(value)) {
+      throw usageError(`${where}: option '${o}' is not supported`, { hint: 'a series line is a patch name, optionally followed by -pN (e.g. -p0); apply other options to the patch itself' });
+    }
+    strip = Number(value);
+  }
+  return strip;
 }
 
 /** Splits an mbox (git format-patch --stdout, b4) into its messages. */

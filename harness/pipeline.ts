@@ -45,6 +45,8 @@ export interface RunOptions {
   /** CPU models per arch to run the scenarios on; default: the arch's first. */
   cpus?: (arch: ArchRecord) => string[];
   qemuBinary?: string;
+  /** What was asked for before sharding (recorded so that `merge` can tell a missing shard). */
+  selection?: RunReport['selection'];
 }
 
 export interface ArchReport {
@@ -73,6 +75,8 @@ export interface RunReport {
   source: { kernelSrc: string; patches: string; reused?: boolean; durationMs?: number; tree?: string; treeKey?: string; series?: string; generation?: string };
   arches: ArchReport[];
   exitCode: number;
+  /** The scenarios asked for (before --shard) and the shard this run is. */
+  selection?: { scenarios: string[]; shard?: { index: number; count: number } };
 }
 
 /** Runs everything the options ask for; never throws for a kernel or test failure (see exitCode). */
@@ -93,6 +97,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
     source: { kernelSrc, patches: patchesDir },
     arches: [],
     exitCode: EXIT.ok,
+    selection: opts.selection,
   };
   for (const line of guardRun(cacheDir)) opts.logger.info(line);
   // However the run ends, an interrupted one leaves its reports: from here

@@ -15,12 +15,13 @@ export interface CliResult {
 /** Runs `klp-harness ...`; onStderr may act on progress lines (e.g. send a signal). */
 export function runCli(
   args: string[],
-  opts: { env?: NodeJS.ProcessEnv; onStderr?: (text: string, child: ReturnType<typeof spawn>) => void; timeoutMs?: number } = {},
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; onStderr?: (text: string, child: ReturnType<typeof spawn>) => void; timeoutMs?: number } = {},
 ): Promise<CliResult> {
   const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [join(ROOT, 'bin/klp-harness.js'), ...args], {
       env: opts.env ?? process.env,
+      cwd: opts.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -1,8 +1,10 @@
 // The kernel's own livepatch selftests (tools/testing/selftests/livepatch),
 // run in the guest against the test modules built with the kernel
 // (CONFIG_TEST_LIVEPATCH=m). Each upstream "TEST: ... ok" is one check.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { entryLock, useEntry } from '../lock.js';
 import { writeMarker, readValidMarker } from '../cache.js';
 import { run } from '../exec.js';
 import { makeArgs } from '../build.js';
@@ -43,13 +45,22 @@ export function parseUpstreamOutput(text: string): UpstreamCase[] {
 /** Installs the kernel's modules (test_klp_* among them) into a staging tree with depmod, once per build. */
 async function stageModules(ctx: ScenarioContext, tree: string): Promise<string> {
   const staging = join(ctx.build.buildDir, 'klp-modules-staging');
-  if (await readValidMarker(staging)) return staging;
-  await run('make', [...makeArgs(ctx.arch, tree, ctx.build.buildDir), `INSTALL_MOD_PATH=${staging}`, 'modules_install'], {
-    logPath: join(ctx.build.buildDir, 'modules-install.log'),
+  const name = `${ctx.build.buildDir.slice(ctx.build.buildDir.lastIndexOf('builds/'))}/klp-modules-staging`;
+  return useEntry({
+    lock: entryLock(join(ctx.build.buildDir, '../..'), name),
+    what: `selftest modules ${name}`,
     logger: ctx.logger,
+    check: async () => ((await readValidMarker(staging)) ? staging : undefined),
+    make: async () => {
+      rmSync(staging, { recursive: true, force: true });
+      await run('make', [...makeArgs(ctx.arch, tree, ctx.build.buildDir), `INSTALL_MOD_PATH=${staging}`, 'modules_install'], {
+        logPath: join(ctx.build.buildDir, 'modules-install.log'),
+        logger: ctx.logger,
+      });
+      await writeMarker(staging, ctx.build.key, {}, []);
+      return staging;
+    },
   });
-  await writeMarker(staging, ctx.build.key, {}, []);
-  return staging;
 }
 
 export const kselftest: Scenario = {
@@ -62,12 +73,18 @@ export const kselftest: Scenario = {
     const scripts = upstreamScripts(readFileSync(join(tree, SELFTEST_DIR, 'Makefile'), 'utf8'));
     await ctx.step('install the test modules and the selftest scripts', async (s) => {
       const staging = await stageModules(ctx, tree);
-      const modsTar = join(ctx.build.buildDir, 'klp-modules.tar');
-      const scriptsTar = join(ctx.build.buildDir, 'klp-kselftest.tar');
-      await run('tar', ['-C', staging, '-cf', modsTar, 'lib']);
-      await run('tar', ['-C', join(tree, 'tools/testing/selftests'), '-cf', scriptsTar, 'livepatch']);
-      await ctx.ops.put(readFileSync(modsTar), '/tmp/modules.tar');
-      await ctx.ops.put(readFileSync(scriptsTar), '/tmp/kselftest.tar');
+      // Tars of this run only: two runs (or two CPUs of one) on one build must not overwrite each other's.
+      const scratch = mkdtempSync(join(tmpdir(), 'klp-kselftest-'));
+      try {
+        const modsTar = join(scratch, 'modules.tar');
+        const scriptsTar = join(scratch, 'kselftest.tar');
+        await run('tar', ['-C', staging, '-cf', modsTar, 'lib']);
+        await run('tar', ['-C', join(tree, 'tools/testing/selftests'), '-cf', scriptsTar, 'livepatch']);
+        await ctx.ops.put(readFileSync(modsTar), '/tmp/modules.tar');
+        await ctx.ops.put(readFileSync(scriptsTar), '/tmp/kselftest.tar');
+      } finally {
+        rmSync(scratch, { recursive: true, force: true });
+      }
       const r = await ctx.ops.run('tar -x -C / -f /tmp/modules.tar && mkdir -p /root/kselftest && tar -x -C /root/kselftest -f /tmp/kselftest.tar && modprobe --dry-run test_klp_livepatch && echo installed');
       s.equal('test modules installed (modprobe --dry-run test_klp_livepatch)', r.stdout.trim() || r.stderr.trim(), 'installed');
       s.equal('upstream scripts found', String(scripts.length > 0 && existsSync(join(tree, SELFTEST_DIR, scripts[0]!))), 'true');

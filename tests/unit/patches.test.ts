@@ -4,7 +4,7 @@ import t from 'tap';
 import { HarnessError } from '../../harness/errors.js';
 import { silentLogger } from '../../harness/log.js';
 import { findHunk, readSeries, splitMbox } from '../../harness/patches.js';
-import { prepareSource } from '../../harness/source.js';
+import { DEFAULT_PATCHES, prepareSource, treeSeed } from '../../harness/source.js';
 import { ROOT, tempDir } from '../helpers.js';
 
 const PATCH = `From: a
@@ -108,25 +108,47 @@ t.test('a kernel source that is not there or not a tree is a usage error', async
   t.match(e2.message, /is not a kernel tree \(no Makefile\)/);
 });
 
-t.test('a changed series is switched in place: untouched files keep their times', async (t) => {
+t.test('another series gets a tree of its own, copied from the first: untouched files keep their times', async (t) => {
   const tree = fakeTree(t);
   writeFileSync(join(tree, 'untouched.c'), 'int x;\n');
   const cacheDir = tempDir(t);
   const first = await prepareSource({ kernelSrc: tree, series: readSeries(quilt(t, { 'a.patch': PATCH }, 'a.patch\n')), cacheDir, logger: silentLogger });
-  const { statSync, utimesSync } = await import('node:fs');
+  const { readdirSync, statSync, utimesSync } = await import('node:fs');
   const old = new Date('2020-01-01T00:00:00Z');
   utimesSync(join(first.tree, 'untouched.c'), old, old);
   const second = await prepareSource({ kernelSrc: tree, series: readSeries(quilt(t, { 'b.patch': PATCH.replace('+line 2', '+line TWO') }, 'b.patch\n')), cacheDir, logger: silentLogger });
-  t.equal(second.tree, first.tree, 'same tree directory');
-  t.equal(second.generation, first.generation, 'same generation: builds continue incrementally');
+  t.not(second.tree, first.tree, 'a tree per series: two runs with two series never share one');
   t.not(second.series, first.series);
   t.match(readFileSync(join(second.tree, 'kernel/livepatch/core.c'), 'utf8'), /line TWO\n/);
-  t.equal(statSync(join(second.tree, 'untouched.c')).mtimeMs, old.getTime(), 'untouched file not rewritten');
+  t.match(readFileSync(join(first.tree, 'kernel/livepatch/core.c'), 'utf8'), /line 2\n/, 'the first tree still has its series');
+  t.equal(statSync(join(second.tree, 'untouched.c')).mtimeMs, old.getTime(), 'copied with its time: a copied build rebuilds only what the series change');
+  t.same(treeSeed(second.tree)?.key, first.key, 'the copy records where it came from (for the build)');
 
   const bad = (await prepareSource({ kernelSrc: tree, series: readSeries(quilt(t, { 'c.patch': PATCH.replace('-line two', '-no such line') }, 'c.patch\n')), cacheDir, logger: silentLogger }).catch((e) => e)) as HarnessError;
   t.equal(bad.kind, 'patch');
-  t.match(readFileSync(join(first.tree, 'kernel/livepatch/core.c'), 'utf8'), /line two\n/, 'left pristine after a failed series');
+  t.same(readdirSync(join(cacheDir, 'trees')).sort(), [first.key, second.key].sort(), 'a failed series leaves no entry');
   const back = await prepareSource({ kernelSrc: tree, series: readSeries(quilt(t, { 'a.patch': PATCH }, 'a.patch\n')), cacheDir, logger: silentLogger });
+  t.equal(back.reused, true, 'the first series is still there');
+  t.equal(back.tree, first.tree);
+});
+
+t.test('a new version of the project\'s own series is switched in place', async (t) => {
+  const tree = fakeTree(t);
+  writeFileSync(join(tree, 'untouched.c'), 'int x;\n');
+  const cacheDir = tempDir(t);
+  const own = (text: string) => ({ origin: DEFAULT_PATCHES, patches: [{ name: 'own.patch', text }] });
+  const first = await prepareSource({ kernelSrc: tree, series: own(PATCH), cacheDir, logger: silentLogger });
+  const { statSync, utimesSync } = await import('node:fs');
+  const old = new Date('2020-01-01T00:00:00Z');
+  utimesSync(join(first.tree, 'untouched.c'), old, old);
+  const second = await prepareSource({ kernelSrc: tree, series: own(PATCH.replace('+line 2', '+line TWO')), cacheDir, logger: silentLogger });
+  t.equal(second.tree, first.tree, 'same tree directory (its name, and its build\'s, stay what they were: a warm cache stays warm)');
+  t.equal(second.generation, first.generation, 'same generation: builds continue incrementally');
+  t.match(readFileSync(join(second.tree, 'kernel/livepatch/core.c'), 'utf8'), /line TWO\n/);
+  t.equal(statSync(join(second.tree, 'untouched.c')).mtimeMs, old.getTime(), 'untouched file not rewritten');
+  const bad = (await prepareSource({ kernelSrc: tree, series: own(PATCH.replace('-line two', '-no such line')), cacheDir, logger: silentLogger }).catch((e) => e)) as HarnessError;
+  t.equal(bad.kind, 'patch');
+  t.match(readFileSync(join(first.tree, 'kernel/livepatch/core.c'), 'utf8'), /line two\n/, 'left pristine after a failed series');
+  const back = await prepareSource({ kernelSrc: tree, series: own(PATCH), cacheDir, logger: silentLogger });
   t.equal(back.generation, first.generation, 'the first series goes back on without unpacking again');
-  t.match(readFileSync(join(back.tree, 'kernel/livepatch/core.c'), 'utf8'), /line 2\n/);
 });
