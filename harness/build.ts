@@ -23,6 +23,8 @@ export interface BuildRequest {
   series: string;
   generation: string;
   kconfigDir: string;
+  /** More fragments, appended after common.config and <arch>.config (e.g. kconfigs/debug.config). */
+  extraFragments?: string[];
   cacheDir: string;
   logger: Logger;
   rebuild?: boolean;
@@ -71,7 +73,7 @@ export function compilerErrors(log: string, max = 25): string[] {
 export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const started = Date.now();
   const { arch, logger } = req;
-  const fragments = ['common.config', arch.kconfigFragment].map((f) => join(req.kconfigDir, f));
+  const fragments = [...['common.config', arch.kconfigFragment].map((f) => join(req.kconfigDir, f)), ...(req.extraFragments ?? [])];
   const absent = fragments.filter((f) => !existsSync(f));
   if (absent.length) {
     throw usageError(`config fragment(s) missing: ${absent.join(', ')}`, { arch: arch.name, hint: 'a fragment directory needs common.config and one <arch>.config per arch' });
@@ -123,7 +125,7 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
     if (!existsSync(configured) || readFileSync(fragmentCopy, 'utf8') !== fragmentText) {
       rmSync(configured, { force: true });
       logger.status(arch.name, 'config: tinyconfig + fragments, olddefconfig');
-      logger.info(`config ${arch.name}: tinyconfig + ${fragments.map((f) => f.slice(req.kconfigDir.length + 1)).join(' + ')}`);
+      logger.info(`config ${arch.name}: tinyconfig + ${fragments.map((f) => (f.startsWith(req.kconfigDir + '/') ? f.slice(req.kconfigDir.length + 1) : f)).join(' + ')}`);
       const onFailure = failureFor(arch, logPath);
       const tiny = tinyFragments(req.tree, arch);
       let tinyText = '';

@@ -5,9 +5,10 @@ import { runInteractive } from './interactive.js';
 import { mergeReports, missingFromMerge, parseShard, readSummary, shardScenarios } from './merge.js';
 import { toJUnit } from './junit.js';
 import { toKTAP } from './ktap.js';
+import { NO_PATCHES } from './patches.js';
 import { cacheRoot } from './cache.js';
 import { formatCache, listCache, pruneCache } from './cachecmd.js';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EXIT, exitCodeFor, HarnessError, usageError } from './errors.js';
 import { createLogger, type Level } from './log.js';
@@ -34,8 +35,11 @@ Options:
   --arch LIST          comma-separated arches (default: ${archNames().join(',')})
   --kernel-src PATH    kernel tarball or tree (default: ${DEFAULT_KERNEL_SRC});
                        a tree is copied, never modified
-  --patches PATH       quilt directory (series + patches) or mbox (default: patches/)
+  --patches PATH       quilt directory (series + patches) or mbox (default: patches/);
+                       'none' runs the kernel source as it is
   --kconfigs DIR       config fragments: common.config + <arch>.config (default: kconfigs/)
+  --kconfig-extra FILE one more fragment after those, e.g. kconfigs/debug.config
+                       (lockdep, for the race scenario); repeatable
   --cache-dir DIR      build cache (default: $KLP_HARNESS_CACHE or ~/.cache/klp-harness)
   --out DIR            where this run's logs and reports go (default: <cache>/runs/<time>)
   --scenario NAME      run only this scenario; repeatable (${SCENARIOS.map((s) => s.name).join(', ')})
@@ -46,6 +50,8 @@ Options:
   --shard I/N          run only the I-th of N deterministic parts of the scenario list
   --verbose            stream build output, commands and the guest console
   --quiet              print only the summary
+  --ktap               print the run's results as KTAP on stdout instead of the summary
+                       (also written to <out>/ktap.txt)
   -h, --help           this text
 
 Exit codes: 0 passed, 1 tests failed, 2 kernel failed to configure/patch/build/boot,
@@ -65,6 +71,8 @@ export async function main(argv: string[]): Promise<number> {
         'kernel-src': { type: 'string' },
         patches: { type: 'string' },
         kconfigs: { type: 'string' },
+        'kconfig-extra': { type: 'string', multiple: true },
+        ktap: { type: 'boolean' },
         'cache-dir': { type: 'string' },
         out: { type: 'string' },
         scenario: { type: 'string', multiple: true },
@@ -107,8 +115,9 @@ export async function main(argv: string[]): Promise<number> {
         arch: getArch(values.arch),
         scenario: command === 'repro' ? values.scenario![0] : undefined,
         kernelSrc: pathOption(values['kernel-src']),
-        patches: pathOption(values.patches),
+        patches: values.patches === NO_PATCHES ? NO_PATCHES : pathOption(values.patches),
         kconfigDir: pathOption(values.kconfigs),
+        kconfigExtra: extraFragments(values['kconfig-extra']),
         cacheDir: pathOption(values['cache-dir']),
         cpu: values.cpu ? (checkCpus([getArch(values.arch)], values.cpu), values.cpu[0]) : undefined,
         logger,
@@ -148,8 +157,9 @@ export async function main(argv: string[]): Promise<number> {
       scenarios,
       selection: { scenarios: selected, shard },
       kernelSrc: pathOption(values['kernel-src']),
-      patches: pathOption(values.patches),
+      patches: values.patches === NO_PATCHES ? NO_PATCHES : pathOption(values.patches),
       kconfigDir: pathOption(values.kconfigs),
+      kconfigExtra: extraFragments(values['kconfig-extra']),
       sequential: values.sequential,
       cacheDir: pathOption(values['cache-dir']),
       outDir: pathOption(values.out),
@@ -157,7 +167,7 @@ export async function main(argv: string[]): Promise<number> {
       logger,
       cpus: cpuList ? (a) => cpusFor(a.qemu.cpuModels, cpuList) : undefined,
     });
-    process.stdout.write(formatSummary(report));
+    process.stdout.write(values.ktap ? toKTAP(report) : formatSummary(report));
     return wasInterrupted() ? EXIT.interrupted : report.exitCode;
   } catch (e) {
     const text = e instanceof HarnessError ? e.report() : String((e as Error)?.stack ?? e);
@@ -204,6 +214,15 @@ async function cacheCommand(dir: string | undefined, prune: boolean | undefined,
 /** A path option made absolute at the door (it ends up in make O=, in reports, in child processes' cwd); empty counts as not given. */
 function pathOption(v: string | undefined): string | undefined {
   return v ? resolve(v) : undefined;
+}
+
+/** --kconfig-extra files, made absolute; a missing one is bad input. */
+function extraFragments(files: string[] | undefined): string[] | undefined {
+  const out = files?.map((f) => resolve(f));
+  for (const f of out ?? []) {
+    if (!existsSync(f) || !statSync(f).isFile()) throw usageError(`--kconfig-extra ${f} is not a file`, { hint: 'give a config fragment such as kconfigs/debug.config' });
+  }
+  return out;
 }
 
 /** Every --cpu must be a model of at least one selected arch; otherwise exit 4 listing each arch's models. */

@@ -27,6 +27,7 @@ export interface InteractiveOptions {
   kernelSrc?: string;
   patches?: string;
   kconfigDir?: string;
+  kconfigExtra?: string[];
   cacheDir?: string;
   cpu?: string;
   logger: Logger;
@@ -47,7 +48,7 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
   const src = await prepareSource({ kernelSrc: o.kernelSrc ?? DEFAULT_KERNEL_SRC, series, cacheDir, logger });
   const keys = loadKeys(cacheDir);
   const initScript = readFileSync(join(PROJECT_ROOT, 'guest/init'), 'utf8');
-  const { build, image, modules } = await prepareArch({ arch: o.arch, src, keys, initScript, cacheDir, logger, kconfigDir: o.kconfigDir });
+  const { build, image, modules } = await prepareArch({ arch: o.arch, src, keys, initScript, cacheDir, logger, kconfigDir: o.kconfigDir, kconfigExtra: o.kconfigExtra });
   const outDir = join(cacheDir, 'runs', `${new Date().toISOString().replace(/[:.]/g, '-')}-${o.scenario ? 'repro' : 'shell'}`);
   mkdirSync(outDir, { recursive: true });
   const consoleLog = join(outDir, `console-${o.arch.name}.log`);

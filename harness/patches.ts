@@ -16,8 +16,12 @@ export interface Series {
   patches: Patch[];
 }
 
-/** Reads a quilt directory or an mbox file into an ordered list of patches. */
+/** `--patches none`: the kernel source as it is, without any series. */
+export const NO_PATCHES = 'none';
+
+/** Reads a quilt directory or an mbox file into an ordered list of patches; `none` is the empty series. */
 export function readSeries(path: string): Series {
+  if (path === NO_PATCHES) return { origin: NO_PATCHES, patches: [] };
   const origin = resolve(path);
   if (!existsSync(origin)) {
     throw usageError(`patch series ${origin} does not exist`, {

@@ -41,6 +41,8 @@ export interface RunOptions {
   sequential?: boolean;
   /** Config fragments (common.config + one per arch); default kconfigs/. */
   kconfigDir?: string;
+  /** Fragments appended after those (a debug variant); the build gets its own directory. */
+  kconfigExtra?: string[];
   logger: Logger;
   /** CPU models per arch to run the scenarios on; default: the arch's first. */
   cpus?: (arch: ArchRecord) => string[];
@@ -182,7 +184,7 @@ async function runArches(opts: RunOptions, report: RunReport, cacheDir: string, 
     };
     let prepared: Awaited<ReturnType<typeof prepareArch>>;
     try {
-      prepared = await prepareArch({ arch, src, keys, initScript, cacheDir, rebuild, logger: opts.logger, kconfigDir: opts.kconfigDir });
+      prepared = await prepareArch({ arch, src, keys, initScript, cacheDir, rebuild, logger: opts.logger, kconfigDir: opts.kconfigDir, kconfigExtra: opts.kconfigExtra });
     } catch (e) {
       fail(e);
       continue;
@@ -280,6 +282,7 @@ export async function prepareArch(o: {
   logger: Logger;
   rebuild?: Set<Stage>;
   kconfigDir?: string;
+  kconfigExtra?: string[];
 }): Promise<{ build: BuildResult; image: ImageResult; modules: ModulesResult }> {
   const { arch, logger } = o;
   checkInterrupted();
@@ -290,6 +293,7 @@ export async function prepareArch(o: {
     series: o.src.series,
     generation: o.src.generation,
     kconfigDir: o.kconfigDir ?? join(PROJECT_ROOT, 'kconfigs'),
+    extraFragments: o.kconfigExtra,
     cacheDir: o.cacheDir,
     logger,
     rebuild: o.rebuild?.has('build'),

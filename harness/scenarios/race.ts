@@ -74,8 +74,9 @@ export const race: Scenario = {
       // The patch files exist only while the patch is loaded: detect the levers once.
       await sl.insmodPatch(s);
       await sl.lever(s, 'signal', '1', '0');
-      await ctx.ops.run(`echo 0 > /sys/kernel/livepatch/${LP}/enabled`);
-      await sl.waitDone(s, 'unpatching finished', '1');
+      // The reader now sleeps in the new function: unpatching sticks until signalled too.
+      s.accepted('write 0 to enabled', await ctx.ops.write(sl.file('enabled'), '0'));
+      await sl.lever(s, 'signal', '1', '1');
       await ctx.ops.waitGone(`/sys/kernel/livepatch/${LP}/enabled`, timeout('transition', ctx.arch));
       s.equal(`rmmod ${LP}`, (await ctx.ops.rmmod(LP)).code ?? 'no exit status', 0);
     });
