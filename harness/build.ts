@@ -9,7 +9,7 @@ import { hashOf, MARKER, readValidMarker, writeMarker, invalidate } from './cach
 import { onCleanup } from './children.js';
 import { entryLock, useEntry, withShared } from './lock.js';
 import { treeSeed } from './source.js';
-import { buildError, usageError } from './errors.js';
+import { buildError, infraError, usageError } from './errors.js';
 import { run, formatCommand } from './exec.js';
 import { checkConfig, parseConfig } from './kconfig.js';
 import { onPath } from './preflight.js';
@@ -54,7 +54,8 @@ export const useCcache = () => process.env.KLP_HARNESS_CCACHE !== '0' && onPath(
 
 async function compilerVersion(arch: ArchRecord): Promise<string> {
   const r = await run(arch.compiler.tool, ['--version']).catch(() => {
-    throw buildError(`compiler ${arch.compiler.tool} for ${arch.name} is not installed`, {
+    // A missing (cross) compiler is the host's problem, not the kernel's.
+    throw infraError(`compiler ${arch.compiler.tool} for ${arch.name} is not installed`, {
       arch: arch.name,
       hint: `install the Debian package ${arch.compiler.debPackage} (scripts/setup-host.sh does)`,
     });

@@ -74,24 +74,41 @@ export const infraError = (msg: string, ctx?: ErrorContext, cause?: unknown) =>
   new HarnessError('infra', msg, ctx, { cause });
 export const timeoutError = (msg: string, ctx?: ErrorContext) => new HarnessError('timeout', msg, ctx);
 
-/** Maps an error to the CLI exit code. */
+/** What a failed scenario's report says failed when it was not one of its checks. */
+export type Fault = 'kernel' | 'infra';
+
+/**
+ * The one table of what each kind of error means: the CLI's exit code, and
+ * whose fault it is in a scenario report (JUnit <error> rather than
+ * <failure>); a kind without a fault is a test failure (a reading from the
+ * guest was not what was expected).
+ */
+export const ERROR_KINDS: Readonly<Record<ErrorKind, { exit: number; fault?: Fault }>> = {
+  usage: { exit: EXIT.usage, fault: 'infra' },
+  config: { exit: EXIT.kernelFailed, fault: 'kernel' },
+  patch: { exit: EXIT.kernelFailed, fault: 'kernel' },
+  build: { exit: EXIT.kernelFailed, fault: 'kernel' },
+  boot: { exit: EXIT.kernelFailed, fault: 'kernel' },
+  // The guest stopped answering within its deadline.
+  timeout: { exit: EXIT.kernelFailed, fault: 'kernel' },
+  infra: { exit: EXIT.infra, fault: 'infra' },
+  'guest-command': { exit: EXIT.testsFailed },
+  assertion: { exit: EXIT.testsFailed },
+  interrupted: { exit: EXIT.interrupted, fault: 'infra' },
+};
+
+/** Maps an error to the CLI exit code; anything that is not ours is a harness problem. */
 export function exitCodeFor(err: unknown): number {
-  if (!(err instanceof HarnessError)) return EXIT.infra;
-  switch (err.kind) {
-    case 'usage':
-      return EXIT.usage;
-    case 'config':
-    case 'patch':
-    case 'build':
-    case 'boot':
-    case 'timeout': // the guest stopped answering
-      return EXIT.kernelFailed;
-    case 'assertion':
-    case 'guest-command':
-      return EXIT.testsFailed;
-    case 'interrupted':
-      return EXIT.interrupted;
-    default:
-      return EXIT.infra;
-  }
+  return err instanceof HarnessError ? ERROR_KINDS[err.kind].exit : EXIT.infra;
+}
+
+/** Whose fault an error in a scenario is; undefined for a test failure. */
+export function faultOf(err: unknown): Fault | undefined {
+  return err instanceof HarnessError ? ERROR_KINDS[err.kind].fault : 'infra';
+}
+
+/** The exit code a scenario's outcome asks for. */
+export function exitForOutcome(ok: boolean, fault: Fault | undefined): number {
+  if (ok) return EXIT.ok;
+  return fault === 'kernel' ? EXIT.kernelFailed : fault === 'infra' ? EXIT.infra : EXIT.testsFailed;
 }

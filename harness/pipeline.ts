@@ -8,7 +8,7 @@ import type { ArchRecord } from './arch.js';
 import { bootGuest } from './boot.js';
 import { buildKernel, type BuildResult } from './build.js';
 import { cacheRoot } from './cache.js';
-import { exitCodeFor, EXIT, HarnessError } from './errors.js';
+import { EXIT, exitCodeFor, exitForOutcome, HarnessError } from './errors.js';
 import { GuestOps } from './guestops.js';
 import { buildImage, type ImageResult } from './image.js';
 import type { Keys } from './keys.js';
@@ -320,7 +320,7 @@ export function sshCommand(keys: { clientPrivatePath: string; knownHostsPath: st
 /** The most serious outcome wins: usage > infra > kernel > tests failed > ok. */
 export function overallExit(r: RunReport): number {
   if (r.interrupted) return EXIT.interrupted;
-  const scenarioCode = (s: ScenarioOutcome) => (s.ok ? EXIT.ok : s.interrupted ? EXIT.interrupted : s.fault === 'kernel' ? EXIT.kernelFailed : s.fault === 'infra' ? EXIT.infra : EXIT.testsFailed);
+  const scenarioCode = (s: ScenarioOutcome) => (s.interrupted ? EXIT.interrupted : exitForOutcome(s.ok, s.fault));
   const codes = r.arches.flatMap((a) => [a.error?.exitCode ?? EXIT.ok, ...a.scenarios.map(scenarioCode)]);
   for (const c of [EXIT.interrupted, EXIT.usage, EXIT.infra, EXIT.kernelFailed, EXIT.testsFailed]) if (codes.includes(c)) return c;
   return EXIT.ok;

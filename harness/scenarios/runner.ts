@@ -2,7 +2,7 @@
 // ScenarioReport. A failed check ends the scenario; so does any error.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { HarnessError } from '../errors.js';
+import { faultOf, HarnessError } from '../errors.js';
 import { LP_SYSFS } from '../guestops.js';
 import { blockingTasks, formatBlocking } from './sleeper.js';
 import { CheckFailed, Skipped, type Check, type Scenario, type ScenarioContext, type ScenarioReport, type StepApi, type Unit } from './types.js';
@@ -66,7 +66,7 @@ export async function runScenario(
     }
     report.ok = false;
     report.error = e instanceof CheckFailed ? `check failed in ${e.message}` : e instanceof HarnessError ? e.report() : String(e);
-    if (e instanceof HarnessError) report.fault = ['boot', 'timeout'].includes(e.kind) ? 'kernel' : e.kind === 'infra' ? 'infra' : undefined;
+    report.fault = faultOf(e);
     if (report.fault) return finish(report, started);
     report.diagnosis = await diagnose(base.ops).catch((d) => `diagnosis failed: ${String(d)}`);
     if (report.diagnosis) report.error += `\n${report.diagnosis}`;

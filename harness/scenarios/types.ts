@@ -1,6 +1,7 @@
 // What a scenario is and what it reports: named steps, each with checks that
 // compare a reading from the guest with what was expected.
 import type { ArchRecord } from '../arch.js';
+import { HarnessError } from '../errors.js';
 import type { BuildResult } from '../build.js';
 import type { GuestOps } from '../guestops.js';
 import type { Logger } from '../log.js';
@@ -135,7 +136,12 @@ export interface StuckSetup {
   direction: 'patching' | 'unpatching' | 'replacing';
 }
 
-export class CheckFailed extends Error {}
+/** A check of a guest reading did not hold: the 'assertion' kind of the error table. */
+export class CheckFailed extends HarnessError {
+  constructor(message: string) {
+    super('assertion', message);
+  }
+}
 
 /** Thrown when the kernel under test lacks what a scenario needs; the message says what. */
 export class Skipped extends Error {}
