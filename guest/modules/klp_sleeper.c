@@ -72,7 +72,6 @@ static ssize_t blocker_read(struct file *file, char __user *buf, size_t count, l
 static const struct file_operations blocker_fops = {
 	.owner = THIS_MODULE,
 	.read = blocker_read,
-	.llseek = no_llseek,
 };
 
 /* Kthreads: block once in klp_sleeper_block(), then idle elsewhere. */
@@ -155,7 +154,6 @@ static ssize_t control_write(struct file *file, const char __user *ubuf, size_t 
 static const struct file_operations control_fops = {
 	.owner = THIS_MODULE,
 	.write = control_write,
-	.llseek = no_llseek,
 };
 
 static int status_show(struct seq_file *m, void *v)
