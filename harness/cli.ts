@@ -5,6 +5,7 @@ import { runInteractive } from './interactive.js';
 import { mergeReports, parseShard, readSummary, shardScenarios } from './merge.js';
 import { toJUnit } from './junit.js';
 import { toKTAP } from './ktap.js';
+import { toHTML } from './html.js';
 import { cacheRoot } from './cache.js';
 import { formatCache, listCache, pruneCache } from './cachecmd.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -164,6 +165,7 @@ function mergeCommand(files: string[], out: string | undefined): number {
   writeFileSync(join(merged.outDir, 'summary.json'), JSON.stringify(merged, null, 2) + '\n');
   writeFileSync(join(merged.outDir, 'junit.xml'), toJUnit(merged));
   writeFileSync(join(merged.outDir, 'ktap.txt'), toKTAP(merged));
+  writeFileSync(join(merged.outDir, 'report.html'), toHTML(merged));
   process.stdout.write(formatSummary(merged));
   return merged.exitCode;
 }
