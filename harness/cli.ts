@@ -6,6 +6,7 @@ import { mergeReports, parseShard, readSummary, shardScenarios } from './merge.j
 import { toJUnit } from './junit.js';
 import { toKTAP } from './ktap.js';
 import { toHTML } from './html.js';
+import { reportCommand } from './trend.js';
 import { cacheRoot } from './cache.js';
 import { formatCache, listCache, pruneCache } from './cachecmd.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -24,12 +25,14 @@ export const HELP = `Usage: klp-harness run [options]
        klp-harness shell --arch ARCH [options]
        klp-harness merge --out DIR SUMMARY.json...
        klp-harness cache [--prune] [--max-age DAYS]
+       klp-harness report RUN_DIR|SUMMARY.json... [--out trend.html]
 
 run    builds each kernel with the patch series applied, boots it in QEMU, and
        runs the livepatch scenarios over SSH.
 repro  boots one guest, leaves that scenario's transition stuck, lists what
        blocks it, and opens a shell in the guest (leaving it stops the VM).
 shell  boots one guest with the harness's modules in /root and opens a shell.
+report draws one page of pass/fail and timings over several runs (time order).
 
 Options:
   --arch LIST          comma-separated arches (default: ${archNames().join(',')})
@@ -94,6 +97,14 @@ export async function main(argv: string[]): Promise<number> {
   if (command === 'merge' || command === 'cache') {
     try {
       return command === 'merge' ? mergeCommand(positionals.slice(1), values.out) : await cacheCommand(values['cache-dir'], values.prune, values['max-age']);
+    } catch (e) {
+      process.stderr.write(`klp-harness: ${e instanceof HarnessError ? e.report() : String(e)}\n`);
+      return exitCodeFor(e);
+    }
+  }
+  if (command === 'report') {
+    try {
+      return reportCommand(positionals.slice(1), values.out);
     } catch (e) {
       process.stderr.write(`klp-harness: ${e instanceof HarnessError ? e.report() : String(e)}\n`);
       return exitCodeFor(e);
