@@ -6,6 +6,8 @@ import { mergeReports, missingFromMerge, parseShard, readSummary, shardScenarios
 import { toJUnit } from './junit.js';
 import { toKTAP } from './ktap.js';
 import { NO_PATCHES } from './patches.js';
+import { toHTML } from './html.js';
+import { reportCommand } from './trend.js';
 import { cacheRoot } from './cache.js';
 import { formatCache, listCache, pruneCache } from './cachecmd.js';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
@@ -24,12 +26,14 @@ export const HELP = `Usage: klp-harness run [options]
        klp-harness shell --arch ARCH [options]
        klp-harness merge --out DIR SUMMARY.json...
        klp-harness cache [--prune] [--max-age DAYS]
+       klp-harness report RUN_DIR|SUMMARY.json... [--out trend.html]
 
 run    builds each kernel with the patch series applied, boots it in QEMU, and
        runs the livepatch scenarios over SSH.
 repro  boots one guest, leaves that scenario's transition stuck, lists what
        blocks it, and opens a shell in the guest (leaving it stops the VM).
 shell  boots one guest with the harness's modules in /root and opens a shell.
+report draws one page of pass/fail and timings over several runs (time order).
 
 Options:
   --arch LIST          comma-separated arches (default: ${archNames().join(',')})
@@ -101,6 +105,14 @@ export async function main(argv: string[]): Promise<number> {
   if (command === 'merge' || command === 'cache') {
     try {
       return command === 'merge' ? mergeCommand(positionals.slice(1), values.out) : await cacheCommand(values['cache-dir'], values.prune, values['max-age']);
+    } catch (e) {
+      process.stderr.write(`klp-harness: ${e instanceof HarnessError ? e.report() : String(e)}\n`);
+      return exitCodeFor(e);
+    }
+  }
+  if (command === 'report') {
+    try {
+      return reportCommand(positionals.slice(1), values.out);
     } catch (e) {
       process.stderr.write(`klp-harness: ${e instanceof HarnessError ? e.report() : String(e)}\n`);
       return exitCodeFor(e);
@@ -187,6 +199,7 @@ function mergeCommand(files: string[], out: string | undefined): number {
   writeFileSync(join(merged.outDir, 'summary.json'), JSON.stringify({ ...merged, missing: missing.length ? missing : undefined }, null, 2) + '\n');
   writeFileSync(join(merged.outDir, 'junit.xml'), toJUnit(merged));
   writeFileSync(join(merged.outDir, 'ktap.txt'), toKTAP(merged));
+  writeFileSync(join(merged.outDir, 'report.html'), toHTML(merged));
   process.stdout.write(formatSummary(merged));
   if (missing.length) {
     // The merged report is written (it holds what did run), but an incomplete set must not pass.

@@ -15,6 +15,7 @@ import type { Keys } from './keys.js';
 import { guardRun, interruptReason, onCleanup, wasInterrupted } from './children.js';
 import { buildGuestModules, type ModulesResult } from './modules.js';
 import { toJUnit } from './junit.js';
+import { toHTML } from './html.js';
 import { toKTAP } from './ktap.js';
 import { preflight } from './preflight.js';
 import { loadKeys } from './keys.js';
@@ -126,7 +127,7 @@ function plannedRuns(arch: ArchRecord, opts: RunOptions): { scenario: Scenario; 
 }
 
 /**
- * Writes summary.json, junit.xml and ktap.txt. After an interrupt every planned
+ * Writes summary.json, junit.xml, ktap.txt and report.html. After an interrupt every planned
  * scenario without a report gets one marked interrupted, so the reports say
  * what finished and what did not.
  */
@@ -147,6 +148,7 @@ function writeReports(report: RunReport, planned: Map<string, { scenario: Scenar
   writeFileSync(join(report.outDir, 'summary.json'), JSON.stringify(report, null, 2) + '\n');
   writeFileSync(join(report.outDir, 'junit.xml'), toJUnit(report));
   writeFileSync(join(report.outDir, 'ktap.txt'), toKTAP(report));
+  writeFileSync(join(report.outDir, 'report.html'), toHTML(report));
 }
 
 /** Source, then per arch: build, image, modules, boots and scenarios. Fills report as it goes. */

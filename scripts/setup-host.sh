@@ -11,6 +11,7 @@ PACKAGES=(
   qemu-system-x86 qemu-system-ppc
   dpkg-dev apt tmux
   python3
+  chromium
 )
 
 missing=()
