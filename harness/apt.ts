@@ -13,12 +13,20 @@ export interface AptState {
   options: string[];
 }
 
-export function aptState(cacheDir: string, debArch: string): AptState {
-  const root = join(cacheDir, 'apt', debArch);
+/**
+ * A private apt state under <cache>/apt/. `sources` (sources.list lines)
+ * replaces the host's package sources, e.g. one pinned Debian suite for a
+ * kernel source package; the state then lives in apt/<debArch>-<name>.
+ */
+export function aptState(cacheDir: string, debArch: string, sources?: { name: string; lines: string[] }): AptState {
+  const root = join(cacheDir, 'apt', sources ? `${debArch}-${sources.name}` : debArch);
   for (const d of ['lists/partial', 'archives/partial', 'debs']) mkdirSync(join(root, d), { recursive: true });
   const status = join(root, 'status');
   if (!existsSync(status)) writeFileSync(status, '');
+  const own = sources ? join(root, 'sources.list') : undefined;
+  if (own) writeFileSync(own, sources!.lines.join('\n') + '\n');
   const options = [
+    ...(own ? [`Dir::Etc::SourceList=${own}`, 'Dir::Etc::SourceParts=/dev/null'] : []),
     `Dir::State::Lists=${join(root, 'lists')}`,
     `Dir::State::status=${status}`,
     `Dir::Cache=${root}`,

@@ -10,6 +10,7 @@ import { onCleanup } from './children.js';
 import { entryLock, useEntry, withShared } from './lock.js';
 import { treeSeed } from './source.js';
 import { buildError, infraError, usageError } from './errors.js';
+import { withoutOptions } from './kernels.js';
 import { run, formatCommand } from './exec.js';
 import { checkConfig, parseConfig } from './kconfig.js';
 import { onPath } from './preflight.js';
@@ -25,6 +26,8 @@ export interface BuildRequest {
   kconfigDir: string;
   /** More fragments, appended after common.config and <arch>.config (e.g. kconfigs/debug.config). */
   extraFragments?: string[];
+  /** Options this kernel does not have (from its kernel record), left out of the fragments, with why. */
+  absentOptions?: { option: string; why: string }[];
   cacheDir: string;
   logger: Logger;
   rebuild?: boolean;
@@ -79,7 +82,9 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   if (absent.length) {
     throw usageError(`config fragment(s) missing: ${absent.join(', ')}`, { arch: arch.name, hint: 'a fragment directory needs common.config and one <arch>.config per arch' });
   }
-  const fragmentText = fragments.map((f) => readFileSync(f, 'utf8')).join('\n');
+  const notInKernel = req.absentOptions ?? [];
+  for (const a of notInKernel) logger.info(`config ${arch.name}: this kernel has no ${a.option} (${a.why}); left out of the fragments`);
+  const fragmentText = withoutOptions(fragments.map((f) => readFileSync(f, 'utf8')).join('\n'), notInKernel.map((a) => a.option));
   const cc = await compilerVersion(arch);
   const key = hashOf(req.treeKey, arch.name, fragmentText, cc);
   const buildDir = join(req.cacheDir, 'builds', `${arch.name}-${key}`);

@@ -6,6 +6,7 @@ import { mergeReports, missingFromMerge, parseShard, readSummary, shardScenarios
 import { toJUnit } from './junit.js';
 import { toKTAP } from './ktap.js';
 import { NO_PATCHES } from './patches.js';
+import { kernelTarball, KERNELS, parseKernelList, type KernelRecord } from './kernels.js';
 import { toHTML } from './html.js';
 import { reportCommand } from './trend.js';
 import { cacheRoot } from './cache.js';
@@ -14,7 +15,7 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EXIT, exitCodeFor, HarnessError, usageError } from './errors.js';
 import { createLogger, type Level } from './log.js';
-import { runMain, type Stage } from './pipeline.js';
+import { PROJECT_ROOT, runMain, type RunOptions, type RunReport, type Stage } from './pipeline.js';
 import { pickScenarios, SCENARIOS } from './scenarios/index.js';
 import { kselftest } from './scenarios/kselftest.js';
 import { DEFAULT_KERNEL_SRC } from './source.js';
@@ -37,6 +38,8 @@ report draws one page of pass/fail and timings over several runs (time order).
 
 Options:
   --arch LIST          comma-separated arches (default: ${archNames().join(',')})
+  --kernel LIST        Debian kernels to run, comma-separated: ${KERNELS.map((k) => k.name).join(', ')};
+                       each with its own series from patches/<version>/ (default: the one below)
   --kernel-src PATH    kernel tarball or tree (default: ${DEFAULT_KERNEL_SRC});
                        a tree is copied, never modified
   --patches PATH       quilt directory (series + patches) or mbox (default: patches/);
@@ -76,6 +79,7 @@ export async function main(argv: string[]): Promise<number> {
         patches: { type: 'string' },
         kconfigs: { type: 'string' },
         'kconfig-extra': { type: 'string', multiple: true },
+        kernel: { type: 'string' },
         ktap: { type: 'boolean' },
         'cache-dir': { type: 'string' },
         out: { type: 'string' },
@@ -164,7 +168,10 @@ export async function main(argv: string[]): Promise<number> {
     });
     const cpuList = values.cpu?.flatMap((c) => c.split(',')).filter(Boolean);
     if (cpuList) checkCpus(arches, cpuList);
-    const report = await runMain({
+    const kernels = values.kernel ? parseKernelList(values.kernel) : undefined;
+    if (kernels && values['kernel-src']) throw usageError('--kernel and --kernel-src name the kernel twice', { hint: 'give one of them' });
+    if (kernels && kernels.length > 1 && values.patches) throw usageError('--patches with several --kernel values', { hint: 'each kernel takes its own series from patches/<version>/; give one kernel with --patches' });
+    const base: RunOptions = {
       arches,
       scenarios,
       selection: { scenarios: selected, shard },
@@ -178,7 +185,8 @@ export async function main(argv: string[]): Promise<number> {
       rebuild,
       logger,
       cpus: cpuList ? (a) => cpusFor(a.qemu.cpuModels, cpuList) : undefined,
-    });
+    };
+    const report = kernels ? await runKernels(base, kernels) : await runMain(base);
     process.stdout.write(values.ktap ? toKTAP(report) : formatSummary(report));
     return wasInterrupted() ? EXIT.interrupted : report.exitCode;
   } catch (e) {
@@ -188,6 +196,47 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     killAll();
   }
+}
+
+/**
+ * The matrix over kernels: one run per kernel (its source fetched, its own
+ * series unless --patches), each in <out>/<kernel line>/, then one merged
+ * report over kernel x arch x scenario in <out>. A kernel that fails to
+ * fetch, patch or build does not stop the others.
+ */
+async function runKernels(base: RunOptions, kernels: KernelRecord[]): Promise<RunReport> {
+  const cacheDir = cacheRoot(base.cacheDir);
+  const out = base.outDir ?? join(cacheDir, 'runs', `${new Date().toISOString().replace(/[:.]/g, '-')}-kernels`);
+  const reports: RunReport[] = [];
+  for (const k of kernels) {
+    if (wasInterrupted()) break;
+    const dir = join(out, k.line);
+    try {
+      const { tarball, version } = await kernelTarball(k, cacheDir, base.logger, base.rebuild?.includes('source'));
+      base.logger.info(`kernel ${k.name}: ${tarball} (${version})`);
+      reports.push(await runMain({ ...base, kernel: k, kernelSrc: tarball, patches: base.patches ?? join(PROJECT_ROOT, k.series), outDir: dir }));
+    } catch (e) {
+      // The kernel never got to a run of its own: one failed column in the report, with why.
+      const err = e instanceof HarnessError ? e : new HarnessError('infra', String(e));
+      base.logger.info(`kernel ${k.name}: ${err.message}`);
+      reports.push({
+        started: new Date().toISOString(),
+        durationMs: 0,
+        outDir: dir,
+        cacheDir,
+        source: { kernelSrc: k.package, patches: k.series },
+        arches: base.arches.map((a) => ({ arch: a.name, kernel: k.name, boots: [], scenarios: [], error: { kind: err.kind, message: err.message, report: err.report(), exitCode: exitCodeFor(err) } })),
+        exitCode: exitCodeFor(err),
+      });
+    }
+  }
+  const merged = mergeReports(reports, [...SCENARIOS.map((s) => s.name), kselftest.name], out);
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'summary.json'), JSON.stringify(merged, null, 2) + '\n');
+  writeFileSync(join(out, 'junit.xml'), toJUnit(merged));
+  writeFileSync(join(out, 'ktap.txt'), toKTAP(merged));
+  writeFileSync(join(out, 'report.html'), toHTML(merged));
+  return merged;
 }
 
 function mergeCommand(files: string[], out: string | undefined): number {

@@ -1,7 +1,7 @@
 // JUnit XML for CI dashboards: one test case per arch x scenario (x CPU),
 // failures carrying the guest readings; an arch that did not get as far as
 // its scenarios gets one errored case with the harness's report.
-import type { RunReport } from './pipeline.js';
+import type { ArchReport, RunReport } from './pipeline.js';
 
 const esc = (s: string) =>
   s
@@ -11,6 +11,10 @@ const esc = (s: string) =>
     .replace(/</g, '&lt;')
     .replace(/>/g, '&gt;')
     .replace(/"/g, '&quot;');
+
+/** Suites carry kernel and arch: `debian:6.12 x86_64` (or the kernel version when no --kernel was given). */
+const suiteName = (a: ArchReport) => `${a.kernel ?? (a.kernelVersion ? `linux-${a.kernelVersion}` : '')} ${a.arch}`.trim();
+const suiteId = (a: ArchReport) => (a.kernel ? `${a.kernel.replace(/[:.]/g, '_')}.${a.arch}` : a.arch);
 
 export function toJUnit(r: RunReport): string {
   const suites: string[] = [];
@@ -28,7 +32,7 @@ export function toJUnit(r: RunReport): string {
           for (const c of st.checks) {
             const bad = c.ok ? '' : `<failure message="${esc(c.what)}">${esc(`expected: ${c.expected}\nactual:\n${c.actual}`)}</failure>`;
             if (!c.ok) sFail++;
-            cases.push(`    <testcase classname="klp-harness.${esc(a.arch)}.${esc(s.name)}" name="${esc(c.what)}">${bad}</testcase>`);
+            cases.push(`    <testcase classname="klp-harness.${esc(suiteId(a))}.${esc(s.name)}" name="${esc(c.what)}">${bad}</testcase>`);
           }
         }
         continue;
@@ -51,7 +55,7 @@ export function toJUnit(r: RunReport): string {
       }
       const timings = Object.entries(s.timings).map(([k, v]) => `${k}=${v}`).join(' ');
       cases.push(
-        `    <testcase classname="klp-harness.${esc(a.arch)}" name="${esc(name)}" time="${(s.durationMs / 1000).toFixed(3)}">${body}` +
+        `    <testcase classname="klp-harness.${esc(suiteId(a))}" name="${esc(name)}" time="${(s.durationMs / 1000).toFixed(3)}">${body}` +
           (timings ? `<system-out>${esc(timings)}</system-out>` : '') +
           `</testcase>`,
       );
@@ -59,13 +63,13 @@ export function toJUnit(r: RunReport): string {
     if (a.error) {
       sErr++;
       cases.push(
-        `    <testcase classname="klp-harness.${esc(a.arch)}" name="pipeline"><error type="${esc(a.error.kind)}" message="${esc(a.error.message)}">${esc(a.error.report)}</error></testcase>`,
+        `    <testcase classname="klp-harness.${esc(suiteId(a))}" name="pipeline"><error type="${esc(a.error.kind)}" message="${esc(a.error.message)}">${esc(a.error.report)}</error></testcase>`,
       );
     }
     total += cases.length;
     failures += sFail;
     errors += sErr;
-    suites.push(`  <testsuite name="klp-harness ${esc(a.arch)}" tests="${cases.length}" failures="${sFail}" errors="${sErr}">\n${cases.join('\n')}\n  </testsuite>`);
+    suites.push(`  <testsuite name="klp-harness ${esc(suiteName(a))}" tests="${cases.length}" failures="${sFail}" errors="${sErr}">\n${cases.join('\n')}\n  </testsuite>`);
   }
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="klp-harness" tests="${total}" failures="${failures}" errors="${errors}" time="${(r.durationMs / 1000).toFixed(3)}">\n${suites.join('\n')}\n</testsuites>\n`;
 }

@@ -52,7 +52,7 @@ function scenarioNode(s: ScenarioReport): Node {
 
 function treeOf(r: RunReport): Node[] {
   return r.arches.map((a) => {
-    const title = name(`${a.arch}${a.kernelVersion ? ` linux-${a.kernelVersion}` : ''}`);
+    const title = name(`${a.kernel ? `${a.kernel} ` : ''}${a.arch}${a.kernelVersion ? ` linux-${a.kernelVersion}` : ''}`);
     const children = a.scenarios.map(scenarioNode);
     if (a.error) children.push({ name: 'pipeline', ok: false, diagnostics: diag(`${a.error.kind}: ${a.error.message}`) });
     return { name: title, ok: children.every((c) => c.ok), children };

@@ -28,13 +28,15 @@ export function mergeReports(reports: RunReport[], order: readonly string[], out
   const arches = new Map<string, ArchReport>();
   for (const r of reports) {
     for (const a of r.arches) {
-      const m = arches.get(a.arch) ?? { ...a, boots: [], scenarios: [], error: undefined };
+      // Kernel and arch together name a column of the matrix.
+      const id = `${a.kernel ?? ''}/${a.arch}`;
+      const m = arches.get(id) ?? { ...a, boots: [], scenarios: [], error: undefined };
       m.boots.push(...a.boots);
       m.scenarios.push(...a.scenarios);
       m.error ??= a.error;
       m.build ??= a.build;
       m.image ??= a.image;
-      arches.set(a.arch, m);
+      arches.set(id, m);
     }
   }
   const merged: RunReport = {
@@ -43,7 +45,7 @@ export function mergeReports(reports: RunReport[], order: readonly string[], out
     outDir,
     cacheDir: reports[0]!.cacheDir,
     source: reports[0]!.source,
-    arches: [...arches.values()].sort((a, b) => a.arch.localeCompare(b.arch)),
+    arches: [...arches.values()].sort((a, b) => (a.kernel ?? '').localeCompare(b.kernel ?? '', 'en', { numeric: true }) || a.arch.localeCompare(b.arch)),
     exitCode: 0,
   };
   for (const a of merged.arches) {

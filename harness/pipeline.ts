@@ -17,6 +17,7 @@ import { buildGuestModules, type ModulesResult } from './modules.js';
 import { toJUnit } from './junit.js';
 import { toHTML } from './html.js';
 import { toKTAP } from './ktap.js';
+import type { KernelRecord } from './kernels.js';
 import { preflight } from './preflight.js';
 import { loadKeys } from './keys.js';
 import type { Logger } from './log.js';
@@ -44,6 +45,8 @@ export interface RunOptions {
   kconfigDir?: string;
   /** Fragments appended after those (a debug variant); the build gets its own directory. */
   kconfigExtra?: string[];
+  /** The kernel record when the source is one of --kernel's (names it in reports; options it lacks). */
+  kernel?: KernelRecord;
   logger: Logger;
   /** CPU models per arch to run the scenarios on; default: the arch's first. */
   cpus?: (arch: ArchRecord) => string[];
@@ -54,6 +57,8 @@ export interface RunOptions {
 
 export interface ArchReport {
   arch: string;
+  /** The --kernel name (debian:6.12) when the run was given one. */
+  kernel?: string;
   kernelVersion?: string;
   build?: { reused: boolean; durationMs: number; dir: string; log: string; makeCommand: string };
   image?: { reused: boolean; durationMs: number; path: string; bytes: number };
@@ -172,7 +177,7 @@ async function runArches(opts: RunOptions, report: RunReport, cacheDir: string, 
   // build is ready and run alongside the next build (or the other arch's VMs).
   const archRuns: Promise<void>[] = [];
   for (const arch of opts.arches) {
-    const ar: ArchReport = { arch: arch.name, kernelVersion: src.version, boots: [], scenarios: [] };
+    const ar: ArchReport = { arch: arch.name, kernel: opts.kernel?.name, kernelVersion: src.version, boots: [], scenarios: [] };
     report.arches.push(ar);
     const archOut = join(outDir, arch.name);
     mkdirSync(archOut, { recursive: true });
@@ -186,7 +191,7 @@ async function runArches(opts: RunOptions, report: RunReport, cacheDir: string, 
     };
     let prepared: Awaited<ReturnType<typeof prepareArch>>;
     try {
-      prepared = await prepareArch({ arch, src, keys, initScript, cacheDir, rebuild, logger: opts.logger, kconfigDir: opts.kconfigDir, kconfigExtra: opts.kconfigExtra });
+      prepared = await prepareArch({ arch, src, keys, initScript, cacheDir, rebuild, logger: opts.logger, kconfigDir: opts.kconfigDir, kconfigExtra: opts.kconfigExtra, absentOptions: opts.kernel?.absentOptions });
     } catch (e) {
       fail(e);
       continue;
@@ -285,6 +290,7 @@ export async function prepareArch(o: {
   rebuild?: Set<Stage>;
   kconfigDir?: string;
   kconfigExtra?: string[];
+  absentOptions?: KernelRecord['absentOptions'];
 }): Promise<{ build: BuildResult; image: ImageResult; modules: ModulesResult }> {
   const { arch, logger } = o;
   checkInterrupted();
@@ -296,6 +302,7 @@ export async function prepareArch(o: {
     generation: o.src.generation,
     kconfigDir: o.kconfigDir ?? join(PROJECT_ROOT, 'kconfigs'),
     extraFragments: o.kconfigExtra,
+    absentOptions: o.absentOptions,
     cacheDir: o.cacheDir,
     logger,
     rebuild: o.rebuild?.has('build'),

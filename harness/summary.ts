@@ -7,7 +7,7 @@ export function formatSummary(r: RunReport): string {
   const out: string[] = ['', 'klp-harness summary'];
   out.push(`  source: ${r.source.kernelSrc} + ${r.source.patches} (${r.source.reused ? 'cached' : 'prepared'} ${secs(r.source.durationMs)})`);
   for (const a of r.arches) {
-    out.push(`  ${a.arch} (linux ${a.kernelVersion ?? '?'})`);
+    out.push(`  ${a.kernel ? `${a.kernel} ` : ''}${a.arch} (linux ${a.kernelVersion ?? '?'})`);
     out.push(`    build:        ${a.build ? `${secs(a.build.durationMs)}${a.build.reused ? ' (cached, no make)' : ''}` : '-'}`);
     out.push(`    image:        ${a.image ? `${secs(a.image.durationMs)}${a.image.reused ? ' (cached)' : ''}` : '-'}`);
     for (const b of a.boots) out.push(`    boot to SSH:  ${secs(b.bootMs)} (cpu ${b.cpu})`);

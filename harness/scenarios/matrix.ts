@@ -2,6 +2,7 @@
 // (signal, force, reverse, the kernel's own signal) finishes it. A stuck
 // scenario is declared by its setup (blocker and direction) and its remedy;
 // `klp-harness repro` replays the setup alone.
+import { forcePinsOf } from '../kernels.js';
 import { guestBound, timeout } from '../timeouts.js';
 import { LP, LP_REPLACE, Sleeper, type BlockerName, type UserBlocker } from './sleeper.js';
 import type { Scenario, ScenarioContext, StepApi, StuckSetup } from './types.js';
@@ -122,6 +123,15 @@ async function disableAndRemove(ctx: ScenarioContext, sl: Sleeper, s: StepApi) {
   await sl.waitDone(s, 'unpatching finished', '1');
   await patchGone(ctx, s, sl.patch);
   s.equal(`rmmod ${sl.patch}`, await rmmod(ctx, sl.patch), 'removed');
+}
+
+/** A disable that completes, after which the module is still pinned (refcnt 1, rmmod refused). */
+async function disableAndStayPinned(ctx: ScenarioContext, sl: Sleeper, s: StepApi) {
+  s.accepted(`write 0 to ${sl.patch}/enabled`, await ctx.ops.write(sl.file('enabled'), '0'));
+  await sl.waitDone(s, 'unpatching finished', '1');
+  await patchGone(ctx, s, sl.patch);
+  s.equal(`/sys/module/${sl.patch}/refcnt`, await ctx.ops.read(`/sys/module/${sl.patch}/refcnt`), '1');
+  s.match(`rmmod ${sl.patch} (pinned by the forced transition)`, await rmmod(ctx, sl.patch), /Resource temporarily unavailable/);
 }
 
 /** Waits until the kernel freed a patch (its sysfs directory is gone). */
@@ -246,11 +256,16 @@ function forceScenario(name: string, blocker: StuckSetup['blocker'], description
         s.match('dmesg', await ctx.ops.dmesg(), FORCING);
         s.equal('enabled', await ctx.ops.read(sl.file('enabled')), '1');
       });
-      await ctx.step('release; a clean disable after a forced patching lets rmmod work (6.1 pins only patches being removed)', async (s) => {
+      // Which patches force pins is the tree's own klp_force_transition(): since 5.1x the ones being removed, on 5.10 all.
+      const pins = forcePinsOf(ctx.tree);
+      const title = pins === 'removed' ? 'release; a clean disable after a forced patching lets rmmod work (only patches being removed are pinned)' : 'release; after a forced patching the module stays pinned even once disabled (this kernel pins every patch)';
+      await ctx.step(title, async (s) => {
         await sl.release(blocker, s);
         if (blocker.startsWith('user-')) await sl.checkReader(blocker as UserBlocker, s);
-        await disableAndRemove(ctx, sl, s);
-        s.equal(`/sys/module/${LP}`, (await ctx.ops.exists(`/sys/module/${LP}`)) ? 'present' : 'gone', 'gone');
+        if (pins === 'removed') {
+          await disableAndRemove(ctx, sl, s);
+          s.equal(`/sys/module/${LP}`, (await ctx.ops.exists(`/sys/module/${LP}`)) ? 'present' : 'gone', 'gone');
+        } else await disableAndStayPinned(ctx, sl, s);
       });
     },
   });
@@ -357,14 +372,15 @@ export const replaceForce = stuckScenario({
       s.equal(`/sys/module/${LP}/refcnt`, await ctx.ops.read(`/sys/module/${LP}/refcnt`), '1');
       s.match(`rmmod ${LP} (replaced by a forced transition)`, await rmmod(ctx, LP), /Resource temporarily unavailable/);
     });
-    await ctx.step('the reader returns through the replaced code; the replacing patch is not pinned', async (s) => {
+    await ctx.step('the reader returns through the replaced code; the replacing patch is pinned only where force pins every patch', async (s) => {
       await sl.release('user-idle', s);
       await sl.checkReader('user-idle', s);
       const st = await sl.blocker('user-idle');
       s.equal('it slept and returned in the first patch\'s version (calls_new/calls_repl)', `${st?.calls_new}/${st?.calls_repl}`, '1/0');
       await probe(sl, s, 0, 0);
       s.equal('probe ran the replacing version (calls_repl)', (await sl.blocker('probe'))?.calls_repl ?? 'none', 1);
-      await disableAndRemove(ctx, repl, s);
+      if (forcePinsOf(ctx.tree) === 'removed') await disableAndRemove(ctx, repl, s);
+      else await disableAndStayPinned(ctx, repl, s);
       s.equal(`/sys/module/${LP}/refcnt (still pinned)`, await ctx.ops.read(`/sys/module/${LP}/refcnt`), '1');
     });
   },

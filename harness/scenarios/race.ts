@@ -3,7 +3,8 @@
 // and enabled and read transition while a driver starts patching
 // transitions, the writers reverse and finish them, and the driver
 // disables and removes the patch. Only success or EINVAL may come back (or
-// a file that is not there between two patches); no transition may hang;
+// a file that is not there between two patches: ENOENT when it is gone,
+// ENODEV from sysfs while the patch's kobject is being removed); no transition may hang;
 // the console check after every scenario catches lockdep and
 // sleep-in-atomic reports. Meant for a kernel built with
 // kconfigs/debug.config; a kernel without lockdep skips it.
@@ -24,7 +25,7 @@ function writerScript(id: number, writes: string[]): string {
   const P = `/sys/kernel/livepatch/${LP}`;
   const one = (file: string, value: string) =>
     `if { echo ${value} > ${P}/${file}; } 2>/tmp/race-e${id}; then ok=$((ok+1)); else read m < /tmp/race-e${id}; ` +
-    `case "$m" in *"Invalid argument"*) inval=$((inval+1));; *"can't create"*|*"No such file"*|*nonexistent*) absent=$((absent+1));; ` +
+    `case "$m" in *"Invalid argument"*) inval=$((inval+1));; *"can't create"*|*"No such file"*|*nonexistent*|*"No such device"*) absent=$((absent+1));; ` +
     `*) other=$((other+1)); echo "${file}=${value}: $m" >> /tmp/race-other${id};; esac; fi; `;
   return (
     `ok=0; inval=0; absent=0; other=0; reads=0; while [ ! -e /tmp/race-stop ]; do ` +
