@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { aptState, aptUpdate, compareDebVersions, downloadDebs } from './apt.js';
 import { usageError } from './errors.js';
 import { run } from './exec.js';
-import { entryLock, useEntry } from './lock.js';
+import { entryLock, withExclusive } from './lock.js';
 import type { Logger } from './log.js';
 
 const KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
@@ -81,16 +81,11 @@ export async function kernelTarball(k: KernelRecord, cacheDir: string, logger: L
   const lines = [`deb [signed-by=${KEYRING}] ${k.suite.uri} ${k.suite.suite} main`];
   const state = aptState(cacheDir, 'amd64', { name: k.suite.suite, lines });
   const lock = entryLock(cacheDir, `apt/amd64-${k.suite.suite}`);
-  const deb = await useEntry({
-    lock,
-    what: `apt state for ${k.suite.suite}`,
-    logger,
-    check: async () => undefined,
-    make: async () => {
-      logger.info(`kernel ${k.name}: ${k.package} from ${k.suite.uri} ${k.suite.suite}`);
-      await aptUpdate(state, logger);
-      return (await downloadDebs(state, [k.package], logger))[0]!;
-    },
+  // The private apt state is shared by every run fetching from this suite: one at a time.
+  const deb = await withExclusive(lock, `apt state for ${k.suite.suite}`, logger, async () => {
+    logger.info(`kernel ${k.name}: ${k.package} from ${k.suite.uri} ${k.suite.suite}`);
+    await aptUpdate(state, logger);
+    return (await downloadDebs(state, [k.package], logger))[0]!;
   });
   const version = /_([^_]+)_all\.deb$/.exec(deb)?.[1]?.replace(/%3a/g, ':') ?? 'unknown';
   const tarball = join(dir, `${k.package}_${version}.tar.xz`);

@@ -1,0 +1,34 @@
+// Each kernel's series applies to that kernel's own source: the package is
+// fetched as `--kernel` fetches it, the files the series touches are taken
+// out of its tarball, and `patch --dry-run` must accept every patch. Run by
+// `npm run test:kernels` (it downloads the Debian source packages).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { cacheRoot } from '../../harness/cache.js';
+import { kernelTarball, KERNELS } from '../../harness/kernels.js';
+import { createLogger } from '../../harness/log.js';
+import { readSeries } from '../../harness/patches.js';
+import { PROJECT_ROOT } from '../../harness/pipeline.js';
+
+const logger = createLogger('quiet', () => {});
+
+for (const k of KERNELS) {
+  t.test(`${k.name}: ${k.series} applies to ${k.package}`, async (t) => {
+    const { tarball, version } = await kernelTarball(k, cacheRoot(), logger);
+    const series = readSeries(join(PROJECT_ROOT, k.series));
+    t.ok(series.patches.length > 0, `${series.patches.length} patch(es)`);
+    const files = [...new Set(series.patches.flatMap((p) => [...p.text.matchAll(/^\+\+\+ b\/(\S+)/gm)].map((m) => m[1]!)))];
+    const dir = mkdtempSync(join(tmpdir(), 'klp-series-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    // The tarball's top directory is linux-source-X/.
+    execFileSync('tar', ['-xf', tarball, '-C', dir, '--strip-components=1', ...files.map((f) => `${k.package}/${f}`)]);
+    for (const p of series.patches) {
+      const out = execFileSync('sh', ['-c', 'patch -p1 --dry-run --batch -F0 < "$1"; echo "exit=$?"', 'sh', join(PROJECT_ROOT, k.series, p.name)], { cwd: dir, encoding: 'utf8' });
+      t.match(out, /exit=0\s*$/, `${p.name} applies without fuzz to ${k.package} ${version}`, { output: out });
+      t.notMatch(out, /FAILED|fuzz|offset/i, 'cleanly');
+    }
+  });
+}
