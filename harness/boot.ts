@@ -3,7 +3,7 @@
 // stalled (the console silent before the guest was ready: seen rarely under
 // software emulation on a loaded host; the stalled console is kept). A kernel
 // that panics or never brings SSH up fails with the console tail.
-import { renameSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import pRetry, { AbortError } from 'p-retry';
 import type { ArchRecord } from './arch.js';
 import { bootError, HarnessError, infraError } from './errors.js';
@@ -20,6 +20,8 @@ export interface BootRequest {
   initrd: string;
   keys: Keys;
   consoleLog: string;
+  /** Where the QEMU command line is written (default: beside the console log). */
+  commandFile?: string;
   logger: Logger;
   cpu?: string;
   qemuBinary?: string;
@@ -71,7 +73,11 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
         extraAppend: req.extraAppend,
         onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
       });
-      logger.info(`boot ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid}: ${vm.command}`);
+      // The full command line is long: it goes to --verbose and next to the console log, not to every default log line.
+      const commandFile = req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt');
+      writeFileSync(commandFile, vm.command + '\n');
+      logger.info(`boot ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid} (command line in ${commandFile})`);
+      logger.verbose(`boot ${arch.name}: ${vm.command}`);
       // Watches the console until the guest is ready; stops at the first stall it reports.
       let stalledNow = false;
       let watchdog: NodeJS.Timeout | undefined;

@@ -3,7 +3,7 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MARKER } from './cache.js';
 import { run } from './exec.js';
-import { describeHolders, entryLock, tryExclusive } from './lock.js';
+import { alive, describeHolders, entryLock, tryExclusive } from './lock.js';
 
 export interface CacheEntry {
   kind: string;
@@ -71,11 +71,3 @@ export async function pruneCache(root: string, entries: CacheEntry[], maxAgeDays
   return { removed, skipped };
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};

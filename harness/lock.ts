@@ -45,7 +45,8 @@ export function entryLock(cacheDir: string, entry: string): string {
 
 const holdersDir = (lock: string) => `${lock}.holders`;
 
-const alive = (pid: number) => {
+/** Whether a process of this pid exists (EPERM: it does, owned by someone else). */
+export const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
     return true;

@@ -212,11 +212,11 @@ async function runArches(opts: RunOptions, report: RunReport, cacheDir: string, 
         const bootRec: ArchReport['boots'][number] = { cpu, scenario: scenario.name, consoleLog };
         ar.boots.push(bootRec);
         const initrd = scenario.image && scenario.image !== 'base' ? (await buildImage({ arch, cacheDir, initScript, keys, logger: opts.logger, variant: scenario.image })).path : image.path;
-        const booted = await bootGuest({ arch, kernel: build.image, initrd, keys, consoleLog, logger: opts.logger, cpu, qemuBinary: opts.qemuBinary });
+        const commandFile = join(archOut, `qemu-command-${label}.txt`);
+        const booted = await bootGuest({ arch, kernel: build.image, initrd, keys, consoleLog, commandFile, logger: opts.logger, cpu, qemuBinary: opts.qemuBinary });
         bootRec.bootMs = booted.bootMs;
         if (booted.stalled.length) bootRec.stalledConsoleLogs = booted.stalled;
         bootRec.qemuCommand = booted.vm.command;
-        writeFileSync(join(archOut, `qemu-command-${label}.txt`), booted.vm.command + '\n');
         opts.logger.info(`boot ${arch.name}/${cpu} for ${scenario.name}: SSH up after ${(booted.bootMs / 1000).toFixed(1)} s (${sshCommand(keys, booted.port)})`);
         return booted;
       };

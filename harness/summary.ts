@@ -30,7 +30,10 @@ export function formatSummary(r: RunReport): string {
   out.push(`  summary:   ${r.outDir}/summary.json`);
   out.push(`  junit:     ${r.outDir}/junit.xml`);
   out.push(`  ktap:      ${r.outDir}/ktap.txt`);
-  out.push(`  log:       ${r.outDir}/harness.log`);
+  out.push(`  page:      ${r.outDir}/report.html`);
+  // A run over several kernels keeps each kernel's log in its own folder.
+  const kernels = [...new Set(r.arches.map((a) => a.kernel).filter(Boolean))];
+  out.push(kernels.length ? `  logs:      ${r.outDir}/<version>/harness.log (one folder per kernel)` : `  log:       ${r.outDir}/harness.log`);
   return out.join('\n') + '\n';
 }
 
