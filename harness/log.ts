@@ -1,7 +1,9 @@
 // Progress output. Everywhere: plain timestamped lines (no control
 // characters), so the same text reads well in CI and in a log file. On a
-// terminal, in addition, a live task list per arch stays below those lines.
+// terminal, in addition, a live task list per arch stays below those lines,
+// redrawn by log-update (which knows how to erase what it drew).
 import { appendFileSync } from 'node:fs';
+import { createLogUpdate } from 'log-update';
 
 export type Level = 'quiet' | 'normal' | 'verbose';
 
@@ -30,25 +32,17 @@ export function createLogger(level: Level = 'normal', outOrOpts: ((s: string) =>
   let live = (opts.live ?? process.stderr.isTTY === true) && level !== 'quiet';
   let teePath: string | undefined;
   const lanes = new Map<string, { task: string; since: number }>();
-  let drawn = 0;
   let timer: NodeJS.Timeout | undefined;
+  // log-update writes to a stream; ours is `out`, so that tests can read what a terminal would get.
+  const area = createLogUpdate({ write: (chunk: string) => (out(chunk), true), columns: process.stderr.columns || 100, isTTY: true } as unknown as NodeJS.WriteStream, { showCursor: true });
 
   // The live block is erased before a log line and drawn again after it.
-  const erase = () => {
-    if (drawn) out(`\x1b[${drawn}A\x1b[J`);
-    drawn = 0;
-  };
+  const erase = () => area.clear();
   const draw = () => {
     if (!live || lanes.size === 0) return;
-    const width = process.stderr.columns || 100;
-    const rows = [...lanes].map(([lane, s]) => `  ${lane.padEnd(8)} ${s.task} (${Math.round((Date.now() - s.since) / 1000)} s)`.slice(0, width - 1));
-    out(rows.join('\n') + '\n');
-    drawn = rows.length;
+    area([...lanes].map(([lane, s]) => `  ${lane.padEnd(8)} ${s.task} (${Math.round((Date.now() - s.since) / 1000)} s)`).join('\n'));
   };
-  const redraw = () => {
-    erase();
-    draw();
-  };
+  const redraw = () => draw();
   const emit = (msg: string, show: boolean) => {
     const line = `[${stamp()}] ${msg}\n`;
     if (show) {
