@@ -20,8 +20,8 @@ t.test('on a terminal: a live task list per arch stays below the log lines', asy
   log.info('a log line');
   t.match(text, /x86_64 +build: 10 of ~900 files compiled \(\d+ s\)/);
   t.match(text, /ppc64le +waiting: one kernel build at a time/);
-  // eslint-disable-next-line no-control-regex
   // log-update erases its two lines (erase line, up, erase line, column 1), then the line, then the block again.
+  // eslint-disable-next-line no-control-regex
   t.match(text, /\x1b\[2K\x1b\[1A\x1b\[2K\x1b\[1A\x1b\[2K\x1b\[G\[\d\d:\d\d:\d\d\] a log line\n {2}x86_64/, 'block erased, line printed, block drawn again');
 });
 
