@@ -31,7 +31,7 @@ struct klp_sleeper_blocker {
 
 /*
  * Sleeps once in b->state unless the blocker is released (a "loop" blocker
- * sleeps in 100 ms naps until released, never leaving the function). Every
+ * sleeps in naps until released, never leaving the function). Every
  * return from schedule() counts in b->wakeups. Returns -ERESTARTSYS when an
  * interruptible sleep sees a (fake) signal, or a killable one a fatal signal.
  */
@@ -58,7 +58,12 @@ static __always_inline int klp_sleeper_sleep(struct klp_sleeper_blocker *b)
 			ret = -ERESTARTSYS;
 			break;
 		}
-		left = schedule_timeout(b->loop ? HZ / 10 : MAX_SCHEDULE_TIMEOUT);
+		/*
+		 * A looping blocker naps 10 s at a time: long enough that a nap
+		 * almost never runs out while a scenario watches (a wake-up in
+		 * the nap's last jiffy would read as a timeout and go uncounted).
+		 */
+		left = schedule_timeout(b->loop ? 10 * HZ : MAX_SCHEDULE_TIMEOUT);
 		/* A nap that ran out is not a wake-up; anything else is. */
 		if (!b->loop || left)
 			atomic_inc(&b->wakeups);
