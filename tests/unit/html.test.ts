@@ -11,7 +11,7 @@ import t from 'tap';
 import { chromium, type Browser } from 'playwright-core';
 import { esc, timelineSvg, toHTML } from '../../harness/html.js';
 import type { RunReport } from '../../harness/pipeline.js';
-import { fixture, ROOT, tempDir } from '../helpers.js';
+import { fixture, tempDir } from '../helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const FIXTURE_RUN = '/root/.cache/klp-harness/runs/2026-11-27T13-56-03-203Z';
@@ -97,9 +97,9 @@ t.test('report.html in headless Chromium', { timeout: 180_000 }, async (t) => {
   for (const h of hrefs) t.ok(existsSync(join(dir, decodeURI(h))), `${h} exists`);
   t.ok(await tab.locator('a[href="ktap.txt"]').count(), 'the run-level files are linked');
 
-  // A picture for the README: the tables down to the failing scenario, which comes first.
-  const png = join(ROOT, 'docs/report-example.png');
-  mkdirSync(dirname(png), { recursive: true });
+  // A picture of the page (the tables down to the failing scenario, which comes first), in the test's
+  // folder: a test run does not rewrite the repository (docs/ holds pictures of real runs).
+  const png = join(dir, 'report-example.png');
   const box = await section.boundingBox();
   await tab.screenshot({ path: png, fullPage: true, clip: { x: 0, y: 0, width: 1200, height: Math.ceil((box?.y ?? 1000) + (box?.height ?? 0) + 16) } });
   t.ok(readFileSync(png).subarray(1, 4).toString() === 'PNG', `screenshot written to ${png}`);
