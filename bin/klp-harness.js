@@ -9,4 +9,7 @@ if (!existsSync(fileURLToPath(cli))) {
   process.exit(3);
 }
 const { main } = await import(cli.href);
-process.exitCode = await main(process.argv.slice(2));
+// Exit with the code once main is done: a handle left open on an error path
+// (a dropped SSH connection, a lock holder's pipe) must not keep a finished
+// run alive. stdout and stderr are synchronous for files and pipes on Linux.
+process.exit(await main(process.argv.slice(2)));

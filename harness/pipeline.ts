@@ -21,7 +21,7 @@ import type { KernelRecord } from './kernels.js';
 import { preflight } from './preflight.js';
 import { loadKeys } from './keys.js';
 import type { Logger } from './log.js';
-import { readSeries } from './patches.js';
+import { readSeries, NO_PATCHES } from './patches.js';
 import { runScenario } from './scenarios/runner.js';
 import type { Scenario, ScenarioReport } from './scenarios/types.js';
 import { DEFAULT_KERNEL_SRC, prepareSource } from './source.js';
@@ -96,7 +96,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
   mkdirSync(outDir, { recursive: true });
   opts.logger.tee(join(outDir, 'harness.log'));
   const kernelSrc = resolve(opts.kernelSrc ?? DEFAULT_KERNEL_SRC);
-  const patchesDir = resolve(opts.patches ?? join(PROJECT_ROOT, 'patches'));
+  const patchesDir = opts.patches === NO_PATCHES ? NO_PATCHES : resolve(opts.patches ?? join(PROJECT_ROOT, 'patches'));
   const report: RunReport = {
     started: new Date(started).toISOString(),
     durationMs: 0,
