@@ -124,7 +124,8 @@ export function forcePinsOf(tree: string): 'removed' | 'all' {
     const text = readFileSync(join(tree, 'kernel/livepatch/transition.c'), 'utf8');
     const fn = text.slice(text.indexOf('void klp_force_transition(void)'));
     const body = fn.slice(0, fn.indexOf('\n}\n'));
-    return /klp_target_state\s*==\s*KLP_UNPATCHED/.test(body) ? 'removed' : 'all';
+    // KLP_UNPATCHED was renamed KLP_TRANSITION_UNPATCHED in 6.12.
+    return /klp_target_state\s*==\s*KLP_(TRANSITION_)?UNPATCHED/.test(body) ? 'removed' : 'all';
   } catch {
     return 'removed';
   }
