@@ -46,6 +46,8 @@ export interface ArchRecord {
   readonly syscallByCpu?: Readonly<Record<string, 'scv' | 'sc'>>;
   /** Extra flags for the out-of-tree guest modules (ccflags-y). */
   readonly moduleCflags: string;
+  /** Flags for the guest's own user programs (guest/modules/restart-canary.c): the oldest CPU model run. */
+  readonly userCflags: readonly string[];
 }
 
 const X86_64: ArchRecord = {
@@ -71,6 +73,7 @@ const X86_64: ArchRecord = {
   timeoutScale: 1,
   guestClockScale: 1,
   moduleCflags: '',
+  userCflags: [],
 };
 
 const PPC64LE: ArchRecord = {
@@ -98,6 +101,7 @@ const PPC64LE: ArchRecord = {
   syscallByCpu: { power9: 'scv', power8: 'sc' },
   // Tail calls in patched functions have corrupted the TOC on ppc64 (kpatch #1002).
   moduleCflags: '-fno-optimize-sibling-calls',
+  userCflags: ['-mcpu=power8'],
 };
 
 export const ARCHES: Readonly<Record<string, ArchRecord>> = Object.freeze({

@@ -1,7 +1,7 @@
 // Reading the kernel console: which lines mean the kernel under test died,
 // and which are reports (WARN, BUG, lockdep, RCU stall) a scenario must not see.
 
-export type ConsoleEventKind = 'panic' | 'oops' | 'bug' | 'warning' | 'lockdep' | 'rcu-stall' | 'hung-task';
+export type ConsoleEventKind = 'panic' | 'oops' | 'bug' | 'warning' | 'lockdep' | 'rcu-stall' | 'hung-task' | 'restart';
 
 export interface ConsoleEvent {
   kind: ConsoleEventKind;
@@ -16,6 +16,8 @@ const PATTERNS: [ConsoleEventKind, RegExp][] = [
   ['lockdep', /possible circular locking|possible recursive locking|inconsistent lock state|WARNING: suspicious RCU usage/],
   ['rcu-stall', /rcu_(sched|preempt)? ?detected stalls|rcu: INFO: .*detected stalls/],
   ['hung-task', /INFO: task .* blocked for more than/],
+  // guest/modules/restart-canary.c: a system call restarted after a fake signal came back wrong.
+  ['restart', /restart-canary: \S+ via \S+ returned/],
 ];
 
 /** Classifies one console line; undefined for an ordinary line. */

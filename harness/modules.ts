@@ -11,6 +11,9 @@ import { run } from './exec.js';
 import type { Logger } from './log.js';
 
 export const GUEST_MODULES = ['klp_sleeper.ko', 'klp_sleeper_lp.ko', 'klp_sleeper_lp_replace.ko'];
+/** User programs built beside the modules (no libc in the guest for them: freestanding, static). */
+export const GUEST_PROGRAMS = ['restart-canary'];
+const PROGRAM_CFLAGS = ['-O2', '-static', '-nostdlib', '-ffreestanding', '-fno-builtin', '-fno-stack-protector', '-fno-pie', '-no-pie', '-fno-asynchronous-unwind-tables', '-Wall'];
 
 export interface ModulesResult {
   dir: string;
@@ -29,9 +32,9 @@ export async function buildGuestModules(opts: {
 }): Promise<ModulesResult> {
   const { arch, build } = opts;
   const sources = readdirSync(opts.sourceDir).sort();
-  const key = hashOf(build.key, arch.moduleCflags, ...sources.flatMap((f) => [f, readFileSync(join(opts.sourceDir, f))]));
+  const key = hashOf(build.key, arch.moduleCflags, ...arch.userCflags, ...PROGRAM_CFLAGS, ...sources.flatMap((f) => [f, readFileSync(join(opts.sourceDir, f))]));
   const dir = join(build.buildDir, 'klp-guest-modules', key);
-  const modules = Object.fromEntries(GUEST_MODULES.map((m) => [m, join(dir, m)]));
+  const modules = Object.fromEntries([...GUEST_MODULES, ...GUEST_PROGRAMS].map((m) => [m, join(dir, m)]));
   const check = async () => ((await readValidMarker(dir)) ? { dir, modules, reused: true } : undefined);
   const name = `${build.buildDir.slice(build.buildDir.lastIndexOf('builds/'))}/klp-guest-modules/${key}`;
   return useEntry({ lock: entryLock(opts.cacheDir ?? join(build.buildDir, '../..'), name), what: `guest modules ${name}`, logger: opts.logger, check, make: () => make(opts, dir, key, modules) });
@@ -43,7 +46,7 @@ async function make(opts: { arch: ArchRecord; build: BuildResult; tree: string; 
   mkdirSync(dir, { recursive: true });
   cpSync(opts.sourceDir, dir, { recursive: true });
   const logPath = join(dir, 'build.log');
-  opts.logger.info(`modules ${arch.name}: building ${GUEST_MODULES.join(', ')}`);
+  opts.logger.info(`modules ${arch.name}: building ${[...GUEST_MODULES, ...GUEST_PROGRAMS].join(', ')}`);
   // External modules build from the kernel's output directory, which knows its source tree.
   const args = ['-C', build.buildDir, ...makeArgs(arch, opts.tree, build.buildDir).slice(3), `M=${dir}`, `KLP_LP_CFLAGS=${arch.moduleCflags}`, 'modules'];
   await run('make', args, {
@@ -58,6 +61,14 @@ async function make(opts: { arch: ArchRecord; build: BuildResult; tree: string; 
         details: compilerErrors(f.output).join('\n'),
       }),
   });
-  await writeMarker(dir, key, { build: build.key }, GUEST_MODULES);
+  for (const program of GUEST_PROGRAMS) {
+    await run(`${arch.crossCompile}gcc`, [...PROGRAM_CFLAGS, ...arch.userCflags, '-o', join(dir, program), join(dir, `${program}.c`)], {
+      logPath: join(dir, `${program}.log`),
+      logger: opts.logger,
+      onFailure: (f) =>
+        buildError(`guest program ${program} for ${arch.name} failed to build`, { arch: arch.name, command: f.command, exitCode: f.exitCode, logPath: join(dir, `${program}.log`), details: compilerErrors(f.output).join('\n') }),
+    });
+  }
+  await writeMarker(dir, key, { build: build.key }, [...GUEST_MODULES, ...GUEST_PROGRAMS]);
   return { dir, modules, reused: false };
 }

@@ -8,10 +8,34 @@
 // the console check after every scenario catches lockdep and
 // sleep-in-atomic reports. Meant for a kernel built with
 // kconfigs/debug.config; a kernel without lockdep skips it.
+import type { ConsoleEvent } from '../console.js';
 import { q } from '../ssh.js';
 import { guestBound, timeout } from '../timeouts.js';
 import { LP, Sleeper } from './sleeper.js';
 import { Skipped, type Scenario } from './types.js';
+
+/** guest/modules/restart-canary.c, copied in with the modules. */
+const CANARY = 'restart-canary';
+const CANARY_LINE = /restart-canary: \S+ via \S+ returned/;
+
+/**
+ * The canaries one guest runs: each system call entry path of its CPU
+ * (ppc64le: sc always, scv where the CPU has it; x86_64: syscall), each in
+ * pselect6 (restarted in place) and nanosleep (restarted through
+ * restart_syscall).
+ */
+export function canariesFor(byCpu: Readonly<Record<string, 'scv' | 'sc'>> | undefined, cpu: string | undefined): [string, string][] {
+  const paths = byCpu ? [...new Set(['sc', (cpu && byCpu[cpu]) || 'sc'])] : ['syscall'];
+  return paths.flatMap((p) => [[p, 'pselect6'] as [string, string], [p, 'nanosleep'] as [string, string]]);
+}
+
+const RESTARTED = 'every sleep restarted (none returned)';
+/** What the canaries said on the console, without the kernel's timestamps. */
+const canaryWords = (events: readonly ConsoleEvent[]) =>
+  events
+    .filter((e) => e.kind === 'restart')
+    .map((e) => e.line.replace(/^.*?restart-canary: /, ''))
+    .join('; ');
 
 /** Guest seconds of racing, and writer processes. */
 const RACE_SECONDS = 20;
@@ -93,9 +117,29 @@ export const race: Scenario = {
       // emulation (ppc64le's hvc) cannot keep up with. Notices go to the ring buffer only;
       // warnings and worse (lockdep, BUG, WARN) still reach the console the check reads.
       await ctx.ops.must('echo 5 > /proc/sys/kernel/printk');
-      await ctx.ops.must(`rm -f /tmp/race-*; ${writers}`);
+      // Tasks the writers' signals wake in a restartable sleep must restart it: the canaries
+      // sleep in pselect6 and nanosleep through each entry path of this CPU and print to the
+      // console (which outlives SSH) when a sleep comes back with anything but 0.
+      const canaries = canariesFor(ctx.arch.syscallByCpu, ctx.cpu);
+      const restartCheck = `system calls restarted after fake signals (restart-canary: ${canaries.map((c) => `${c[1]} via ${c[0]}`).join(', ')})`;
+      await ctx.ops.must(`chmod +x /root/${CANARY}; rm -f /tmp/race-*; ${canaries.map(([path, call]) => `setsid sh -c ${q(`/root/${CANARY} ${path} ${call} > /dev/kmsg 2>&1; echo $? > /tmp/race-canary-${path}-${call}`)} < /dev/null > /dev/null 2>&1 &`).join(' ')} ${writers}`);
       const hangMs = timeout('transition', ctx.arch);
-      const r = await ctx.ops.run(driverScript(hangMs, RACE_SECONDS * 1000), RACE_SECONDS * 1000 + 4 * hangMs + timeout('guestCommand', ctx.arch));
+      const r = await ctx.ops
+        .run(driverScript(hangMs, RACE_SECONDS * 1000), RACE_SECONDS * 1000 + 4 * hangMs + timeout('guestCommand', ctx.arch))
+        .catch((e: Error) => e);
+      // The guest's SSH server sleeps in pselect6 too: when a restart goes wrong it exits and the
+      // connection drops (the command ends without an exit status, or cannot start).
+      const lost = r instanceof Error ? r.message : r.code === null ? 'the driver ended without an exit status' : undefined;
+      if (lost) {
+        const said = await Promise.race([ctx.vm.waitForLine(CANARY_LINE), new Promise<undefined>((res) => setTimeout(res, 3000))]);
+        if (!said) throw r instanceof Error ? r : new Error(`SSH to the guest lost during the race: ${lost}`);
+        s.equal(restartCheck, canaryWords(ctx.vm.events) || said.replace(/^.*?restart-canary: /, ''), RESTARTED);
+        s.equal('SSH to the guest during the race', `lost (${lost})`, 'kept');
+        return; // the failed checks end the scenario
+      }
+      if (r instanceof Error) throw r;
+      const left = (await ctx.ops.run(`cat /tmp/race-canary-* 2>/dev/null; killall ${CANARY} 2>/dev/null; true`)).stdout.trim();
+      s.equal(restartCheck, left ? canaryWords(ctx.vm.events) || `${left.split('\n').length} canaries returned` : RESTARTED, RESTARTED);
       await ctx.ops.run(`touch /tmp/race-stop; i=0; while [ $i -lt 50 ]; do n=0; for f in /tmp/race-count*; do [ -e "$f" ] && n=$((n+1)); done; [ $n -ge ${WRITERS} ] && break; usleep 100000; i=$((i+1)); done`);
       const fields = Object.fromEntries([...r.stdout.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
       const counts = (await ctx.ops.run('cat /tmp/race-count* 2>/dev/null')).stdout.trim().split('\n').filter(Boolean).map((l) => l.split(' ').map(Number));

@@ -19,6 +19,9 @@ t.test('reports are classified', async (t) => {
   t.equal(classifyLine('[ 1.0] BUG: kernel NULL pointer dereference, address: 0000')?.kind, 'bug');
   t.equal(classifyLine('[ 1.0] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:')?.kind, 'rcu-stall');
   t.equal(classifyLine('[ 1.0] WARNING: possible circular locking dependency detected')?.kind, 'lockdep');
+  // A real line from the race on ppc64le 6.1 without patches/0002 (POWER9).
+  t.equal(classifyLine('[    9.543869] restart-canary: pselect6 via scv returned -22 (expected 0: a sleep restarted after a fake signal) after 0 full sleeps')?.kind, 'restart');
+  t.equal(classifyLine('[    9.5] usage: restart-canary syscall|scv|sc pselect6|nanosleep'), undefined);
   t.equal(classifyLine('[ 1.0] Oops: 0000 [#1] SMP')?.kind, 'oops');
   t.equal(classifyLine('[ 1.0] livepatch: signaling remaining tasks'), undefined);
 });
