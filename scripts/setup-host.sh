@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   linux-source-6.1
   build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils rsync patch kmod
-  gcc-powerpc64le-linux-gnu
+  gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross
   qemu-system-x86 qemu-system-ppc
   dpkg-dev apt tmux
   python3

@@ -1,11 +1,12 @@
 // The kernel's own livepatch selftests (tools/testing/selftests/livepatch),
-// run in the guest against the test modules built with the kernel
-// (CONFIG_TEST_LIVEPATCH=m). Each upstream "TEST: ... ok" is one check.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+// run in the guest against the kernel's test modules: built with the kernel
+// (CONFIG_TEST_LIVEPATCH=m, up to 6.10) or out of tree from the selftests'
+// own test_modules/ (6.11 and later). Each upstream "TEST: ... ok" is one check.
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { entryLock, useEntry } from '../lock.js';
-import { writeMarker, readValidMarker } from '../cache.js';
+import { hashOf, writeMarker, readValidMarker } from '../cache.js';
 import { run } from '../exec.js';
 import { makeArgs } from '../build.js';
 import { timeout } from '../timeouts.js';
@@ -63,6 +64,37 @@ async function stageModules(ctx: ScenarioContext, tree: string): Promise<string>
   });
 }
 
+/** The selftests' out-of-tree modules (test_modules/) and programs (TEST_GEN_FILES), built once per build and sources. */
+async function stageOutOfTree(ctx: ScenarioContext, tree: string): Promise<string> {
+  const src = join(tree, SELFTEST_DIR);
+  const programs = readdirSync(src).filter((f) => f.endsWith('.c'));
+  const sources = [...readdirSync(join(src, 'test_modules')).sort().map((f) => join('test_modules', f)), ...programs];
+  const key = hashOf(ctx.build.key, ...sources.flatMap((f) => [f, readFileSync(join(src, f))]));
+  const staging = join(ctx.build.buildDir, 'klp-selftest-modules', key);
+  const name = `${ctx.build.buildDir.slice(ctx.build.buildDir.lastIndexOf('builds/'))}/klp-selftest-modules/${key}`;
+  const built = () => readdirSync(join(staging, 'test_modules')).filter((f) => f.endsWith('.ko'));
+  return useEntry({
+    lock: entryLock(join(ctx.build.buildDir, '../..'), name),
+    what: `selftest modules ${name}`,
+    logger: ctx.logger,
+    check: async () => ((await readValidMarker(staging)) ? staging : undefined),
+    make: async () => {
+      rmSync(staging, { recursive: true, force: true });
+      mkdirSync(staging, { recursive: true });
+      cpSync(join(src, 'test_modules'), join(staging, 'test_modules'), { recursive: true });
+      const logPath = join(staging, 'build.log');
+      ctx.logger.info(`kselftest ${ctx.arch.name}: building the selftests' test_modules/ and ${programs.join(', ') || 'no programs'} out of tree`);
+      await run('make', ['-C', ctx.build.buildDir, ...makeArgs(ctx.arch, tree, ctx.build.buildDir).slice(3), `M=${join(staging, 'test_modules')}`, 'modules'], { logPath, logger: ctx.logger });
+      for (const c of programs) {
+        // Static: the guest image has a C library, but not necessarily the one these link against.
+        await run(`${ctx.arch.crossCompile}gcc`, ['-O2', '-static', '-o', join(staging, c.replace(/\.c$/, '')), join(src, c)], { logPath: join(staging, 'programs.log'), logger: ctx.logger });
+      }
+      await writeMarker(staging, key, { build: ctx.build.key }, [...built().map((f) => join('test_modules', f)), ...programs.map((c) => c.replace(/\.c$/, ''))]);
+      return staging;
+    },
+  });
+}
+
 export const kselftest: Scenario = {
   name: 'kselftest',
   description: "the kernel's livepatch selftests, one check per upstream test case",
@@ -70,33 +102,40 @@ export const kselftest: Scenario = {
   image: 'kselftest',
   async run(ctx) {
     const tree = ctx.tree;
-    // 6.12 and later build the test modules out of tree (tools/testing/selftests/livepatch/test_modules/); not staged here yet.
-    if (!/^CONFIG_TEST_LIVEPATCH=m$/m.test(readFileSync(join(ctx.build.buildDir, '.config'), 'utf8'))) {
-      throw new Skipped('this kernel has no CONFIG_TEST_LIVEPATCH (its selftest modules are built out of tree from tools/testing/selftests/livepatch/test_modules/, which the harness does not stage yet)');
+    const inTree = /^CONFIG_TEST_LIVEPATCH=m$/m.test(readFileSync(join(ctx.build.buildDir, '.config'), 'utf8'));
+    const outOfTree = existsSync(join(tree, SELFTEST_DIR, 'test_modules', 'Makefile'));
+    if (!inTree && !outOfTree) {
+      throw new Skipped(`this kernel has neither CONFIG_TEST_LIVEPATCH=m nor ${SELFTEST_DIR}/test_modules/: no livepatch selftest modules to run`);
     }
     const scripts = upstreamScripts(readFileSync(join(tree, SELFTEST_DIR, 'Makefile'), 'utf8'));
     await ctx.step('install the test modules and the selftest scripts', async (s) => {
-      const staging = await stageModules(ctx, tree);
+      const staging = inTree ? await stageModules(ctx, tree) : await stageOutOfTree(ctx, tree);
       // Tars of this run only: two runs (or two CPUs of one) on one build must not overwrite each other's.
       const scratch = mkdtempSync(join(tmpdir(), 'klp-kselftest-'));
       try {
         const modsTar = join(scratch, 'modules.tar');
         const scriptsTar = join(scratch, 'kselftest.tar');
-        await run('tar', ['-C', staging, '-cf', modsTar, 'lib']);
+        // In tree: /lib/modules/<release>/ for modprobe; out of tree: beside the scripts, where functions.sh insmods them.
+        const outOfTreeFiles = () => readdirSync(staging, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ko') || f.startsWith('test_klp-'));
+        await run('tar', ['-C', staging, '-cf', modsTar, ...(inTree ? ['lib'] : outOfTreeFiles())]);
         await run('tar', ['-C', join(tree, 'tools/testing/selftests'), '-cf', scriptsTar, 'livepatch']);
         await ctx.ops.put(readFileSync(modsTar), '/tmp/modules.tar');
         await ctx.ops.put(readFileSync(scriptsTar), '/tmp/kselftest.tar');
       } finally {
         rmSync(scratch, { recursive: true, force: true });
       }
-      const r = await ctx.ops.run('tar -x -C / -f /tmp/modules.tar && mkdir -p /root/kselftest && tar -x -C /root/kselftest -f /tmp/kselftest.tar && modprobe --dry-run test_klp_livepatch && echo installed');
-      s.equal('test modules installed (modprobe --dry-run test_klp_livepatch)', r.stdout.trim() || r.stderr.trim(), 'installed');
+      const install = inTree
+        ? 'tar -x -C / -f /tmp/modules.tar && mkdir -p /root/kselftest && tar -x -C /root/kselftest -f /tmp/kselftest.tar && modprobe --dry-run test_klp_livepatch && echo installed'
+        : 'mkdir -p /root/kselftest && tar -x -C /root/kselftest -f /tmp/kselftest.tar && tar -x -C /root/kselftest/livepatch -f /tmp/modules.tar && modinfo -F name /root/kselftest/livepatch/test_modules/test_klp_livepatch.ko >/dev/null && echo installed';
+      const r = await ctx.ops.run(install);
+      s.equal(`test modules installed (${inTree ? 'modprobe --dry-run' : 'modinfo test_modules/'} test_klp_livepatch)`, r.stdout.trim() || r.stderr.trim(), 'installed');
       s.equal('upstream scripts found', String(scripts.length > 0 && existsSync(join(tree, SELFTEST_DIR, scripts[0]!))), 'true');
     });
     for (const script of scripts) {
       await ctx.step(`upstream ${script}`, async (s) => {
         const limit = timeout('transition', ctx.arch) * 60;
-        const r = await ctx.ops.run(`cd /root/kselftest/livepatch && bash ./${script} 2>&1; echo "EXIT=$?"`, limit);
+        // KDIR: 6.11+ scripts only check that it exists (the modules are built on the host already).
+        const r = await ctx.ops.run(`cd /root/kselftest/livepatch && KDIR=/root/kselftest bash ./${script} 2>&1; echo "EXIT=$?"`, limit);
         const exit = /EXIT=(\d+)\s*$/.exec(r.stdout)?.[1] ?? '?';
         const cases = parseUpstreamOutput(r.stdout);
         for (const c of cases) s.equal(`${script}: ${c.name}`, c.ok ? 'ok' : `not ok\n${c.output.trim()}`, 'ok');
