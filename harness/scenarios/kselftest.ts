@@ -4,12 +4,12 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { entryLock, useEntry } from '../lock.js';
-import { writeMarker, readValidMarker } from '../cache.js';
-import { run } from '../exec.js';
-import { makeArgs } from '../build.js';
-import { timeout } from '../timeouts.js';
-import { Skipped, type Scenario, type ScenarioContext } from './types.js';
+import { entryLock, useEntry } from '../core/lock.js';
+import { writeMarker, readValidMarker } from '../core/cache.js';
+import { run } from '../core/exec.js';
+import { makeArgs } from '../kernel/build.js';
+import { timeout } from '../core/timeouts.js';
+import { Skipped, type HostContext, type Scenario } from './types.js';
 
 export const SELFTEST_DIR = 'tools/testing/selftests/livepatch';
 
@@ -43,7 +43,7 @@ export function parseUpstreamOutput(text: string): UpstreamCase[] {
 }
 
 /** Installs the kernel's modules (test_klp_* among them) into a staging tree with depmod, once per build. */
-async function stageModules(ctx: ScenarioContext, tree: string): Promise<string> {
+async function stageModules(ctx: HostContext, tree: string): Promise<string> {
   const staging = join(ctx.build.buildDir, 'klp-modules-staging');
   const name = `${ctx.build.buildDir.slice(ctx.build.buildDir.lastIndexOf('builds/'))}/klp-modules-staging`;
   return useEntry({
@@ -63,15 +63,20 @@ async function stageModules(ctx: ScenarioContext, tree: string): Promise<string>
   });
 }
 
+const hasTestModules = (host: HostContext) => /^CONFIG_TEST_LIVEPATCH=m$/m.test(readFileSync(join(host.build.buildDir, '.config'), 'utf8'));
+
 export const kselftest: Scenario = {
   name: 'kselftest',
   description: "the kernel's livepatch selftests, one check per upstream test case",
   casesAreChecks: true,
   image: 'kselftest',
+  prepare: async (host) => {
+    if (hasTestModules(host)) await stageModules(host, host.tree);
+  },
   async run(ctx) {
     const tree = ctx.tree;
     // 6.12 and later build the test modules out of tree (tools/testing/selftests/livepatch/test_modules/); not staged here yet.
-    if (!/^CONFIG_TEST_LIVEPATCH=m$/m.test(readFileSync(join(ctx.build.buildDir, '.config'), 'utf8'))) {
+    if (!hasTestModules(ctx)) {
       throw new Skipped('this kernel has no CONFIG_TEST_LIVEPATCH (its selftest modules are built out of tree from tools/testing/selftests/livepatch/test_modules/, which the harness does not stage yet)');
     }
     const scripts = upstreamScripts(readFileSync(join(tree, SELFTEST_DIR, 'Makefile'), 'utf8'));

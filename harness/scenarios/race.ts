@@ -8,8 +8,8 @@
 // the console check after every scenario catches lockdep and
 // sleep-in-atomic reports. Meant for a kernel built with
 // kconfigs/debug.config; a kernel without lockdep skips it.
-import { q } from '../ssh.js';
-import { guestBound, timeout } from '../timeouts.js';
+import { q } from '../vm/ssh.js';
+import { guestBound, timeout } from '../core/timeouts.js';
 import { LP, Sleeper } from './sleeper.js';
 import { Skipped, type Scenario } from './types.js';
 

@@ -1,8 +1,8 @@
 // Driving guest/modules in the guest: the klp_sleeper blockers and the
 // klp_sleeper_lp livepatch, and reading what blocks a transition.
-import type { GuestOps, SamplePoint } from '../guestops.js';
-import { q } from '../ssh.js';
-import { guestBound, timeout } from '../timeouts.js';
+import type { GuestOps, SamplePoint } from '../vm/guestops.js';
+import { q } from '../vm/ssh.js';
+import { guestBound, timeout } from '../core/timeouts.js';
 import type { ScenarioContext, StepApi, StuckSetup } from './types.js';
 
 export const LP = 'klp_sleeper_lp';

@@ -1,0 +1,32 @@
+import { readFileSync } from 'node:fs';
+import t from 'tap';
+import { classifyLine, cleanConsoleLine, RingBuffer, scanConsole } from '../../../harness/vm/console.js';
+import { fixture } from '../../helpers.js';
+
+t.test('a recorded sysrq panic is found as a panic', async (t) => {
+  const events = scanConsole(readFileSync(fixture('console-x86_64-sysrq-panic.log'), 'utf8'));
+  const panic = events.find((e) => e.kind === 'panic');
+  t.ok(panic, 'panic found');
+  t.match(panic?.line, /Kernel panic - not syncing: sysrq triggered crash/);
+});
+
+t.test('a recorded clean boot has no reports', async (t) => {
+  t.same(scanConsole(readFileSync(fixture('console-x86_64-clean-boot.log'), 'utf8')), []);
+});
+
+t.test('reports are classified', async (t) => {
+  t.equal(classifyLine('[ 1.0] WARNING: CPU: 0 PID: 1 at kernel/livepatch/transition.c:123 foo+0x1/0x2')?.kind, 'warning');
+  t.equal(classifyLine('[ 1.0] BUG: kernel NULL pointer dereference, address: 0000')?.kind, 'bug');
+  t.equal(classifyLine('[ 1.0] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:')?.kind, 'rcu-stall');
+  t.equal(classifyLine('[ 1.0] WARNING: possible circular locking dependency detected')?.kind, 'lockdep');
+  t.equal(classifyLine('[ 1.0] Oops: 0000 [#1] SMP')?.kind, 'oops');
+  t.equal(classifyLine('[ 1.0] livepatch: signaling remaining tasks'), undefined);
+});
+
+t.test('console lines are cleaned and the ring keeps the last ones', async (t) => {
+  t.equal(cleanConsoleLine('\x1b[0;32mOK\x1b[0m\r'), 'OK');
+  const r = new RingBuffer(3);
+  for (const l of ['a', 'b', 'c', 'd']) r.push(l);
+  t.same(r.last(), ['b', 'c', 'd']);
+  t.same(r.last(1), ['d']);
+});
