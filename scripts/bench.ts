@@ -107,10 +107,10 @@ for (const arch of arches) {
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
     const dir = mkdtempSync(join(tmpdir(), 'klp-bench-boot-'));
-    const b = await bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger });
-    times.push(b.bootMs);
-    b.ssh.close();
-    await b.vm.stop();
+    {
+      await using b = await bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger });
+      times.push(b.bootMs);
+    }
     rmSync(dir, { recursive: true, force: true });
   }
   say(`| ${arch.name} | ${arch.qemu.cpuModels[0]} | ${sec(median(times))} | ${times.map(sec).join(', ')} |`);

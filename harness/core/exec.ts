@@ -4,7 +4,7 @@ import { createWriteStream } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { HarnessError, infraError } from './errors.js';
 import type { Logger } from './log.js';
-import { track } from './children.js';
+import { ProcessGroup } from './process-group.js';
 import { setprivMissing, withDeathSignal } from './procs.js';
 
 /** Quotes one argv element so that a person can paste the command into a shell. */
@@ -65,9 +65,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       extendEnv: true,
       all: true,
       reject: false,
-      timeout: opts.timeoutMs,
-      forceKillAfterDelay: 3000,
-      cleanup: true,
+      // Timeouts, aborts and the harness's exit end the whole group (the process layer), not only this child.
       detached: true,
       input: opts.input,
       stdin: opts.input === undefined ? 'ignore' : undefined,
@@ -77,7 +75,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   } catch (e) {
     throw infraError(`could not start ${file}`, { command }, e);
   }
-  const untrack = track(child, file);
+  const group = new ProcessGroup(child, { name: file, timeoutMs: opts.timeoutMs });
   if (log || opts.onLine) {
     let partial = '';
     child.all?.on('data', (chunk: Buffer) => {
@@ -91,7 +89,8 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     });
   }
   const r = await child;
-  untrack();
+  await group.exited;
+  const timedOut = group.timedOut || r.timedOut;
   await new Promise<void>((res) => (log ? log.end(res) : res()));
   const durationMs = Date.now() - started;
   const output = typeof r.all === 'string' ? r.all : '';
@@ -100,12 +99,12 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       command,
       exitCode: r.exitCode,
       signal: r.signal,
-      timedOut: r.timedOut,
+      timedOut,
       output,
       durationMs,
       logPath: opts.logPath,
     };
-    const notStarted = r.exitCode === undefined && !r.signal && !r.timedOut;
+    const notStarted = r.exitCode === undefined && !r.signal && !timedOut;
     const setprivFailed = r.exitCode === 127 && setprivMissing(output);
     if (notStarted || setprivFailed) {
       const missing = setprivFailed || (r as { code?: string }).code === 'ENOENT';
@@ -115,7 +114,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       });
     }
     if (opts.onFailure) throw opts.onFailure(failure);
-    throw infraError(`command failed: ${file}${r.timedOut ? ' (timed out)' : ''}`, {
+    throw infraError(`command failed: ${file}${timedOut ? ' (timed out)' : ''}`, {
       command,
       exitCode: r.exitCode,
       signal: r.signal,

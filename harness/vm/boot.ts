@@ -29,6 +29,8 @@ export interface BootRequest {
   extraAppend?: string[];
   /** Console silence before ready that counts as a stall (default: the bootSilence timeout). */
   silenceMs?: number;
+  /** The accelerator to try first (default: KVM where usable; tests inject one). */
+  accel?: 'kvm' | 'tcg';
   /** Picks the host port for the SSH forward (tests inject a taken one). */
   pickPort?: () => Promise<number>;
 }
@@ -62,7 +64,7 @@ export async function bootGuest(req: BootRequest): Promise<Booted> {
   return pRetry(
     async () => {
       const port = await (req.pickPort ?? freePort)();
-      const accel = kvmUnusable ? 'tcg' : pickAccel(arch);
+      const accel = kvmUnusable ? 'tcg' : (req.accel ?? pickAccel(arch));
       const vm = new QemuVM({
         arch,
         accel,

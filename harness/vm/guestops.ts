@@ -11,8 +11,6 @@ export interface VmWatch {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
   console: RingBuffer;
   options: { consoleLog: string; arch: { name: string } };
-  /** True once the harness itself asked QEMU to stop. */
-  stopping?: boolean;
 }
 
 export const LP_SYSFS = '/sys/kernel/livepatch';

@@ -2,13 +2,11 @@
 // (up to a size) and a ring buffer, fatal console lines reported at once,
 // stopped with SIGTERM then SIGKILL to the whole group. The only code that
 // starts QEMU. A guest that floods its console costs bounded memory and disk.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, createWriteStream, type WriteStream } from 'node:fs';
 import type { ArchRecord } from '../core/arch.js';
-import { killGroup, track } from '../core/children.js';
 import { classifyLine, cleanConsoleLine, isFatal, RingBuffer, type ConsoleEvent } from './console.js';
 import { formatCommand } from '../core/exec.js';
-import { withDeathSignal } from '../core/procs.js';
+import { spawnGroup, type ProcessGroup } from '../core/process-group.js';
 
 export interface QemuOptions {
   arch: ArchRecord;
@@ -95,7 +93,7 @@ export class QemuVM {
   readonly exited: Promise<VmExit>;
   /** Resolves with the first fatal console event (panic). */
   readonly fatal: Promise<ConsoleEvent>;
-  private child: ChildProcess;
+  private group: ProcessGroup;
   private log: WriteStream;
   private stderr = '';
   private exitInfo?: VmExit;
@@ -119,13 +117,12 @@ export class QemuVM {
       if (this.logBytes >= logMax) this.log.write(`\n# klp-harness: console log stopped at ${logMax} bytes; the rest was only watched for panics\n`);
     };
     // The kernel kills QEMU if node dies (setpriv --pdeathsig); its own group lets us end it whole.
-    const guarded = withDeathSignal(binary, args);
-    this.child = spawn(guarded.file, guarded.args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    const untrack = track(this.child, binary);
+    const { child, group } = spawnGroup(binary, args, { name: binary, spawn: { stdio: ['ignore', 'pipe', 'pipe'] } });
+    this.group = group;
     let resolveFatal!: (e: ConsoleEvent) => void;
     this.fatal = new Promise((r) => (resolveFatal = r));
     let partial = '';
-    this.child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
       toLog(chunk);
       const text = partial + chunk.toString('utf8');
       // Output without newlines would otherwise grow one string without end: long lines come in pieces.
@@ -145,27 +142,20 @@ export class QemuVM {
         }
       }
     });
-    this.child.stderr!.on('data', (chunk: Buffer) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
       this.stderr = (this.stderr + chunk.toString('utf8')).slice(-STDERR_MAX_CHARS);
       toLog(`# qemu stderr: ${chunk.toString('utf8')}`);
     });
-    this.exited = new Promise((resolve) => {
-      const done = (code: number | null, signal: NodeJS.Signals | null) => {
-        untrack();
-        this.exitInfo ??= { code, signal, stderr: this.stderr };
-        this.log.end();
-        resolve(this.exitInfo);
-      };
-      this.child.on('exit', done);
-      this.child.on('error', (e) => {
-        this.stderr += String(e.message);
-        done(null, null);
-      });
+    child.on('error', (e) => (this.stderr += String(e.message)));
+    this.exited = group.exited.then(({ code, signal }) => {
+      this.exitInfo ??= { code, signal, stderr: this.stderr };
+      this.log.end();
+      return this.exitInfo;
     });
   }
 
   get pid() {
-    return this.child.pid;
+    return this.group.pid;
   }
   get running() {
     return this.exitInfo === undefined;
@@ -200,13 +190,7 @@ export class QemuVM {
 
   /** Stops QEMU: SIGTERM to its group (continued if it was stopped), SIGKILL after graceMs. */
   async stop(graceMs = 3000): Promise<VmExit> {
-    if (this.running && this.child.pid) {
-      const kill = (sig: NodeJS.Signals) => killGroup(this.child.pid, sig);
-      kill('SIGTERM');
-      const timer = setTimeout(() => kill('SIGKILL'), graceMs);
-      await this.exited;
-      clearTimeout(timer);
-    }
+    await this.group.stop(graceMs);
     return this.exited;
   }
 }

@@ -49,13 +49,9 @@ t.test('a panic during boot fails at once with the panic line', async (t) => {
 });
 
 async function withGuest(t: Test, fn: (b: Booted, ops: GuestOps) => Promise<void>, commandTimeoutMs = 60_000) {
-  const b = await boot({}, t);
-  const ops = new GuestOps(b.ssh, commandTimeoutMs, b.vm);
-  try {
-    await fn(b, ops);
-  } finally {
-    b.ssh.close();
-    await b.vm.stop();
+  {
+    await using b = await boot({}, t);
+    await fn(b, new GuestOps(b.ssh, commandTimeoutMs, b.vm));
   }
   noQemuLeft(t);
 }
@@ -107,8 +103,7 @@ t.test('a taken SSH port is retried on another port; nothing else is retried', a
   t.not(b.port, taken, `QEMU moved from taken port ${taken} to ${b.port}`);
   t.ok(calls >= 2, `retried (${calls} ports asked; a KVM that fails to start costs one more)`);
   t.equal((await b.ssh.exec('echo up')).stdout.trim(), 'up', 'the guest answers on the new port');
-  b.ssh.close();
-  await b.vm.stop();
+  await b[Symbol.asyncDispose]();
   noQemuLeft(t);
 });
 
@@ -132,8 +127,7 @@ t.test('a boot whose console goes silent is booted once more, the stalled consol
   t.equal(b.stalled.length, 1, 'one stalled attempt');
   t.match(readFileSync(b.stalled[0]!, 'utf8'), /i8042: PNP: PS\/2 Controller/, 'its console is kept');
   t.equal((await b.ssh.exec('echo up')).stdout.trim(), 'up', 'the second boot answers');
-  b.ssh.close();
-  await b.vm.stop();
+  await b[Symbol.asyncDispose]();
   noQemuLeft(t);
 });
 

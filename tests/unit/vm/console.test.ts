@@ -30,3 +30,11 @@ t.test('console lines are cleaned and the ring keeps the last ones', async (t) =
   t.same(r.last(), ['b', 'c', 'd']);
   t.same(r.last(1), ['d']);
 });
+
+t.test('a recorded ppc64le clean boot (hvc0 console) has no reports and reaches the ready line', async (t) => {
+  const text = readFileSync(fixture('console-ppc64le-clean-boot.log'), 'utf8');
+  t.same(scanConsole(text), [], "pseries' 'WARNING: nvram corruption detected' is not a kernel WARN report");
+  t.match(text, /WARNING: nvram corruption detected/, 'the fixture does hold that line');
+  t.match(text, /klp-init: ready/);
+  t.match(text, /radix-mmu/, 'it is a ppc64le boot');
+});
