@@ -3,7 +3,7 @@
 // usage); errors become exit codes through the one error table.
 import { archNames } from '../core/arch.js';
 import { killAll, wasInterrupted } from '../core/children.js';
-import { EXIT, exitCodeFor, HarnessError, usageError } from '../core/errors.js';
+import { describeError, EXIT, exitCodeFor, usageError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { KERNELS } from '../kernel/kernels.js';
 import { DEFAULT_KERNEL_SRC } from '../kernel/source.js';
@@ -75,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await dispatch(command as Command, args);
   } catch (e) {
-    const text = e instanceof HarnessError ? e.report() : String((e as Error)?.stack ?? e);
+    const text = describeError(e);
     process.stderr.write(`klp-harness: ${text}\n`);
     return wasInterrupted() ? EXIT.interrupted : exitCodeFor(e);
   } finally {

@@ -112,3 +112,8 @@ export function exitForOutcome(ok: boolean, fault: Fault | undefined): number {
   if (ok) return EXIT.ok;
   return fault === 'kernel' ? EXIT.kernelFailed : fault === 'infra' ? EXIT.infra : EXIT.testsFailed;
 }
+
+/** What a person reads about any error: a HarnessError's full report, else the stack. */
+export function describeError(e: unknown): string {
+  return e instanceof HarnessError ? e.report() : String((e as Error)?.stack ?? e);
+}

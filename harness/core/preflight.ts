@@ -1,9 +1,9 @@
 // Checks, before any work, that the host has every tool the chosen arches
 // need, and names the Debian package of each one that is missing.
-import { accessSync, constants, existsSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { existsSync } from 'node:fs';
 import type { ArchRecord } from './arch.js';
 import { infraError } from './errors.js';
+import { findOnPath } from './procs.js';
 
 export interface Requirement {
   /** A command looked up in PATH, or an absolute file path. */
@@ -37,16 +37,9 @@ export function requirements(arches: ArchRecord[]): Requirement[] {
   return reqs;
 }
 
+/** Whether a command is in PATH (or an absolute file exists). */
 export function onPath(cmd: string, pathVar = process.env.PATH ?? ''): boolean {
-  if (cmd.startsWith('/')) return existsSync(cmd);
-  return pathVar.split(delimiter).some((dir) => {
-    try {
-      accessSync(join(dir, cmd), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  return cmd.startsWith('/') ? existsSync(cmd) : findOnPath(cmd, pathVar) !== undefined;
 }
 
 /** Throws an infrastructure error naming each missing tool and its Debian package. */

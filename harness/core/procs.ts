@@ -94,8 +94,9 @@ export function groupStillRuns(g: ProcId): boolean {
   return groupMembers(g.pid).some((m) => m.startTime >= g.startTime);
 }
 
-function onPath(tool: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+/** The executable file a command name finds in PATH (or in pathVar), if any. */
+export function findOnPath(tool: string, pathVar = process.env.PATH ?? ''): string | undefined {
+  for (const dir of pathVar.split(delimiter)) {
     const file = join(dir || '.', tool);
     try {
       accessSync(file, constants.X_OK);
@@ -115,7 +116,7 @@ let setpriv: string | null | undefined;
  * Without setpriv the program runs as it is (the reaper and the sweep remain).
  */
 export function withDeathSignal(file: string, args: readonly string[]): { file: string; args: string[] } {
-  if (setpriv === undefined) setpriv = process.env.KLP_HARNESS_NO_PDEATHSIG ? null : (onPath('setpriv') ?? null);
+  if (setpriv === undefined) setpriv = process.env.KLP_HARNESS_NO_PDEATHSIG ? null : (findOnPath('setpriv') ?? null);
   return setpriv ? { file: setpriv, args: ['--pdeathsig', 'KILL', '--', file, ...args] } : { file, args: [...args] };
 }
 

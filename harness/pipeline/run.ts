@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import type { ArchRecord } from '../core/arch.js';
 import { cacheRoot } from '../core/cache.js';
 import { checkInterrupted, guardRun, interruptReason, onCleanup, wasInterrupted } from '../core/children.js';
-import { EXIT, exitCodeFor, HarnessError } from '../core/errors.js';
+import { describeError, EXIT, exitCodeFor, HarnessError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { projectPath } from '../core/paths.js';
 import { preflight } from '../core/preflight.js';
@@ -156,7 +156,7 @@ function keepArtifacts(ar: ArchReport, { build, image, modules }: ArchArtifacts,
 
 /** The arch failed as a whole (a build, a boot, an interrupt): its report says how. */
 function recordArchError(ar: ArchReport, e: unknown, logger: Logger): void {
-  const text = e instanceof HarnessError ? e.report() : String((e as Error)?.stack ?? e);
+  const text = describeError(e);
   // After an interrupt, what failed (a killed make or QEMU) failed because of it.
   const kind = wasInterrupted() ? 'interrupted' : e instanceof HarnessError ? e.kind : 'infra';
   const message = wasInterrupted() ? `interrupted (${interruptReason()}): ${(e as Error).message}` : (e as Error).message;

@@ -4,21 +4,11 @@
 // the guest clock and links to the files the run left next to the page.
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
+import { esc } from './escape.js';
 import type { ArchReport, RunReport, ScenarioOutcome } from './run-report.js';
 import type { TimelineEvent } from '../scenarios/types.js';
 
 export type Result = 'PASS' | 'FAIL' | 'SKIP' | 'INTERRUPTED';
-
-/** Text and attribute values; control characters go (a console line may carry them). */
-export const esc = (s: string) =>
-  s
-    // eslint-disable-next-line no-control-regex
-    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '')
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&#39;');
 
 export function resultOf(s: ScenarioOutcome): Result {
   if (s.interrupted) return 'INTERRUPTED';

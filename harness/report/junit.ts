@@ -1,16 +1,8 @@
 // JUnit XML for CI dashboards: one test case per arch x scenario (x CPU),
 // failures carrying the guest readings; an arch that did not get as far as
 // its scenarios gets one errored case with the harness's report.
+import { esc } from './escape.js';
 import type { ArchReport, RunReport } from './run-report.js';
-
-const esc = (s: string) =>
-  s
-    // eslint-disable-next-line no-control-regex
-    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '')
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;');
 
 /** Suites carry kernel and arch: `debian:6.12 x86_64` (or the kernel version when no --kernel was given). */
 const suiteName = (a: ArchReport) => `${a.kernel ?? (a.kernelVersion ? `linux-${a.kernelVersion}` : '')} ${a.arch}`.trim();

@@ -4,7 +4,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { usageError } from '../core/errors.js';
-import { BASE_CSS, esc, resultOf, secs, type Result } from './html.js';
+import { esc } from './escape.js';
+import { BASE_CSS, resultOf, secs, type Result } from './html.js';
 import { readSummary } from './merge.js';
 import type { RunReport, ScenarioOutcome } from './run-report.js';
 

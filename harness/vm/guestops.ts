@@ -190,11 +190,21 @@ export class GuestOps {
     return { writes: outcomes, value: v, waitedMs: Number(ms), atMs: Number(t0) };
   }
 
+  /**
+   * Waits in the guest (one SSH command) until `path`'s reading $v, 'gone'
+   * when it cannot be read, makes the shell test `until` hold, or timeoutMs
+   * of guest clock pass. Returns the last reading and the guest's wait.
+   */
+  async waitFor(path: string, until: string, timeoutMs: number): Promise<{ value: string; waitedMs: number }> {
+    const r = await this.run(`${pollScript(path, timeoutMs, 100, `${until} && break; `)} echo "$v $e"`, timeoutMs + this.commandTimeoutMs);
+    const m = /(\S*) (\d+)\s*$/.exec(r.stdout.trim());
+    return { value: m?.[1] ?? '', waitedMs: Number(m?.[2] ?? NaN) };
+  }
+
   /** Waits in the guest until `path` can no longer be read (a sysfs directory removed); returns whether it went. */
   async waitGone(path: string, timeoutMs: number): Promise<{ gone: boolean; waitedMs: number }> {
-    const r = await this.run(`${pollScript(path, timeoutMs, 100, '[ "$v" = gone ] && break; ')} echo "$v $e"`, timeoutMs + this.commandTimeoutMs);
-    const m = /(\S*) (\d+)\s*$/.exec(r.stdout.trim());
-    return { gone: m?.[1] === 'gone', waitedMs: Number(m?.[2] ?? NaN) };
+    const w = await this.waitFor(path, '[ "$v" = gone ]', timeoutMs);
+    return { gone: w.value === 'gone', waitedMs: w.waitedMs };
   }
 
   /** Every task's /proc/<pid>/task/<tid>/patch_state, counted by value (builtins only per task). */

@@ -9,7 +9,8 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { chromium, type Browser } from 'playwright-core';
-import { esc, timelineSvg, toHTML } from '../../../harness/report/html.js';
+import { esc } from '../../../harness/report/escape.js';
+import { timelineSvg, toHTML } from '../../../harness/report/html.js';
 import type { RunReport } from '../../../harness/report/run-report.js';
 import { fixture, tempDir } from '../../helpers.js';
 

@@ -1,0 +1,82 @@
+// Connecting to a guest that is still booting: refused connections are
+// retried until the server listens; a death (abort) or the deadline ends it.
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
+import ssh2 from 'ssh2';
+import t, { type Test } from 'tap';
+import { HarnessError } from '../../../harness/core/errors.js';
+import { loadKeys } from '../../../harness/image/keys.js';
+import { GuestShell, isNotUpYet } from '../../../harness/vm/ssh.js';
+import { tempDir } from '../../helpers.js';
+
+const COMMANDS = { commandMs: 5000, copyMs: 5000 };
+
+/** A port nothing listens on (yet). */
+async function idlePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** An SSH server that answers `echo up`; started on `port` when asked. */
+function guestServer(t: Test) {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  const parsed = ssh2.utils.parseKey(privateKey);
+  if (parsed instanceof Error) throw parsed;
+  const server = new ssh2.Server({ hostKeys: [privateKey] }, (client) => {
+    client.on('error', () => {});
+    client.on('authentication', (ctx) => ctx.accept());
+    client.on('ready', () =>
+      client.on('session', (accept) =>
+        accept().on('exec', (acc) => {
+          const ch = acc();
+          ch.write('up\n');
+          ch.exit(0);
+          ch.end();
+        }),
+      ),
+    );
+  });
+  t.teardown(() => server.close());
+  const keys = { ...loadKeys(tempDir(t)), hostPublicBlob: parsed.getPublicSSH() };
+  return { keys, listen: (port: number) => new Promise<void>((r) => server.listen(port, '127.0.0.1', r)) };
+}
+
+t.test('refused connections are retried until the guest listens', async (t) => {
+  const port = await idlePort();
+  const g = guestServer(t);
+  setTimeout(() => void g.listen(port), 1200);
+  const started = Date.now();
+  const ssh = await GuestShell.connect({ port, keys: g.keys, deadlineMs: 15_000, commands: COMMANDS });
+  t.ok(Date.now() - started >= 1100, `connected after ${Date.now() - started} ms, once the server was up`);
+  t.equal((await ssh.exec('echo up')).stdout, 'up\n');
+  ssh.close();
+});
+
+t.test('nobody listening until the deadline is a timeout error', async (t) => {
+  const port = await idlePort();
+  const g = guestServer(t);
+  const err = (await GuestShell.connect({ port, keys: g.keys, deadlineMs: 1000, commands: COMMANDS }).catch((e) => e)) as HarnessError;
+  t.type(err, HarnessError);
+  t.equal(err.kind, 'timeout');
+  t.match(err.message, /no SSH from the guest within 1 s/);
+});
+
+t.test('an abort (the guest died) ends the retries with its reason, as a boot error', async (t) => {
+  const port = await idlePort();
+  const g = guestServer(t);
+  const abort = new Promise<string>((r) => setTimeout(() => r('kernel panic on x86_64: Kernel panic - not syncing'), 500));
+  const started = Date.now();
+  const err = (await GuestShell.connect({ port, keys: g.keys, deadlineMs: 30_000, commands: COMMANDS, abort }).catch((e) => e)) as HarnessError;
+  t.equal(err.kind, 'boot');
+  t.match(err.message, /kernel panic on x86_64/);
+  t.ok(Date.now() - started < 5000, 'without waiting for the deadline');
+});
+
+t.test('only "not up yet" errors are retried', async (t) => {
+  t.ok(isNotUpYet({ code: 'ECONNREFUSED' }));
+  t.ok(isNotUpYet({ message: 'Connection lost before handshake' }));
+  t.notOk(isNotUpYet({ message: 'All configured authentication methods failed' }));
+});
