@@ -17,7 +17,7 @@ export function shellQuote(arg: string): string {
 export const formatCommand = (file: string, args: readonly string[]) =>
   [file, ...args].map(shellQuote).join(' ');
 
-export interface RunOptions {
+export interface CommandOptions {
   cwd?: string;
   env?: Record<string, string>;
   /** Append stdout and stderr to this file. */
@@ -28,10 +28,10 @@ export interface RunOptions {
   /** Called for each output line (progress). */
   onLine?: (line: string) => void;
   /** Build the error for a non-zero exit; default is an infrastructure error. */
-  onFailure?: (r: RunFailure) => HarnessError;
+  onFailure?: (r: CommandFailure) => HarnessError;
 }
 
-export interface RunFailure {
+export interface CommandFailure {
   command: string;
   exitCode?: number;
   signal?: string;
@@ -41,7 +41,7 @@ export interface RunFailure {
   logPath?: string;
 }
 
-export interface RunResult {
+export interface CommandResult {
   stdout: string;
   stderr: string;
   output: string;
@@ -49,7 +49,7 @@ export interface RunResult {
 }
 
 /** Runs a command to completion in its own process group; throws a HarnessError on failure. */
-export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+export async function run(file: string, args: readonly string[], opts: CommandOptions = {}): Promise<CommandResult> {
   const command = formatCommand(file, args);
   opts.logger?.verbose(`$ ${command}`);
   const started = Date.now();
@@ -95,7 +95,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   const durationMs = Date.now() - started;
   const output = typeof r.all === 'string' ? r.all : '';
   if (r.failed) {
-    const failure: RunFailure = {
+    const failure: CommandFailure = {
       command,
       exitCode: r.exitCode,
       signal: r.signal,

@@ -57,111 +57,137 @@ export const portTaken = (stderr: string) => /could not set up host forwarding r
 
 /** Starts QEMU (on another port if the first is taken) and returns once SSH works. */
 export async function bootGuest(req: BootRequest): Promise<Booted> {
-  const { arch, logger } = req;
-  const deadline = timeout('bootToSsh', arch);
-  const silence = req.silenceMs ?? timeout('bootSilence', arch);
   const stalled: string[] = [];
-  return pRetry(
-    async () => {
-      const port = await (req.pickPort ?? freePort)();
-      const accel = kvmUnusable ? 'tcg' : (req.accel ?? pickAccel(arch));
-      const vm = new QemuVM({
-        arch,
-        accel,
-        kernel: req.kernel,
-        initrd: req.initrd,
-        sshPort: port,
-        consoleLog: req.consoleLog,
-        cpu: req.cpu,
-        binary: req.qemuBinary,
-        extraAppend: req.extraAppend,
-        onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
-      });
-      // The full command line is long: it goes to --verbose and next to the console log, not to every default log line.
-      const commandFile = req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt');
-      writeFileSync(commandFile, vm.command + '\n');
-      logger.info(`boot ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid} (command line in ${commandFile})`);
-      logger.verbose(`boot ${arch.name}: ${vm.command}`);
-      // Watches the console until the guest is ready; stops at the first stall it reports.
-      let stalledNow = false;
-      let watchdog: NodeJS.Timeout | undefined;
-      const silent = new Promise<string>((resolve) => {
-        watchdog = setInterval(() => {
-          const quiet = Date.now() - vm.lastLineAt;
-          if (quiet < silence) return;
-          stalledNow = true;
-          clearInterval(watchdog);
-          resolve(`boot stalled: no console output for ${Math.round(quiet / 1000)} s before the guest was ready`);
-        }, 1000);
-      });
-      const abort = Promise.race([
-        vm.fatal.then((ev) => `kernel ${ev.kind} on ${arch.name}: ${ev.line.trim()}`),
-        vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH came up`),
-        silent,
-      ]);
-      try {
-        // Connecting before the guest's network is up costs seconds of TCP SYN
-        // back-off inside QEMU's user network; our init says when it is ready.
-        const early = await Promise.race([vm.waitForLine(READY_LINE).then(() => undefined), abort, sleep(deadline / 2).then(() => undefined)]);
-        if (early) throw new HarnessError('boot', early);
-        clearInterval(watchdog);
-        const commands = { commandMs: timeout('guestCommand', arch), copyMs: timeout('fileCopy', arch) };
-        const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, commands, abort });
-        const bootMs = Date.now() - vm.startedAt;
-        return {
-          vm,
-          ssh,
-          bootMs,
-          port,
-          stalled,
-          async [Symbol.asyncDispose]() {
-            ssh.close();
-            await vm.stop();
-          },
-        };
-      } catch (e) {
-        // Give a fatal line a moment to arrive so the report shows the panic, not only the exit.
-        await new Promise((r) => setTimeout(r, 300));
+  return pRetry(() => bootOnce(req, stalled), { retries: 3, minTimeout: 0 });
+}
+
+/** One attempt: QEMU started, the console watched until the guest is ready, then SSH. */
+async function bootOnce(req: BootRequest, stalled: string[]): Promise<Booted> {
+  const { arch } = req;
+  const deadline = timeout('bootToSsh', arch);
+  const port = await (req.pickPort ?? freePort)();
+  const accel = kvmUnusable ? 'tcg' : (req.accel ?? pickAccel(arch));
+  const vm = startQemu(req, port, accel);
+  const watch = watchBoot(vm, req.silenceMs ?? timeout('bootSilence', arch), arch.name);
+  try {
+    // Connecting before the guest's network is up costs seconds of TCP SYN
+    // back-off inside QEMU's user network; our init says when it is ready.
+    const early = await Promise.race([vm.waitForLine(READY_LINE).then(() => undefined), watch.abort, sleep(deadline / 2).then(() => undefined)]);
+    if (early) throw new HarnessError('boot', early);
+    watch.stop();
+    const commands = { commandMs: timeout('guestCommand', arch), copyMs: timeout('fileCopy', arch) };
+    const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, commands, abort: watch.abort });
+    const bootMs = Date.now() - vm.startedAt;
+    return {
+      vm,
+      ssh,
+      bootMs,
+      port,
+      stalled,
+      async [Symbol.asyncDispose]() {
+        ssh.close();
         await vm.stop();
-        const exit = vm.exit;
-        const ctx = {
-          arch: arch.name,
-          command: vm.command,
-          durationMs: Date.now() - vm.startedAt,
-          consoleTail: vm.console.last(40),
-          logPath: req.consoleLog,
-          exitCode: exit?.code,
-          signal: exit?.signal ?? undefined,
-        };
-        const panic = vm.events.find((ev) => ev.kind === 'panic' || ev.kind === 'oops' || ev.kind === 'bug');
-        if (panic) throw new AbortError(bootError(`kernel failed during boot: ${panic.line.trim()}`, ctx));
-        const msg = e instanceof HarnessError ? e.message : String(e);
-        if (stalledNow && stalled.length === 0) {
-          const kept = `${req.consoleLog.replace(/\.log$/, '')}-stalled-1.log`;
-          renameSync(req.consoleLog, kept);
-          stalled.push(kept);
-          logger.info(`boot ${arch.name}: ${msg} (last line: ${vm.console.last(1)[0]?.trim() ?? 'none'}); console kept in ${kept}; booting once more`);
-          throw bootError(msg, ctx);
-        }
-        if (exit && portTaken(exit.stderr)) {
-          logger.info(`boot ${arch.name}: port ${port} was taken, trying another`);
-          throw infraError(`port ${port} was taken`, ctx);
-        }
-        if (accel === 'kvm' && exit && vm.console.last(1).length === 0) {
-          // /dev/kvm can be there and still not work (seen: nested virtualisation failing to set MSRs).
-          kvmUnusable = exit.stderr.trim().split('\n')[0] ?? 'QEMU exited';
-          logger.info(`boot ${arch.name}: KVM is not usable here (${kvmUnusable}); falling back to software emulation`);
-          throw infraError(`KVM unusable: ${kvmUnusable}`, ctx);
-        }
-        if (exit && exit.code !== 0 && exit.stderr.trim() && vm.console.last(1).length === 0) {
-          throw new AbortError(infraError(`QEMU failed to start: ${exit.stderr.trim().split('\n')[0]}`, { ...ctx, details: exit.stderr }));
-        }
-        const earlier = stalled.length ? `; an earlier attempt stalled too (${stalled.join(', ')})` : '';
-        throw new AbortError(bootError(`${arch.name} guest did not reach SSH: ${msg}${earlier}`, { ...ctx, details: exit?.stderr || undefined }));
-      } finally {
-        clearInterval(watchdog);
-      }
-    },
-    { retries: 3, minTimeout: 0 },
-  );
+      },
+    };
+  } catch (e) {
+    // Give a fatal line a moment to arrive so the report shows the panic, not only the exit.
+    await new Promise((r) => setTimeout(r, 300));
+    await vm.stop();
+    throw failedBoot(e, { req, vm, port, accel, stalledNow: watch.stalled(), stalled });
+  } finally {
+    watch.stop();
+  }
+}
+
+/** Starts QEMU for the request and says where its command line is. */
+function startQemu(req: BootRequest, port: number, accel: 'kvm' | 'tcg'): QemuVM {
+  const { arch, logger } = req;
+  const vm = new QemuVM({
+    arch,
+    accel,
+    kernel: req.kernel,
+    initrd: req.initrd,
+    sshPort: port,
+    consoleLog: req.consoleLog,
+    cpu: req.cpu,
+    binary: req.qemuBinary,
+    extraAppend: req.extraAppend,
+    onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
+  });
+  // The full command line is long: it goes to --verbose and next to the console log, not to every default log line.
+  const commandFile = req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt');
+  writeFileSync(commandFile, vm.command + '\n');
+  logger.info(`boot ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid} (command line in ${commandFile})`);
+  logger.verbose(`boot ${arch.name}: ${vm.command}`);
+  return vm;
+}
+
+/**
+ * Watches a booting guest: `abort` resolves with why waiting is pointless
+ * (a panic, QEMU gone, the console silent for silenceMs: a stall).
+ */
+function watchBoot(vm: QemuVM, silenceMs: number, archName: string) {
+  let stalledNow = false;
+  let watchdog: NodeJS.Timeout | undefined;
+  const silent = new Promise<string>((resolve) => {
+    watchdog = setInterval(() => {
+      const quiet = Date.now() - vm.lastLineAt;
+      if (quiet < silenceMs) return;
+      stalledNow = true;
+      clearInterval(watchdog);
+      resolve(`boot stalled: no console output for ${Math.round(quiet / 1000)} s before the guest was ready`);
+    }, 1000);
+  });
+  const abort = Promise.race([
+    vm.fatal.then((ev) => `kernel ${ev.kind} on ${archName}: ${ev.line.trim()}`),
+    vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH came up`),
+    silent,
+  ]);
+  return { abort, stalled: () => stalledNow, stop: () => clearInterval(watchdog) };
+}
+
+/**
+ * What a failed attempt was, as the error to throw: a panic, a second stall,
+ * a QEMU that could not start or a guest that never answered end the boot
+ * (AbortError); a first stall, a taken port or a KVM that does not work are
+ * retried.
+ */
+function failedBoot(e: unknown, a: { req: BootRequest; vm: QemuVM; port: number; accel: 'kvm' | 'tcg'; stalledNow: boolean; stalled: string[] }): Error {
+  const { req, vm, stalled } = a;
+  const { arch, logger } = req;
+  const exit = vm.exit;
+  const ctx = {
+    arch: arch.name,
+    command: vm.command,
+    durationMs: Date.now() - vm.startedAt,
+    consoleTail: vm.console.last(40),
+    logPath: req.consoleLog,
+    exitCode: exit?.code,
+    signal: exit?.signal ?? undefined,
+  };
+  const panic = vm.events.find((ev) => ev.kind === 'panic' || ev.kind === 'oops' || ev.kind === 'bug');
+  if (panic) return new AbortError(bootError(`kernel failed during boot: ${panic.line.trim()}`, ctx));
+  const msg = e instanceof HarnessError ? e.message : String(e);
+  if (a.stalledNow && stalled.length === 0) {
+    const kept = `${req.consoleLog.replace(/\.log$/, '')}-stalled-1.log`;
+    renameSync(req.consoleLog, kept);
+    stalled.push(kept);
+    logger.info(`boot ${arch.name}: ${msg} (last line: ${vm.console.last(1)[0]?.trim() ?? 'none'}); console kept in ${kept}; booting once more`);
+    return bootError(msg, ctx);
+  }
+  if (exit && portTaken(exit.stderr)) {
+    logger.info(`boot ${arch.name}: port ${a.port} was taken, trying another`);
+    return infraError(`port ${a.port} was taken`, ctx);
+  }
+  if (a.accel === 'kvm' && exit && vm.console.last(1).length === 0) {
+    // /dev/kvm can be there and still not work (seen: nested virtualisation failing to set MSRs).
+    kvmUnusable = exit.stderr.trim().split('\n')[0] ?? 'QEMU exited';
+    logger.info(`boot ${arch.name}: KVM is not usable here (${kvmUnusable}); falling back to software emulation`);
+    return infraError(`KVM unusable: ${kvmUnusable}`, ctx);
+  }
+  if (exit && exit.code !== 0 && exit.stderr.trim() && vm.console.last(1).length === 0) {
+    return new AbortError(infraError(`QEMU failed to start: ${exit.stderr.trim().split('\n')[0]}`, { ...ctx, details: exit.stderr }));
+  }
+  const earlier = stalled.length ? `; an earlier attempt stalled too (${stalled.join(', ')})` : '';
+  return new AbortError(bootError(`${arch.name} guest did not reach SSH: ${msg}${earlier}`, { ...ctx, details: exit?.stderr || undefined }));
 }
