@@ -1,17 +1,14 @@
 // A guest cannot make the harness hold without bound: a QEMU stand-in that
 // floods its console (lines, or bytes with no newline at all), and an SSH
 // server that floods a command's output or never answers.
-import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, statSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import t, { type Test } from 'tap';
 import { getArch } from '../../../harness/core/arch.js';
 import { HarnessError } from '../../../harness/core/errors.js';
-import { loadKeys } from '../../../harness/image/keys.js';
 import { CONSOLE_LINE_MAX_CHARS, QemuVM } from '../../../harness/vm/qemu.js';
 import { CappedOutput, GuestShell } from '../../../harness/vm/ssh.js';
+import { fakeSsh } from '../../fake-ssh.js';
 import { tempDir } from '../../helpers.js';
 
 const MiB = 1024 * 1024;
@@ -62,29 +59,14 @@ t.test('CappedOutput keeps the head and says how much it dropped', async (t) => 
 
 /** An SSH server standing in for a guest: 'flood' prints 20 MiB; anything else never answers. */
 async function fakeGuest(t: Test) {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
-  const parsed = ssh2.utils.parseKey(privateKey);
-  if (parsed instanceof Error) throw parsed;
-  const server = new ssh2.Server({ hostKeys: [privateKey] }, (client) => {
-    client.on('error', () => {});
-    client.on('authentication', (ctx) => ctx.accept());
-    client.on('ready', () =>
-      client.on('session', (accept) =>
-        accept().on('exec', (acc, _rej, info) => {
-          const ch = acc();
-          if (info.command !== 'flood') return; // a frozen guest: no output, no exit
-          for (let i = 0; i < 20; i++) ch.write(Buffer.alloc(MiB, 'y'));
-          ch.exit(0);
-          ch.end();
-        }),
-      ),
-    );
+  const g = fakeSsh(t, (command, ch) => {
+    if (command !== 'flood') return; // a frozen guest: no output, no exit
+    for (let i = 0; i < 20; i++) ch.write(Buffer.alloc(MiB, 'y'));
+    ch.exit(0);
+    ch.end();
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => server.close());
-  const keys = { ...loadKeys(tempDir(t)), hostPublicBlob: parsed.getPublicSSH() };
-  const port = (server.address() as AddressInfo).port;
-  return GuestShell.connect({ port, keys, deadlineMs: 10_000, commands: { commandMs: 1500, copyMs: 1500 } });
+  const port = await g.listen();
+  return GuestShell.connect({ port, keys: g.keys, deadlineMs: 10_000, commands: { commandMs: 1500, copyMs: 1500 } });
 }
 
 t.test('a guest command that never ends fails by its deadline, naming the command', async (t) => {

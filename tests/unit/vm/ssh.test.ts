@@ -1,13 +1,10 @@
 // Connecting to a guest that is still booting: refused connections are
 // retried until the server listens; a death (abort) or the deadline ends it.
-import { generateKeyPairSync } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
-import ssh2 from 'ssh2';
 import t, { type Test } from 'tap';
 import { HarnessError } from '../../../harness/core/errors.js';
-import { loadKeys } from '../../../harness/image/keys.js';
 import { GuestShell, isNotUpYet } from '../../../harness/vm/ssh.js';
-import { tempDir } from '../../helpers.js';
+import { fakeSsh } from '../../fake-ssh.js';
 
 const COMMANDS = { commandMs: 5000, copyMs: 5000 };
 
@@ -20,28 +17,13 @@ async function idlePort(): Promise<number> {
   return port;
 }
 
-/** An SSH server that answers `echo up`; started on `port` when asked. */
+/** An SSH server that answers every command with "up"; started when asked. */
 function guestServer(t: Test) {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs1', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
-  const parsed = ssh2.utils.parseKey(privateKey);
-  if (parsed instanceof Error) throw parsed;
-  const server = new ssh2.Server({ hostKeys: [privateKey] }, (client) => {
-    client.on('error', () => {});
-    client.on('authentication', (ctx) => ctx.accept());
-    client.on('ready', () =>
-      client.on('session', (accept) =>
-        accept().on('exec', (acc) => {
-          const ch = acc();
-          ch.write('up\n');
-          ch.exit(0);
-          ch.end();
-        }),
-      ),
-    );
+  return fakeSsh(t, (_command, ch) => {
+    ch.write('up\n');
+    ch.exit(0);
+    ch.end();
   });
-  t.teardown(() => server.close());
-  const keys = { ...loadKeys(tempDir(t)), hostPublicBlob: parsed.getPublicSSH() };
-  return { keys, listen: (port: number) => new Promise<void>((r) => server.listen(port, '127.0.0.1', r)) };
 }
 
 t.test('refused connections are retried until the guest listens', async (t) => {
