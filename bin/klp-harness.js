@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const cli = new URL('../dist/harness/cli.js', import.meta.url);
+const cli = new URL('../dist/harness/cli/main.js', import.meta.url);
 if (!existsSync(fileURLToPath(cli))) {
   process.stderr.write('klp-harness: dist/ is missing; run `npm run build` first\n');
   process.exit(3);

@@ -8,18 +8,20 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { ARCHES, type ArchRecord } from '../harness/arch.js';
-import { bootGuest } from '../harness/boot.js';
-import { buildKernel, makeArgs } from '../harness/build.js';
-import { cacheRoot } from '../harness/cache.js';
-import { run } from '../harness/exec.js';
-import { loadKeys } from '../harness/keys.js';
-import { createLogger } from '../harness/log.js';
-import { readSeries } from '../harness/patches.js';
-import { prepareArch, PROJECT_ROOT, runMain } from '../harness/pipeline.js';
-import { pickAccel } from '../harness/qemu.js';
+import { ARCHES, type ArchRecord } from '../harness/core/arch.js';
+import { bootGuest } from '../harness/vm/boot.js';
+import { buildKernel, makeArgs } from '../harness/kernel/build.js';
+import { cacheRoot } from '../harness/core/cache.js';
+import { run } from '../harness/core/exec.js';
+import { loadKeys } from '../harness/image/keys.js';
+import { createLogger } from '../harness/core/log.js';
+import { readSeries } from '../harness/kernel/patches.js';
+import { PROJECT_ROOT } from '../harness/core/paths.js';
+import { prepareArch } from '../harness/pipeline/prepare.js';
+import { runMain } from '../harness/pipeline/run.js';
+import { pickAccel } from '../harness/vm/qemu.js';
 import { SCENARIOS } from '../harness/scenarios/index.js';
-import { DEFAULT_KERNEL_SRC, prepareSource } from '../harness/source.js';
+import { DEFAULT_KERNEL_SRC, prepareSource } from '../harness/kernel/source.js';
 
 const args = new Set(process.argv.slice(2));
 const skipCold = args.has('--no-cold');
@@ -105,10 +107,10 @@ for (const arch of arches) {
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
     const dir = mkdtempSync(join(tmpdir(), 'klp-bench-boot-'));
-    const b = await bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger });
-    times.push(b.bootMs);
-    b.ssh.close();
-    await b.vm.stop();
+    {
+      await using b = await bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger });
+      times.push(b.bootMs);
+    }
     rmSync(dir, { recursive: true, force: true });
   }
   say(`| ${arch.name} | ${arch.qemu.cpuModels[0]} | ${sec(median(times))} | ${times.map(sec).join(', ')} |`);

@@ -9,10 +9,10 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { $ } from 'zx';
-import { PROJECT_ROOT } from '../harness/pipeline.js';
-import type { RunReport } from '../harness/pipeline.js';
-import { cacheRoot } from '../harness/cache.js';
-import { table } from '../harness/summary.js';
+import { PROJECT_ROOT } from '../harness/core/paths.js';
+import type { RunReport } from '../harness/report/run-report.js';
+import { cacheRoot } from '../harness/core/cache.js';
+import { table } from '../harness/report/summary.js';
 
 interface Variant {
   name: string;

@@ -6,14 +6,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { getArch } from '../harness/arch.js';
-import { cacheRoot } from '../harness/cache.js';
-import { exitCodeFor, HarnessError } from '../harness/errors.js';
-import { loadKeys } from '../harness/keys.js';
-import { createLogger } from '../harness/log.js';
-import { readSeries } from '../harness/patches.js';
-import { prepareArch, PROJECT_ROOT } from '../harness/pipeline.js';
-import { prepareSource } from '../harness/source.js';
+import { getArch } from '../harness/core/arch.js';
+import { cacheRoot } from '../harness/core/cache.js';
+import { exitCodeFor, HarnessError } from '../harness/core/errors.js';
+import { loadKeys } from '../harness/image/keys.js';
+import { createLogger } from '../harness/core/log.js';
+import { readSeries } from '../harness/kernel/patches.js';
+import { PROJECT_ROOT } from '../harness/core/paths.js';
+import { prepareArch } from '../harness/pipeline/prepare.js';
+import { prepareSource } from '../harness/kernel/source.js';
 
 const { values } = parseArgs({
   options: {

@@ -1,5 +1,5 @@
 // The scenario registry: --scenario NAME picks from here.
-import { usageError } from '../errors.js';
+import { usageError } from '../core/errors.js';
 import { kselftest } from './kselftest.js';
 import { MATRIX } from './matrix.js';
 import { race } from './race.js';

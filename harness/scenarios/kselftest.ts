@@ -5,12 +5,12 @@
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { entryLock, useEntry } from '../lock.js';
-import { hashOf, writeMarker, readValidMarker } from '../cache.js';
-import { run } from '../exec.js';
-import { makeArgs } from '../build.js';
-import { timeout } from '../timeouts.js';
-import { Skipped, type Scenario, type ScenarioContext } from './types.js';
+import { entryLock, useEntry } from '../core/lock.js';
+import { hashOf, writeMarker, readValidMarker } from '../core/cache.js';
+import { run } from '../core/exec.js';
+import { makeArgs } from '../kernel/build.js';
+import { timeout } from '../core/timeouts.js';
+import { Skipped, type HostContext, type Scenario } from './types.js';
 
 export const SELFTEST_DIR = 'tools/testing/selftests/livepatch';
 
@@ -44,7 +44,7 @@ export function parseUpstreamOutput(text: string): UpstreamCase[] {
 }
 
 /** Installs the kernel's modules (test_klp_* among them) into a staging tree with depmod, once per build. */
-async function stageModules(ctx: ScenarioContext, tree: string): Promise<string> {
+async function stageModules(ctx: HostContext, tree: string): Promise<string> {
   const staging = join(ctx.build.buildDir, 'klp-modules-staging');
   const name = `${ctx.build.buildDir.slice(ctx.build.buildDir.lastIndexOf('builds/'))}/klp-modules-staging`;
   return useEntry({
@@ -65,7 +65,7 @@ async function stageModules(ctx: ScenarioContext, tree: string): Promise<string>
 }
 
 /** The selftests' out-of-tree modules (test_modules/) and programs (TEST_GEN_FILES), built once per build and sources. */
-async function stageOutOfTree(ctx: ScenarioContext, tree: string): Promise<string> {
+async function stageOutOfTree(ctx: HostContext, tree: string): Promise<string> {
   const src = join(tree, SELFTEST_DIR);
   const programs = readdirSync(src).filter((f) => f.endsWith('.c'));
   const sources = [...readdirSync(join(src, 'test_modules')).sort().map((f) => join('test_modules', f)), ...programs];
@@ -95,15 +95,22 @@ async function stageOutOfTree(ctx: ScenarioContext, tree: string): Promise<strin
   });
 }
 
+const hasTestModules = (host: HostContext) => /^CONFIG_TEST_LIVEPATCH=m$/m.test(readFileSync(join(host.build.buildDir, '.config'), 'utf8'));
+const hasOutOfTreeModules = (host: HostContext) => existsSync(join(host.tree, SELFTEST_DIR, 'test_modules', 'Makefile'));
+
 export const kselftest: Scenario = {
   name: 'kselftest',
   description: "the kernel's livepatch selftests, one check per upstream test case",
   casesAreChecks: true,
   image: 'kselftest',
+  prepare: async (host) => {
+    if (hasTestModules(host)) await stageModules(host, host.tree);
+    else if (hasOutOfTreeModules(host)) await stageOutOfTree(host, host.tree);
+  },
   async run(ctx) {
     const tree = ctx.tree;
-    const inTree = /^CONFIG_TEST_LIVEPATCH=m$/m.test(readFileSync(join(ctx.build.buildDir, '.config'), 'utf8'));
-    const outOfTree = existsSync(join(tree, SELFTEST_DIR, 'test_modules', 'Makefile'));
+    const inTree = hasTestModules(ctx);
+    const outOfTree = hasOutOfTreeModules(ctx);
     if (!inTree && !outOfTree) {
       throw new Skipped(`this kernel has neither CONFIG_TEST_LIVEPATCH=m nor ${SELFTEST_DIR}/test_modules/: no livepatch selftest modules to run`);
     }

@@ -2,8 +2,8 @@
 // (signal, force, reverse, the kernel's own signal) finishes it. A stuck
 // scenario is declared by its setup (blocker and direction) and its remedy;
 // `klp-harness repro` replays the setup alone.
-import { forcePinsOf } from '../kernels.js';
-import { guestBound, timeout } from '../timeouts.js';
+import { forcePinsOf } from '../kernel/kernels.js';
+import { guestBound, timeout } from '../core/timeouts.js';
 import { LP, LP_REPLACE, Sleeper, type BlockerName, type UserBlocker } from './sleeper.js';
 import type { Scenario, ScenarioContext, StepApi, StuckSetup } from './types.js';
 

@@ -2,8 +2,8 @@
 // ScenarioReport. A failed check ends the scenario; so does any error.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { faultOf, HarnessError } from '../errors.js';
-import { LP_SYSFS } from '../guestops.js';
+import { describeError, faultOf, HarnessError } from '../core/errors.js';
+import { LP_SYSFS } from '../vm/guestops.js';
 import { blockingTasks, formatBlocking } from './sleeper.js';
 import { CheckFailed, Skipped, type Check, type Scenario, type ScenarioContext, type ScenarioReport, type StepApi, type Unit } from './types.js';
 
@@ -47,7 +47,7 @@ export async function runScenario(
       try {
         await fn(api);
       } catch (e) {
-        step.error = e instanceof HarnessError ? e.report() : String((e as Error)?.stack ?? e);
+        step.error = describeError(e);
         throw e;
       } finally {
         step.durationMs = Date.now() - stepStarted;

@@ -2,7 +2,7 @@
 // check our series' signal file refuses a write with no transition, unpatch,
 // remove.
 import { join } from 'node:path';
-import { timeout } from '../timeouts.js';
+import { timeout } from '../core/timeouts.js';
 import type { Scenario } from './types.js';
 
 const PATCH = 'livepatch_sample';

@@ -1,8 +1,8 @@
 // Driving guest/modules in the guest: the klp_sleeper blockers and the
 // klp_sleeper_lp livepatch, and reading what blocks a transition.
-import type { GuestOps, SamplePoint } from '../guestops.js';
-import { q } from '../ssh.js';
-import { guestBound, timeout } from '../timeouts.js';
+import type { GuestOps, SamplePoint } from '../vm/guestops.js';
+import { q } from '../vm/ssh.js';
+import { guestBound, timeout } from '../core/timeouts.js';
 import type { ScenarioContext, StepApi, StuckSetup } from './types.js';
 
 export const LP = 'klp_sleeper_lp';
@@ -159,7 +159,9 @@ export class Sleeper {
     const st = await this.waitStatus(name, (x) => x.reads_done >= 1);
     s.equal(`${name} read completed`, st?.reads_done ?? 0, 1);
     const out = `/tmp/reader-${name}`;
-    const r = await this.ops.run(`i=0; while [ ! -s ${out}.rc ] && [ $i -lt 50 ]; do usleep 100000; i=$((i+1)); done; cat ${out}.rc; echo ---; cat ${out}.err; echo ---; cat ${out}.out`);
+    // The reader writes its exit status last: wait (in the guest) until that file has a line.
+    await this.ops.waitFor(`${out}.rc`, '[ "$v" != gone ]', timeout('blockerState', this.ctx.arch));
+    const r = await this.ops.run(`cat ${out}.rc; echo ---; cat ${out}.err; echo ---; cat ${out}.out`);
     const [rc = '', err = '', data = ''] = r.stdout.split('---\n');
     s.equal(`${name} reader exit status`, rc.trim(), '0');
     s.equal(`${name} reader stderr`, err, '');

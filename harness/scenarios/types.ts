@@ -1,12 +1,12 @@
 // What a scenario is and what it reports: named steps, each with checks that
 // compare a reading from the guest with what was expected.
-import type { ArchRecord } from '../arch.js';
-import { HarnessError } from '../errors.js';
-import type { BuildResult } from '../build.js';
-import type { GuestOps } from '../guestops.js';
-import type { Logger } from '../log.js';
-import type { ModulesResult } from '../modules.js';
-import type { QemuVM } from '../qemu.js';
+import type { ArchRecord } from '../core/arch.js';
+import { HarnessError } from '../core/errors.js';
+import type { BuildResult } from '../kernel/build.js';
+import type { GuestOps } from '../vm/guestops.js';
+import type { Logger } from '../core/log.js';
+import type { ModulesResult } from '../kernel/modules.js';
+import type { QemuVM } from '../vm/qemu.js';
 
 export interface Check {
   what: string;
@@ -59,6 +59,9 @@ export interface TimelineEvent {
   atMs: number;
   what: string;
 }
+
+/** What a scenario's host-side preparation gets: the built kernel, before any guest boots. */
+export type HostContext = Pick<ScenarioContext, 'arch' | 'build' | 'tree' | 'modules' | 'logger'>;
 
 export interface ScenarioContext {
   arch: ArchRecord;
@@ -122,6 +125,8 @@ export interface Scenario {
   stuck?: StuckSetup;
   /** Per-patch files it writes; a kernel without one skips the scenario, saying why. */
   needs?: PatchFeature[];
+  /** Host-side artifacts it needs (cached), made before any guest of the run boots. */
+  prepare?(host: HostContext): Promise<void>;
   run(ctx: ScenarioContext): Promise<void>;
 }
 

@@ -3,11 +3,12 @@
 // console check that fails on any lockdep or BUG report.
 import { join } from 'node:path';
 import t from 'tap';
-import { getArch } from '../../harness/arch.js';
-import { createLogger } from '../../harness/log.js';
-import { PROJECT_ROOT, runMain } from '../../harness/pipeline.js';
+import { getArch } from '../../harness/core/arch.js';
+import { createLogger } from '../../harness/core/log.js';
+import { PROJECT_ROOT } from '../../harness/core/paths.js';
+import { runMain } from '../../harness/pipeline/run.js';
 import { race } from '../../harness/scenarios/race.js';
-import { formatSummary } from '../../harness/summary.js';
+import { formatSummary } from '../../harness/report/summary.js';
 
 const logger = createLogger(process.env.KLP_HARNESS_VERBOSE ? 'verbose' : 'normal');
 const report = await runMain({ arches: [getArch('x86_64')], scenarios: [race], kconfigExtra: [join(PROJECT_ROOT, 'kconfigs/debug.config')], logger });

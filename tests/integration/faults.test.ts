@@ -5,20 +5,21 @@ import { chmodSync, existsSync, readdirSync, readFileSync, truncateSync, writeFi
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { getArch } from '../../harness/arch.js';
-import { bootGuest, type Booted } from '../../harness/boot.js';
-import { cacheRoot, MARKER } from '../../harness/cache.js';
-import { liveChildren } from '../../harness/children.js';
-import { EXIT, HarnessError } from '../../harness/errors.js';
-import { GuestOps } from '../../harness/guestops.js';
-import { buildImage } from '../../harness/image.js';
-import { loadKeys } from '../../harness/keys.js';
-import { createLogger } from '../../harness/log.js';
-import { readSeries } from '../../harness/patches.js';
-import { prepareArch, PROJECT_ROOT } from '../../harness/pipeline.js';
-import { freePort } from '../../harness/ports.js';
-import { DEFAULT_KERNEL_SRC, prepareSource } from '../../harness/source.js';
-import { timeout } from '../../harness/timeouts.js';
+import { getArch } from '../../harness/core/arch.js';
+import { bootGuest, type Booted } from '../../harness/vm/boot.js';
+import { cacheRoot, MARKER } from '../../harness/core/cache.js';
+import { liveChildren } from '../../harness/core/children.js';
+import { EXIT, HarnessError } from '../../harness/core/errors.js';
+import { GuestOps } from '../../harness/vm/guestops.js';
+import { buildImage } from '../../harness/image/initramfs.js';
+import { loadKeys } from '../../harness/image/keys.js';
+import { createLogger } from '../../harness/core/log.js';
+import { readSeries } from '../../harness/kernel/patches.js';
+import { PROJECT_ROOT } from '../../harness/core/paths.js';
+import { prepareArch } from '../../harness/pipeline/prepare.js';
+import { freePort } from '../../harness/vm/ports.js';
+import { DEFAULT_KERNEL_SRC, prepareSource } from '../../harness/kernel/source.js';
+import { timeout } from '../../harness/core/timeouts.js';
 import { alive, fakeKernelTree, okSeries, runCli } from '../cli-helpers.js';
 import { tempDir } from '../helpers.js';
 
@@ -48,13 +49,9 @@ t.test('a panic during boot fails at once with the panic line', async (t) => {
 });
 
 async function withGuest(t: Test, fn: (b: Booted, ops: GuestOps) => Promise<void>, commandTimeoutMs = 60_000) {
-  const b = await boot({}, t);
-  const ops = new GuestOps(b.ssh, commandTimeoutMs, b.vm);
-  try {
-    await fn(b, ops);
-  } finally {
-    b.ssh.close();
-    await b.vm.stop();
+  {
+    await using b = await boot({}, t);
+    await fn(b, new GuestOps(b.ssh, commandTimeoutMs, b.vm));
   }
   noQemuLeft(t);
 }
@@ -106,8 +103,7 @@ t.test('a taken SSH port is retried on another port; nothing else is retried', a
   t.not(b.port, taken, `QEMU moved from taken port ${taken} to ${b.port}`);
   t.ok(calls >= 2, `retried (${calls} ports asked; a KVM that fails to start costs one more)`);
   t.equal((await b.ssh.exec('echo up')).stdout.trim(), 'up', 'the guest answers on the new port');
-  b.ssh.close();
-  await b.vm.stop();
+  await b[Symbol.asyncDispose]();
   noQemuLeft(t);
 });
 
@@ -131,8 +127,7 @@ t.test('a boot whose console goes silent is booted once more, the stalled consol
   t.equal(b.stalled.length, 1, 'one stalled attempt');
   t.match(readFileSync(b.stalled[0]!, 'utf8'), /i8042: PNP: PS\/2 Controller/, 'its console is kept');
   t.equal((await b.ssh.exec('echo up')).stdout.trim(), 'up', 'the second boot answers');
-  b.ssh.close();
-  await b.vm.stop();
+  await b[Symbol.asyncDispose]();
   noQemuLeft(t);
 });
 

@@ -6,8 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { EXIT } from '../../harness/errors.js';
-import { procStat } from '../../harness/procs.js';
+import { EXIT } from '../../harness/core/errors.js';
+import { procStat } from '../../harness/core/procs.js';
 import { alive, fakeKernelTree, okSeries } from '../cli-helpers.js';
 import { ROOT, tempDir } from '../helpers.js';
 
@@ -121,8 +121,8 @@ t.test('kill -9 of a process holding a QEMU: the QEMU group is gone within 5 s',
   const holder = join(dir, 'holder.mjs');
   writeFileSync(
     holder,
-    `import { getArch } from ${JSON.stringify(join(ROOT, 'dist/harness/arch.js'))};\n` +
-      `import { QemuVM } from ${JSON.stringify(join(ROOT, 'dist/harness/qemu.js'))};\n` +
+    `import { getArch } from ${JSON.stringify(join(ROOT, 'dist/harness/core/arch.js'))};\n` +
+      `import { QemuVM } from ${JSON.stringify(join(ROOT, 'dist/harness/vm/qemu.js'))};\n` +
       `new QemuVM({ arch: getArch('x86_64'), kernel: '/k', initrd: '/i', sshPort: 1, consoleLog: ${JSON.stringify(join(dir, 'console.log'))}, binary: ${JSON.stringify(qemu)} });\n` +
       `setInterval(() => {}, 1000);\n`,
   );

@@ -3,14 +3,15 @@
 // assertion compares a reading from the guest with what was expected.
 import { join } from 'node:path';
 import t from 'tap';
-import { archNames, parseArchList } from '../../harness/arch.js';
-import { buildKernel } from '../../harness/build.js';
-import { createLogger } from '../../harness/log.js';
-import { runMain, PROJECT_ROOT } from '../../harness/pipeline.js';
+import { archNames, parseArchList } from '../../harness/core/arch.js';
+import { buildKernel } from '../../harness/kernel/build.js';
+import { createLogger } from '../../harness/core/log.js';
+import { PROJECT_ROOT } from '../../harness/core/paths.js';
+import { runMain } from '../../harness/pipeline/run.js';
 import { pickScenarios } from '../../harness/scenarios/index.js';
-import { formatSummary } from '../../harness/summary.js';
+import { formatSummary } from '../../harness/report/summary.js';
 import { kselftest } from '../../harness/scenarios/kselftest.js';
-import { ktapCounts } from '../../harness/ktap.js';
+import { ktapCounts } from '../../harness/report/ktap.js';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 

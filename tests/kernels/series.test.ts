@@ -7,11 +7,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { cacheRoot } from '../../harness/cache.js';
-import { kernelTarball, KERNELS } from '../../harness/kernels.js';
-import { createLogger } from '../../harness/log.js';
-import { readSeries } from '../../harness/patches.js';
-import { PROJECT_ROOT } from '../../harness/pipeline.js';
+import { cacheRoot } from '../../harness/core/cache.js';
+import { kernelTarball, KERNELS } from '../../harness/kernel/kernels.js';
+import { createLogger } from '../../harness/core/log.js';
+import { readSeries } from '../../harness/kernel/patches.js';
+import { PROJECT_ROOT } from '../../harness/core/paths.js';
 
 const logger = createLogger('quiet', () => {});
 

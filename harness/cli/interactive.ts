@@ -1,0 +1,127 @@
+// `klp-harness repro` and `klp-harness shell`: boot one guest for a person,
+// optionally leave a scenario's transition stuck, then hand over a real
+// shell in the guest. Leaving the shell stops the VM.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { archNames, getArch, type ArchRecord } from '../core/arch.js';
+import { bootGuest, type Booted } from '../vm/boot.js';
+import { cacheRoot } from '../core/cache.js';
+import { guardRun } from '../core/children.js';
+import { EXIT, usageError } from '../core/errors.js';
+import { GuestOps, LP_SYSFS } from '../vm/guestops.js';
+import { loadKeys, type Keys } from '../image/keys.js';
+import type { BuildResult } from '../kernel/build.js';
+import type { ModulesResult } from '../kernel/modules.js';
+import { commandOptions, INPUTS, noPositionals } from './options.js';
+import { checkCpus, inputOptions } from './run.js';
+import type { Logger } from '../core/log.js';
+import { readSeries } from '../kernel/patches.js';
+import { projectPath } from '../core/paths.js';
+import { prepareArch } from '../pipeline/prepare.js';
+import { runStamp } from '../pipeline/run.js';
+import { sshCommand } from '../vm/ssh.js';
+import { preflight } from '../core/preflight.js';
+import { initialOf, pendingPatchOf, reachStuck, STUCK_NAMES, stuckSetupOf } from '../scenarios/matrix.js';
+import { runScenario } from '../scenarios/runner.js';
+import type { StuckSetup } from '../scenarios/types.js';
+import { blockingTasks, formatBlocking, Sleeper } from '../scenarios/sleeper.js';
+import { DEFAULT_KERNEL_SRC, prepareSource } from '../kernel/source.js';
+import { timeout } from '../core/timeouts.js';
+
+/** The options repro and shell take. */
+const INTERACTIVE = {
+  ...INPUTS,
+  arch: { type: 'string' },
+  cpu: { type: 'string', multiple: true },
+  verbose: { type: 'boolean' },
+} as const;
+
+export interface InteractiveOptions {
+  arch: ArchRecord;
+  /** Set for repro: the scenario whose stuck state to set up. */
+  scenario?: string;
+  kernelSrc?: string;
+  patches?: string;
+  kconfigDir?: string;
+  kconfigExtra?: string[];
+  cacheDir?: string;
+  cpu?: string;
+  logger: Logger;
+  print?: (s: string) => void;
+}
+
+export async function runInteractive(o: InteractiveOptions): Promise<number> {
+  const print = o.print ?? ((s: string) => process.stdout.write(s + '\n'));
+  const setup = o.scenario === undefined ? undefined : stuckSetupOf(o.scenario);
+  if (o.scenario !== undefined && !setup) {
+    throw usageError(`scenario '${o.scenario}' has no stuck state to reproduce`, { hint: `use one of: ${STUCK_NAMES().join(', ')}` });
+  }
+  const cacheDir = cacheRoot(o.cacheDir);
+  for (const line of guardRun(cacheDir)) o.logger.info(line);
+  preflight([o.arch]);
+  const logger = o.logger;
+  const series = readSeries(o.patches ?? projectPath('patches'));
+  const src = await prepareSource({ kernelSrc: o.kernelSrc ?? DEFAULT_KERNEL_SRC, series, cacheDir, logger });
+  const keys = loadKeys(cacheDir);
+  const initScript = readFileSync(projectPath('guest/init'), 'utf8');
+  const { build, image, modules } = await prepareArch({ arch: o.arch, src, keys, initScript, cacheDir, logger, kconfigDir: o.kconfigDir, kconfigExtra: o.kconfigExtra });
+  const outDir = join(cacheDir, 'runs', `${runStamp()}-${o.scenario ? 'repro' : 'shell'}`);
+  mkdirSync(outDir, { recursive: true });
+  const consoleLog = join(outDir, `console-${o.arch.name}.log`);
+  const booted = await bootGuest({ arch: o.arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger, cpu: o.cpu });
+  try {
+    await using guest = booted;
+    await useGuest(o, guest, { build, modules, tree: src.tree, keys, consoleLog, setup, print });
+  } finally {
+    print(`VM stopped. Console log: ${consoleLog}`);
+  }
+  return EXIT.ok;
+}
+
+/** Copies the modules in, sets up the stuck state (repro), prints how to poke it, and hands over the shell. */
+async function useGuest(
+  o: InteractiveOptions,
+  booted: Booted,
+  h: { build: BuildResult; modules: ModulesResult; tree: string; keys: Keys; consoleLog: string; setup?: StuckSetup; print: (s: string) => void },
+): Promise<void> {
+  const { build, modules, print, setup } = h;
+  const logger = o.logger;
+  const ops = new GuestOps(booted.ssh, timeout('guestCommand', o.arch), booted.vm);
+  for (const ko of [...Object.values(modules.modules), join(build.buildDir, 'samples/livepatch/livepatch-sample.ko')]) {
+    await ops.put(readFileSync(ko), `/root/${ko.split('/').pop()}`);
+  }
+  // From here on this process prints to the terminal directly; the live list would overdraw it.
+  logger.endLive();
+  print(`Guest ${o.arch.name} is up (console: ${h.consoleLog}). Modules in /root: klp_sleeper.ko klp_sleeper_lp.ko klp_sleeper_lp_replace.ko livepatch-sample.ko`);
+  if (setup && o.scenario) {
+    const report = await runScenario(
+      { name: `repro-${o.scenario}`, description: '', run: (ctx) => reachStuck(ctx, new Sleeper(ctx), setup).then(() => {}) },
+      { arch: o.arch, ops, build, tree: h.tree, modules, vm: booted.vm, logger },
+      o.cpu,
+    );
+    if (!report.ok) print(`Setting up the stuck state did not go as expected:\n${report.error ?? ''}`);
+    const tasks = await blockingTasks(ops, initialOf(setup));
+    const patch = pendingPatchOf(setup);
+    print(`\nThe ${setup.direction} transition of ${patch} is pending. Blocking: ${formatBlocking(tasks)}`);
+    print(`Poke it from the shell below:`);
+    for (const f of ['transition', 'enabled', 'signal', 'force']) print(`  ${LP_SYSFS}/${patch}/${f}`);
+    print(`  e.g. echo 1 > ${LP_SYSFS}/${patch}/signal; cat ${LP_SYSFS}/${patch}/transition`);
+    print(`  per task: cat /proc/<pid>/patch_state /proc/<pid>/stack; blockers: cat /sys/kernel/debug/klp_sleeper/status`);
+  }
+  print(`From a second terminal: ${sshCommand(h.keys, booted.port)}`);
+  print(`Leaving this shell (exit or Ctrl-D) stops the VM.\n`);
+  await booted.ssh.interactive();
+}
+
+export const parseRepro = commandOptions('repro', { ...INTERACTIVE, scenario: { type: 'string', multiple: true } } as const);
+export const parseShell = commandOptions('shell', INTERACTIVE);
+
+/** `repro` and `shell`: one arch (and for repro one scenario), then the session. */
+export async function interactiveCommand(command: 'repro' | 'shell', values: ReturnType<typeof parseRepro>['values'], positionals: string[], logger: Logger): Promise<number> {
+  noPositionals(command, positionals);
+  if (!values.arch || values.arch.includes(',')) throw usageError(`${command} needs exactly one --arch`, { hint: `use one of: ${archNames().join(', ')}` });
+  if (command === 'repro' && values.scenario?.length !== 1) throw usageError('repro needs exactly one --scenario');
+  const arch = getArch(values.arch);
+  if (values.cpu) checkCpus([arch], values.cpu);
+  return runInteractive({ arch, scenario: values.scenario?.[0], ...inputOptions(values), cpu: values.cpu?.[0], logger });
+}

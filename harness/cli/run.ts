@@ -1,0 +1,117 @@
+// `klp-harness run`: the main job over the selected arches (and kernels).
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { archNames, parseArchList, type ArchRecord } from '../core/arch.js';
+import { wasInterrupted } from '../core/children.js';
+import { EXIT, usageError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { parseKernelList } from '../kernel/kernels.js';
+import { NO_PATCHES } from '../kernel/patches.js';
+import { runKernels } from '../pipeline/kernel-matrix.js';
+import { runMain, type RunOptions, type Stage } from '../pipeline/run.js';
+import { toKTAP } from '../report/ktap.js';
+import { parseShard, shardScenarios } from '../report/merge.js';
+import { formatSummary } from '../report/summary.js';
+import { pickScenarios } from '../scenarios/index.js';
+import { kselftest } from '../scenarios/kselftest.js';
+import { commandOptions, INPUTS, noPositionals, pathOption } from './options.js';
+
+const STAGES: Stage[] = ['source', 'build', 'image'];
+
+export const parseRun = commandOptions('run', {
+  ...INPUTS,
+  arch: { type: 'string' },
+  kernel: { type: 'string' },
+  out: { type: 'string' },
+  scenario: { type: 'string', multiple: true },
+  cpu: { type: 'string', multiple: true },
+  rebuild: { type: 'string', multiple: true },
+  shard: { type: 'string' },
+  sequential: { type: 'boolean' },
+  kselftest: { type: 'boolean' },
+  ktap: { type: 'boolean' },
+  verbose: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+} as const);
+
+export type RunValues = ReturnType<typeof parseRun>['values'];
+
+/** The level of detail the run's options ask for. */
+export const runLevel = (v: RunValues) => (v.verbose ? 'verbose' : v.quiet ? 'quiet' : 'normal');
+
+/** Runs the job the options describe and prints its summary (or KTAP); returns the exit code. */
+export async function runCommand(values: RunValues, positionals: string[], logger: Logger): Promise<number> {
+  noPositionals('run', positionals);
+  const arches = parseArchList(values.arch ?? archNames().join(','));
+  let scenarios = pickScenarios(values.scenario);
+  if (values.kselftest && !scenarios.includes(kselftest)) scenarios = [...scenarios, kselftest];
+  const selected = scenarios.map((sc) => sc.name);
+  const shard = values.shard ? parseShard(values.shard) : undefined;
+  if (shard) {
+    scenarios = shardScenarios(scenarios, shard);
+    if (scenarios.length === 0) {
+      throw usageError(`--shard ${values.shard} selects no scenario`, {
+        hint: `${selected.length} scenario(s) are selected (${selected.join(', ')}): use at most ${selected.length} shards`,
+      });
+    }
+  }
+  const rebuild = (values.rebuild ?? []).flatMap((v) => v.split(',')).map((s) => {
+    if (!STAGES.includes(s as Stage)) throw usageError(`unknown stage '${s}' for --rebuild`, { hint: `use one of: ${STAGES.join(', ')}` });
+    return s as Stage;
+  });
+  const cpuList = values.cpu?.flatMap((c) => c.split(',')).filter(Boolean);
+  if (cpuList) checkCpus(arches, cpuList);
+  const kernels = values.kernel ? parseKernelList(values.kernel) : undefined;
+  if (kernels && values['kernel-src']) throw usageError('--kernel and --kernel-src name the kernel twice', { hint: 'give one of them' });
+  if (kernels && kernels.length > 1 && values.patches) throw usageError('--patches with several --kernel values', { hint: 'each kernel takes its own series from patches/<version>/; give one kernel with --patches' });
+  const base: RunOptions = {
+    arches,
+    scenarios,
+    selection: { scenarios: selected, shard },
+    ...inputOptions(values),
+    sequential: values.sequential,
+    outDir: pathOption(values.out),
+    rebuild,
+    logger,
+    cpus: cpuList ? (a) => cpusFor(a.qemu.cpuModels, cpuList) : undefined,
+  };
+  const report = kernels ? await runKernels(base, kernels) : await runMain(base);
+  process.stdout.write(values.ktap ? toKTAP(report) : formatSummary(report));
+  return wasInterrupted() ? EXIT.interrupted : report.exitCode;
+}
+
+/** The kernel source, series, fragments and cache the options name (run, repro, shell). */
+export function inputOptions(values: { 'kernel-src'?: string; patches?: string; kconfigs?: string; 'kconfig-extra'?: string[]; 'cache-dir'?: string }) {
+  return {
+    kernelSrc: pathOption(values['kernel-src']),
+    patches: values.patches === NO_PATCHES ? NO_PATCHES : pathOption(values.patches),
+    kconfigDir: pathOption(values.kconfigs),
+    kconfigExtra: extraFragments(values['kconfig-extra']),
+    cacheDir: pathOption(values['cache-dir']),
+  };
+}
+
+/** --kconfig-extra files, made absolute; a missing one is bad input. */
+function extraFragments(files: string[] | undefined): string[] | undefined {
+  const out = files?.map((f) => resolve(f));
+  for (const f of out ?? []) {
+    if (!existsSync(f) || !statSync(f).isFile()) throw usageError(`--kconfig-extra ${f} is not a file`, { hint: 'give a config fragment such as kconfigs/debug.config' });
+  }
+  return out;
+}
+
+/** Every --cpu must be a model of at least one selected arch; otherwise exit 4 listing each arch's models. */
+export function checkCpus(arches: readonly ArchRecord[], asked: string[]): void {
+  const unknown = asked.filter((c) => !arches.some((a) => a.qemu.cpuModels.includes(c)));
+  if (unknown.length) {
+    throw usageError(`unknown CPU model${unknown.length > 1 ? 's' : ''} ${unknown.map((c) => `'${c}'`).join(', ')} for --arch ${arches.map((a) => a.name).join(',')}`, {
+      hint: `use one of: ${arches.map((a) => `${a.name}: ${a.qemu.cpuModels.join(', ')}`).join('; ')}`,
+    });
+  }
+}
+
+/** The --cpu models an arch knows, or its default model when it knows none of them (another arch's model was asked). */
+export function cpusFor(known: readonly string[], asked: string[]): string[] {
+  const mine = asked.filter((c) => known.includes(c));
+  return mine.length ? mine : [known[0]!];
+}

@@ -1,0 +1,79 @@
+// Everything an arch needs on the host before its first guest boots: the
+// kernel build, the guest modules, each initramfs the scenarios ask for and
+// the scenarios' own host-side artifacts (the selftest modules). All cached.
+import type { ArchRecord } from '../core/arch.js';
+import { checkInterrupted } from '../core/children.js';
+import type { Logger } from '../core/log.js';
+import { projectPath } from '../core/paths.js';
+import type { Keys } from '../image/keys.js';
+import { buildImage, type ImageResult, type ImageVariant } from '../image/initramfs.js';
+import { buildKernel, type BuildResult } from '../kernel/build.js';
+import type { KernelRecord } from '../kernel/kernels.js';
+import { buildGuestModules, type ModulesResult } from '../kernel/modules.js';
+import type { Scenario } from '../scenarios/types.js';
+
+/** A cached stage that `--rebuild` can redo. */
+export type Stage = 'source' | 'build' | 'image';
+
+export interface PrepareRequest {
+  arch: ArchRecord;
+  src: { tree: string; key: string; series: string; generation: string };
+  keys: Keys;
+  initScript: string;
+  cacheDir: string;
+  logger: Logger;
+  rebuild?: Set<Stage>;
+  kconfigDir?: string;
+  kconfigExtra?: string[];
+  absentOptions?: KernelRecord['absentOptions'];
+  /** The scenarios to come: their images and host-side artifacts are made too. */
+  scenarios?: readonly Scenario[];
+}
+
+export interface ArchArtifacts {
+  build: BuildResult;
+  /** The base initramfs. */
+  image: ImageResult;
+  /** Every initramfs the scenarios need, by variant (base among them). */
+  images: Map<ImageVariant, ImageResult>;
+  modules: ModulesResult;
+}
+
+/** Kernel build, guest images, guest modules and the scenarios' host artifacts for one arch. */
+export async function prepareArch(o: PrepareRequest): Promise<ArchArtifacts> {
+  const { arch, logger } = o;
+  checkInterrupted();
+  const build = await buildKernel({
+    arch,
+    tree: o.src.tree,
+    treeKey: o.src.key,
+    series: o.src.series,
+    generation: o.src.generation,
+    kconfigDir: o.kconfigDir ?? projectPath('kconfigs'),
+    extraFragments: o.kconfigExtra,
+    absentOptions: o.absentOptions,
+    cacheDir: o.cacheDir,
+    logger,
+    rebuild: o.rebuild?.has('build'),
+  });
+  logger.info(`build ${arch.name}: ${build.reused ? 'reused' : 'built'} in ${(build.durationMs / 1000).toFixed(1)} s`);
+  const images = new Map<ImageVariant, ImageResult>();
+  const variants = new Set<ImageVariant>(['base', ...(o.scenarios ?? []).map((s) => s.image ?? 'base')]);
+  for (const variant of variants) {
+    checkInterrupted();
+    logger.status(arch.name, `image: guest initramfs${variant === 'base' ? '' : ` (${variant})`}`);
+    images.set(variant, await buildImage({ arch, cacheDir: o.cacheDir, initScript: o.initScript, keys: o.keys, logger, rebuild: o.rebuild?.has('image'), variant }));
+  }
+  logger.status(arch.name, 'modules: klp_sleeper, klp_sleeper_lp');
+  checkInterrupted();
+  const modules = await buildGuestModules({ arch, build, tree: o.src.tree, sourceDir: projectPath('guest/modules'), logger });
+  for (const scenario of o.scenarios ?? []) {
+    if (!scenario.prepare) continue;
+    checkInterrupted();
+    logger.status(arch.name, `prepare: ${scenario.name}`);
+    // A preparation that fails is left to the scenario: it asks again and reports the failure as its own.
+    await scenario.prepare({ arch, build, tree: o.src.tree, modules, logger }).catch((e: Error) => logger.info(`prepare ${arch.name}: ${scenario.name}: ${e.message}`));
+  }
+  checkInterrupted();
+  return { build, image: images.get('base')!, images, modules };
+}

@@ -1,0 +1,236 @@
+// The main job, in the README's order: source -> patches -> config -> build
+// -> guest image -> boot -> scenarios -> report. Every host-side artifact of
+// an arch (kernel, modules, initramfs images, selftest staging) is made
+// before its first guest boots; an arch's guests run alongside the next
+// arch's build. This file only decides the order and what to keep.
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { ArchRecord } from '../core/arch.js';
+import { cacheRoot } from '../core/cache.js';
+import { checkInterrupted, guardRun, interruptReason, onCleanup, wasInterrupted } from '../core/children.js';
+import { describeError, EXIT, exitCodeFor, HarnessError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { projectPath } from '../core/paths.js';
+import { preflight } from '../core/preflight.js';
+import { loadKeys, type Keys } from '../image/keys.js';
+import type { KernelRecord } from '../kernel/kernels.js';
+import { NO_PATCHES, readSeries } from '../kernel/patches.js';
+import { DEFAULT_KERNEL_SRC, prepareSource } from '../kernel/source.js';
+import { overallExit, type ArchReport, type BootReport, type RunReport } from '../report/run-report.js';
+import { writeReportFiles } from '../report/write.js';
+import type { Scenario } from '../scenarios/types.js';
+import { bootGuest, type Booted } from '../vm/boot.js';
+import { sshCommand } from '../vm/ssh.js';
+import { runAhead } from './boot-ahead.js';
+import { runOnGuest } from './on-guest.js';
+import { prepareArch, type ArchArtifacts, type Stage } from './prepare.js';
+
+export type { Stage } from './prepare.js';
+
+export interface RunOptions {
+  arches: ArchRecord[];
+  scenarios: Scenario[];
+  kernelSrc?: string;
+  patches?: string;
+  cacheDir?: string;
+  outDir?: string;
+  rebuild?: Stage[];
+  /** Run the arches' scenarios one after the other instead of alongside. */
+  sequential?: boolean;
+  /** Config fragments (common.config + one per arch); default kconfigs/. */
+  kconfigDir?: string;
+  /** Fragments appended after those (a debug variant); the build gets its own directory. */
+  kconfigExtra?: string[];
+  /** The kernel record when the source is one of --kernel's (names it in reports; options it lacks). */
+  kernel?: KernelRecord;
+  logger: Logger;
+  /** CPU models per arch to run the scenarios on; default: the arch's first. */
+  cpus?: (arch: ArchRecord) => string[];
+  /** What was asked for before sharding (recorded so that `merge` can tell a missing shard). */
+  selection?: RunReport['selection'];
+}
+
+/** One scenario on one CPU model: what one guest boots for. */
+interface PlannedRun {
+  scenario: Scenario;
+  cpu: string;
+}
+
+/** A timestamp usable in a folder name. */
+export const runStamp = () => new Date().toISOString().replace(/[:.]/g, '-');
+
+/** Runs everything the options ask for; never throws for a kernel or test failure (see exitCode). */
+export async function runMain(opts: RunOptions): Promise<RunReport> {
+  const started = Date.now();
+  const cacheDir = cacheRoot(opts.cacheDir);
+  const outDir = resolve(opts.outDir ?? join(cacheDir, 'runs', runStamp()));
+  mkdirSync(outDir, { recursive: true });
+  opts.logger.tee(join(outDir, 'harness.log'));
+  const report: RunReport = {
+    started: new Date(started).toISOString(),
+    durationMs: 0,
+    outDir,
+    cacheDir,
+    source: {
+      kernelSrc: resolve(opts.kernelSrc ?? DEFAULT_KERNEL_SRC),
+      patches: opts.patches === NO_PATCHES ? NO_PATCHES : resolve(opts.patches ?? projectPath('patches')),
+    },
+    arches: [],
+    exitCode: EXIT.ok,
+    selection: opts.selection,
+  };
+  for (const line of guardRun(cacheDir)) opts.logger.info(line);
+  // However the run ends, an interrupted one leaves its reports: from here
+  // when it unwinds, from the exit hook when something kept it from that.
+  const planned = new Map(opts.arches.map((a) => [a.name, plannedRuns(a, opts)]));
+  const finish = () => writeReports(report, planned, started);
+  const forgetHook = onCleanup(() => wasInterrupted() && finish());
+  try {
+    await runStages(opts, report);
+  } catch (e) {
+    if (wasInterrupted()) finish();
+    throw e;
+  } finally {
+    forgetHook();
+  }
+  finish();
+  return report;
+}
+
+/** The stages: source and patches once, then per arch its artifacts, then its guests. Fills report as it goes. */
+async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
+  const { logger } = opts;
+  logger.info(`run: artifacts in ${report.outDir}`);
+  preflight(opts.arches);
+  const src = await sourceStage(opts, report);
+  const keys = loadKeys(report.cacheDir);
+  const initScript = readFileSync(projectPath('guest/init'), 'utf8');
+  const rebuild = new Set(opts.rebuild ?? []);
+
+  // Kernel builds run one at a time; an arch's scenarios start as soon as its
+  // artifacts are ready and run alongside the next build (or the other arch's VMs).
+  const archRuns: Promise<void>[] = [];
+  for (const arch of opts.arches) {
+    const ar: ArchReport = { arch: arch.name, kernel: opts.kernel?.name, kernelVersion: src.version, boots: [], scenarios: [] };
+    report.arches.push(ar);
+    const archOut = join(report.outDir, arch.name);
+    mkdirSync(archOut, { recursive: true });
+    let artifacts: ArchArtifacts;
+    try {
+      artifacts = await prepareArch({ arch, src, keys, initScript, cacheDir: report.cacheDir, rebuild, logger, kconfigDir: opts.kconfigDir, kconfigExtra: opts.kconfigExtra, absentOptions: opts.kernel?.absentOptions, scenarios: opts.scenarios });
+    } catch (e) {
+      recordArchError(ar, e, logger);
+      continue;
+    }
+    keepArtifacts(ar, artifacts, archOut);
+    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: src.tree })
+      .catch((e) => recordArchError(ar, e, logger))
+      .finally(() => logger.status(arch.name, ar.error ? `stopped: ${ar.error.kind} error` : `done: ${ar.scenarios.filter((x) => x.ok).length}/${ar.scenarios.length} scenarios passed`));
+    if (opts.sequential) await archRun;
+    else archRuns.push(archRun);
+  }
+  await Promise.all(archRuns);
+}
+
+/** Unpacks the kernel source and applies the series (cached). */
+async function sourceStage(opts: RunOptions, report: RunReport) {
+  const { logger } = opts;
+  const series = readSeries(report.source.patches);
+  for (const a of opts.arches) logger.status(a.name, 'source: unpack and patch');
+  const src = await prepareSource({ kernelSrc: report.source.kernelSrc, series, cacheDir: report.cacheDir, logger, rebuild: opts.rebuild?.includes('source') });
+  for (const a of opts.arches) logger.status(a.name, 'waiting: one kernel build at a time');
+  Object.assign(report.source, { reused: src.reused, durationMs: src.durationMs, tree: src.tree, treeKey: src.key, series: src.series, generation: src.generation });
+  logger.info(`source: linux ${src.version} with ${series.patches.length} patch(es) ${src.reused ? 'reused from cache' : 'prepared'} (${src.tree})`);
+  return src;
+}
+
+/** Puts what was built into the arch's report and its folder. */
+function keepArtifacts(ar: ArchReport, { build, image, modules }: ArchArtifacts, archOut: string): void {
+  ar.build = { reused: build.reused, durationMs: build.durationMs, dir: build.buildDir, log: build.logPath, makeCommand: build.makeCommand };
+  writeFileSync(join(archOut, 'make-command.txt'), build.makeCommand + '\n');
+  // The kernel's build log stays with its build; the run keeps a copy (a reused build's is from when it was made).
+  if (existsSync(build.logPath)) copyFileSync(build.logPath, join(archOut, 'build.log'));
+  ar.image = { reused: image.reused, durationMs: image.durationMs, path: image.path, bytes: image.bytes };
+  ar.modules = { reused: modules.reused, dir: modules.dir };
+}
+
+/** The arch failed as a whole (a build, a boot, an interrupt): its report says how. */
+function recordArchError(ar: ArchReport, e: unknown, logger: Logger): void {
+  const text = describeError(e);
+  // After an interrupt, what failed (a killed make or QEMU) failed because of it.
+  const kind = wasInterrupted() ? 'interrupted' : e instanceof HarnessError ? e.kind : 'infra';
+  const message = wasInterrupted() ? `interrupted (${interruptReason()}): ${(e as Error).message}` : (e as Error).message;
+  ar.error = { kind, message, report: text, exitCode: wasInterrupted() ? EXIT.interrupted : exitCodeFor(e) };
+  logger.info(text);
+}
+
+interface ArchGuests {
+  opts: RunOptions;
+  arch: ArchRecord;
+  ar: ArchReport;
+  archOut: string;
+  artifacts: ArchArtifacts;
+  keys: Keys;
+  tree: string;
+}
+
+/** Every planned scenario on a freshly booted guest (a forced transition leaves a module that can never go); the next boots ahead. */
+async function runGuests(g: ArchGuests): Promise<void> {
+  const { opts, arch, ar, artifacts } = g;
+  const runs = plannedRuns(arch, opts);
+  const wallStart = Date.now();
+  if (runs[0]) opts.logger.status(arch.name, `boot: ${runs[0].cpu} for ${runs[0].scenario.name}`);
+  await runAhead(runs, {
+    acquire: (run) => bootFor(g, run),
+    beforeNext: checkInterrupted,
+    // A guest that died fails its scenario (with the console excerpt); the next scenario boots afresh.
+    use: ({ scenario, cpu }, booted) =>
+      runOnGuest({ arch, scenario, cpu, booted, build: artifacts.build, tree: g.tree, modules: artifacts.modules, logger: opts.logger, archOut: g.archOut, record: (sr) => ar.scenarios.push(sr) }),
+  });
+  ar.scenariosWallMs = Date.now() - wallStart;
+}
+
+/** Boots the guest for one planned run, recording the boot in the arch's report. */
+async function bootFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<Booted> {
+  const { arch, keys, opts } = g;
+  const label = `${scenario.name}-${cpu}`;
+  const consoleLog = join(g.archOut, `console-${label}.log`);
+  const bootRec: BootReport = { cpu, scenario: scenario.name, consoleLog };
+  g.ar.boots.push(bootRec);
+  const initrd = g.artifacts.images.get(scenario.image ?? 'base')!.path;
+  const commandFile = join(g.archOut, `qemu-command-${label}.txt`);
+  const booted = await bootGuest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, logger: opts.logger, cpu });
+  bootRec.bootMs = booted.bootMs;
+  if (booted.stalled.length) bootRec.stalledConsoleLogs = booted.stalled;
+  bootRec.qemuCommand = booted.vm.command;
+  opts.logger.info(`boot ${arch.name}/${cpu} for ${scenario.name}: SSH up after ${(booted.bootMs / 1000).toFixed(1)} s (${sshCommand(keys, booted.port)})`);
+  return booted;
+}
+
+/** The (scenario, CPU) pairs an arch is to run, in order. */
+function plannedRuns(arch: ArchRecord, opts: RunOptions): PlannedRun[] {
+  const cpuChoice = opts.cpus?.(arch) ?? [...arch.qemu.cpuModels];
+  return opts.scenarios.flatMap((scenario) => (scenario.allCpus ? cpuChoice : cpuChoice.slice(0, 1)).map((cpu) => ({ scenario, cpu })));
+}
+
+/**
+ * Writes summary.json, junit.xml, ktap.txt and report.html. After an interrupt every planned
+ * scenario without a report gets one marked interrupted, so the reports say
+ * what finished and what did not.
+ */
+function writeReports(report: RunReport, planned: Map<string, PlannedRun[]>, started: number): void {
+  if (wasInterrupted()) {
+    report.interrupted = interruptReason();
+    for (const [archName, runs] of planned) {
+      let ar = report.arches.find((a) => a.arch === archName);
+      if (!ar) report.arches.push((ar = { arch: archName, boots: [], scenarios: [] }));
+      for (const { scenario, cpu } of runs) {
+        if (ar.scenarios.some((s) => s.name === scenario.name && (s.cpu ?? cpu) === cpu)) continue;
+        ar.scenarios.push({ name: scenario.name, arch: archName, cpu, ok: false, interrupted: true, steps: [], durationMs: 0, timings: {}, error: `interrupted (${report.interrupted}) before it finished` });
+      }
+    }
+  }
+  report.durationMs = Date.now() - started;
+  report.exitCode = overallExit(report);
+  writeReportFiles(report);
+}

@@ -1,0 +1,79 @@
+// KTAP version 1 (the kernel's Documentation/dev-tools/ktap.rst), the
+// format KernelCI, LAVA and `kunit.py parse` read: one test per arch (and
+// kernel), nested one per scenario (and CPU), nested one per check. A
+// failed check is followed by diagnostic lines with what was expected and
+// what the guest said; a skipped scenario carries `# SKIP` and its reason.
+import type { RunReport } from './run-report.js';
+import type { ScenarioReport } from '../scenarios/types.js';
+
+const INDENT = '    ';
+
+/** A test name on one line: no '#' (it starts a directive) and no line breaks. */
+const name = (s: string) => s.replace(/#/g, 'no.').replace(/\s+/g, ' ').trim();
+const diag = (s: string) => s.split('\n').filter((l) => l.trim()).map((l) => `# ${l}`);
+
+interface Node {
+  name: string;
+  ok: boolean;
+  skip?: string;
+  diagnostics?: string[];
+  children?: Node[];
+}
+
+/** The leaves a KTAP reader counts: a test without subtests is one. */
+export function ktapCounts(r: RunReport): { total: number; passed: number; failed: number; skipped: number } {
+  const counts = { total: 0, passed: 0, failed: 0, skipped: 0 };
+  const walk = (n: Node) => {
+    if (n.children?.length) return n.children.forEach(walk);
+    counts.total++;
+    if (n.skip !== undefined) counts.skipped++;
+    else if (n.ok) counts.passed++;
+    else counts.failed++;
+  };
+  treeOf(r).forEach(walk);
+  return counts;
+}
+
+function scenarioNode(s: ScenarioReport): Node {
+  const title = name(`${s.name}${s.cpu ? ` ${s.cpu}` : ''}`);
+  if (s.skipped) return { name: title, ok: true, skip: name(s.skipped) };
+  const children: Node[] = s.steps.flatMap((st) =>
+    st.checks.map((c) => ({
+      name: name(`${st.name}: ${c.what}`),
+      ok: c.ok,
+      diagnostics: c.ok ? undefined : [...diag(`expected: ${c.expected}`), ...diag(`actual: ${c.actual}`)],
+    })),
+  );
+  // A scenario that ended before any check (an error, an interruption) is one failed leaf with the reason.
+  const reason = s.ok ? undefined : diag(s.error ?? 'failed');
+  if (!children.length) return { name: title, ok: s.ok, diagnostics: reason };
+  return { name: title, ok: s.ok, children, diagnostics: children.every((c) => c.ok) ? reason : undefined };
+}
+
+function treeOf(r: RunReport): Node[] {
+  return r.arches.map((a) => {
+    const title = name(`${a.kernel ? `${a.kernel} ` : ''}${a.arch}${a.kernelVersion ? ` linux-${a.kernelVersion}` : ''}`);
+    const children = a.scenarios.map(scenarioNode);
+    if (a.error) children.push({ name: 'pipeline', ok: false, diagnostics: diag(`${a.error.kind}: ${a.error.message}`) });
+    return { name: title, ok: children.every((c) => c.ok), children };
+  });
+}
+
+function emit(nodes: Node[], depth: number, out: string[], header?: string) {
+  const pad = INDENT.repeat(depth);
+  out.push(`${pad}KTAP version 1`);
+  if (header) out.push(`${pad}# Subtest: ${header}`);
+  out.push(`${pad}1..${nodes.length}`);
+  nodes.forEach((n, i) => {
+    if (n.children?.length) emit(n.children, depth + 1, out, n.name);
+    const directive = n.skip !== undefined ? ` # SKIP ${n.skip}` : '';
+    out.push(`${pad}${n.ok ? 'ok' : 'not ok'} ${i + 1} ${n.name}${directive}`);
+    for (const d of n.diagnostics ?? []) out.push(`${pad}${d}`);
+  });
+}
+
+export function toKTAP(r: RunReport): string {
+  const out: string[] = [];
+  emit(treeOf(r), 0, out);
+  return out.join('\n') + '\n';
+}

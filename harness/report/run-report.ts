@@ -1,0 +1,54 @@
+// What a run reports: per arch its build, image, boots and scenario outcomes.
+// Every report format (summary, JUnit, KTAP, HTML, trend, merge) reads these.
+import { EXIT, exitForOutcome } from '../core/errors.js';
+import type { ScenarioReport } from '../scenarios/types.js';
+
+export interface ArchReport {
+  arch: string;
+  /** The --kernel name (debian:6.12) when the run was given one. */
+  kernel?: string;
+  kernelVersion?: string;
+  build?: { reused: boolean; durationMs: number; dir: string; log: string; makeCommand: string };
+  image?: { reused: boolean; durationMs: number; path: string; bytes: number };
+  modules?: { reused: boolean; dir: string };
+  boots: BootReport[];
+  scenarios: ScenarioOutcome[];
+  /** Wall time from the first boot to the end of the last scenario (boots overlap scenarios). */
+  scenariosWallMs?: number;
+  error?: { kind: string; message: string; report: string; exitCode: number };
+}
+
+export interface BootReport {
+  cpu: string;
+  scenario: string;
+  bootMs?: number;
+  qemuCommand?: string;
+  consoleLog: string;
+  stalledConsoleLogs?: string[];
+}
+
+/** A scenario's report; `interrupted` when the run was stopped before it finished (or before it began). */
+export type ScenarioOutcome = ScenarioReport & { interrupted?: boolean };
+
+export interface RunReport {
+  started: string;
+  /** Set when a signal (or the end of the process that started us) stopped the run. */
+  interrupted?: string;
+  durationMs: number;
+  outDir: string;
+  cacheDir: string;
+  source: { kernelSrc: string; patches: string; reused?: boolean; durationMs?: number; tree?: string; treeKey?: string; series?: string; generation?: string };
+  arches: ArchReport[];
+  exitCode: number;
+  /** The scenarios asked for (before --shard) and the shard this run is. */
+  selection?: { scenarios: string[]; shard?: { index: number; count: number } };
+}
+
+/** The most serious outcome wins: usage > infra > kernel > tests failed > ok. */
+export function overallExit(r: RunReport): number {
+  if (r.interrupted) return EXIT.interrupted;
+  const scenarioCode = (s: ScenarioOutcome) => (s.interrupted ? EXIT.interrupted : exitForOutcome(s.ok, s.fault));
+  const codes = r.arches.flatMap((a) => [a.error?.exitCode ?? EXIT.ok, ...a.scenarios.map(scenarioCode)]);
+  for (const c of [EXIT.interrupted, EXIT.usage, EXIT.infra, EXIT.kernelFailed, EXIT.testsFailed]) if (codes.includes(c)) return c;
+  return EXIT.ok;
+}

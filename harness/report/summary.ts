@@ -1,0 +1,45 @@
+// The human summary printed at the end of a run.
+import type { RunReport } from './run-report.js';
+
+const secs = (ms?: number) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`);
+
+export function formatSummary(r: RunReport): string {
+  const out: string[] = ['', 'klp-harness summary'];
+  out.push(`  source: ${r.source.kernelSrc} + ${r.source.patches} (${r.source.reused ? 'cached' : 'prepared'} ${secs(r.source.durationMs)})`);
+  for (const a of r.arches) {
+    out.push(`  ${a.kernel ? `${a.kernel} ` : ''}${a.arch} (linux ${a.kernelVersion ?? '?'})`);
+    out.push(`    build:        ${a.build ? `${secs(a.build.durationMs)}${a.build.reused ? ' (cached, no make)' : ''}` : '-'}`);
+    out.push(`    image:        ${a.image ? `${secs(a.image.durationMs)}${a.image.reused ? ' (cached)' : ''}` : '-'}`);
+    for (const b of a.boots) out.push(`    boot to SSH:  ${secs(b.bootMs)} (cpu ${b.cpu})`);
+    if (a.scenarios.length) {
+      const rows = a.scenarios.map((s) => {
+        const { stuckSeenMs, remedyToDoneMs, ...rest } = s.timings;
+        const other = Object.entries(rest).map(([k, v]) => `${k}=${secs(v)}`).join(' ');
+        const checks = s.steps.reduce((n, st) => n + st.checks.length, 0);
+        const result = s.skipped ? 'SKIP' : s.ok ? 'PASS' : s.interrupted ? 'INTERRUPTED' : s.fault ? `FAIL (${s.fault})` : 'FAIL';
+        return [s.name, s.cpu ?? '', result, String(checks), secs(stuckSeenMs), secs(remedyToDoneMs), secs(s.durationMs), other];
+      });
+      out.push(...table(['scenario', 'cpu', 'result', 'checks', 'stuck seen', 'remedy->done', 'total', 'other'], rows).map((l) => `    ${l}`));
+    }
+    for (const s of a.scenarios.filter((x) => x.skipped)) out.push(`    skipped ${s.name}${s.cpu ? `/${s.cpu}` : ''}: ${s.skipped}`);
+    if (a.error) out.push(`    error: ${a.error.kind}: ${a.error.message}`);
+  }
+  if (r.interrupted) out.push(`  interrupted: ${r.interrupted}; scenarios marked INTERRUPTED did not run to their end`);
+  out.push(`  total: ${secs(r.durationMs)}, exit code ${r.exitCode}`);
+  out.push(`  artifacts: ${r.outDir}`);
+  out.push(`  summary:   ${r.outDir}/summary.json`);
+  out.push(`  junit:     ${r.outDir}/junit.xml`);
+  out.push(`  ktap:      ${r.outDir}/ktap.txt`);
+  out.push(`  page:      ${r.outDir}/report.html`);
+  // A run over several kernels keeps each kernel's log in its own folder.
+  const kernels = [...new Set(r.arches.map((a) => a.kernel).filter(Boolean))];
+  out.push(kernels.length ? `  logs:      ${r.outDir}/<version>/harness.log (one folder per kernel)` : `  log:       ${r.outDir}/harness.log`);
+  return out.join('\n') + '\n';
+}
+
+/** A plain-text table: columns padded to their widest cell. */
+export function table(head: string[], rows: string[][]): string[] {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
+}

@@ -1,0 +1,193 @@
+// Boots a kernel in QEMU and connects over SSH. Retries QEMU when its port
+// forward could not be set up (the port was taken), and once when the boot
+// stalled (the console silent before the guest was ready: seen rarely under
+// software emulation on a loaded host; the stalled console is kept). A kernel
+// that panics or never brings SSH up fails with the console tail.
+import '../core/dispose.js';
+import { renameSync, writeFileSync } from 'node:fs';
+import pRetry, { AbortError } from 'p-retry';
+import type { ArchRecord } from '../core/arch.js';
+import { bootError, HarnessError, infraError } from '../core/errors.js';
+import type { Keys } from '../image/keys.js';
+import type { Logger } from '../core/log.js';
+import { freePort } from './ports.js';
+import { pickAccel, QemuVM } from './qemu.js';
+import { GuestShell } from './ssh.js';
+import { timeout } from '../core/timeouts.js';
+
+export interface BootRequest {
+  arch: ArchRecord;
+  kernel: string;
+  initrd: string;
+  keys: Keys;
+  consoleLog: string;
+  /** Where the QEMU command line is written (default: beside the console log). */
+  commandFile?: string;
+  logger: Logger;
+  cpu?: string;
+  qemuBinary?: string;
+  extraAppend?: string[];
+  /** Console silence before ready that counts as a stall (default: the bootSilence timeout). */
+  silenceMs?: number;
+  /** The accelerator to try first (default: KVM where usable; tests inject one). */
+  accel?: 'kvm' | 'tcg';
+  /** Picks the host port for the SSH forward (tests inject a taken one). */
+  pickPort?: () => Promise<number>;
+}
+
+/** A guest up and reachable over SSH; leaving its `await using` scope closes SSH and stops QEMU. */
+export interface Booted extends AsyncDisposable {
+  vm: QemuVM;
+  ssh: GuestShell;
+  bootMs: number;
+  port: number;
+  /** Console logs of earlier attempts that stalled (kept, renamed). */
+  stalled: string[];
+}
+
+/** Set once KVM failed to start a guest: the rest of the run uses TCG. */
+let kvmUnusable: string | undefined;
+
+/** Printed to /dev/kmsg by guest/init once the SSH server runs. */
+export const READY_LINE = /klp-init: ready/;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
+
+export const portTaken = (stderr: string) => /could not set up host forwarding rule|Address already in use/i.test(stderr);
+
+/** Starts QEMU (on another port if the first is taken) and returns once SSH works. */
+export async function bootGuest(req: BootRequest): Promise<Booted> {
+  const stalled: string[] = [];
+  return pRetry(() => bootOnce(req, stalled), { retries: 3, minTimeout: 0 });
+}
+
+/** One attempt: QEMU started, the console watched until the guest is ready, then SSH. */
+async function bootOnce(req: BootRequest, stalled: string[]): Promise<Booted> {
+  const { arch } = req;
+  const deadline = timeout('bootToSsh', arch);
+  const port = await (req.pickPort ?? freePort)();
+  const accel = kvmUnusable ? 'tcg' : (req.accel ?? pickAccel(arch));
+  const vm = startQemu(req, port, accel);
+  const watch = watchBoot(vm, req.silenceMs ?? timeout('bootSilence', arch), arch.name);
+  try {
+    // Connecting before the guest's network is up costs seconds of TCP SYN
+    // back-off inside QEMU's user network; our init says when it is ready.
+    const early = await Promise.race([vm.waitForLine(READY_LINE).then(() => undefined), watch.abort, sleep(deadline / 2).then(() => undefined)]);
+    if (early) throw new HarnessError('boot', early);
+    watch.stop();
+    const commands = { commandMs: timeout('guestCommand', arch), copyMs: timeout('fileCopy', arch) };
+    const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, commands, abort: watch.abort });
+    const bootMs = Date.now() - vm.startedAt;
+    return {
+      vm,
+      ssh,
+      bootMs,
+      port,
+      stalled,
+      async [Symbol.asyncDispose]() {
+        ssh.close();
+        await vm.stop();
+      },
+    };
+  } catch (e) {
+    // Give a fatal line a moment to arrive so the report shows the panic, not only the exit.
+    await new Promise((r) => setTimeout(r, 300));
+    await vm.stop();
+    throw failedBoot(e, { req, vm, port, accel, stalledNow: watch.stalled(), stalled });
+  } finally {
+    watch.stop();
+  }
+}
+
+/** Starts QEMU for the request and says where its command line is. */
+function startQemu(req: BootRequest, port: number, accel: 'kvm' | 'tcg'): QemuVM {
+  const { arch, logger } = req;
+  const vm = new QemuVM({
+    arch,
+    accel,
+    kernel: req.kernel,
+    initrd: req.initrd,
+    sshPort: port,
+    consoleLog: req.consoleLog,
+    cpu: req.cpu,
+    binary: req.qemuBinary,
+    extraAppend: req.extraAppend,
+    onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
+  });
+  // The full command line is long: it goes to --verbose and next to the console log, not to every default log line.
+  const commandFile = req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt');
+  writeFileSync(commandFile, vm.command + '\n');
+  logger.info(`boot ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid} (command line in ${commandFile})`);
+  logger.verbose(`boot ${arch.name}: ${vm.command}`);
+  return vm;
+}
+
+/**
+ * Watches a booting guest: `abort` resolves with why waiting is pointless
+ * (a panic, QEMU gone, the console silent for silenceMs: a stall).
+ */
+function watchBoot(vm: QemuVM, silenceMs: number, archName: string) {
+  let stalledNow = false;
+  let watchdog: NodeJS.Timeout | undefined;
+  const silent = new Promise<string>((resolve) => {
+    watchdog = setInterval(() => {
+      const quiet = Date.now() - vm.lastLineAt;
+      if (quiet < silenceMs) return;
+      stalledNow = true;
+      clearInterval(watchdog);
+      resolve(`boot stalled: no console output for ${Math.round(quiet / 1000)} s before the guest was ready`);
+    }, 1000);
+  });
+  const abort = Promise.race([
+    vm.fatal.then((ev) => `kernel ${ev.kind} on ${archName}: ${ev.line.trim()}`),
+    vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH came up`),
+    silent,
+  ]);
+  return { abort, stalled: () => stalledNow, stop: () => clearInterval(watchdog) };
+}
+
+/**
+ * What a failed attempt was, as the error to throw: a panic, a second stall,
+ * a QEMU that could not start or a guest that never answered end the boot
+ * (AbortError); a first stall, a taken port or a KVM that does not work are
+ * retried.
+ */
+function failedBoot(e: unknown, a: { req: BootRequest; vm: QemuVM; port: number; accel: 'kvm' | 'tcg'; stalledNow: boolean; stalled: string[] }): Error {
+  const { req, vm, stalled } = a;
+  const { arch, logger } = req;
+  const exit = vm.exit;
+  const ctx = {
+    arch: arch.name,
+    command: vm.command,
+    durationMs: Date.now() - vm.startedAt,
+    consoleTail: vm.console.last(40),
+    logPath: req.consoleLog,
+    exitCode: exit?.code,
+    signal: exit?.signal ?? undefined,
+  };
+  const panic = vm.events.find((ev) => ev.kind === 'panic' || ev.kind === 'oops' || ev.kind === 'bug');
+  if (panic) return new AbortError(bootError(`kernel failed during boot: ${panic.line.trim()}`, ctx));
+  const msg = e instanceof HarnessError ? e.message : String(e);
+  if (a.stalledNow && stalled.length === 0) {
+    const kept = `${req.consoleLog.replace(/\.log$/, '')}-stalled-1.log`;
+    renameSync(req.consoleLog, kept);
+    stalled.push(kept);
+    logger.info(`boot ${arch.name}: ${msg} (last line: ${vm.console.last(1)[0]?.trim() ?? 'none'}); console kept in ${kept}; booting once more`);
+    return bootError(msg, ctx);
+  }
+  if (exit && portTaken(exit.stderr)) {
+    logger.info(`boot ${arch.name}: port ${a.port} was taken, trying another`);
+    return infraError(`port ${a.port} was taken`, ctx);
+  }
+  if (a.accel === 'kvm' && exit && vm.console.last(1).length === 0) {
+    // /dev/kvm can be there and still not work (seen: nested virtualisation failing to set MSRs).
+    kvmUnusable = exit.stderr.trim().split('\n')[0] ?? 'QEMU exited';
+    logger.info(`boot ${arch.name}: KVM is not usable here (${kvmUnusable}); falling back to software emulation`);
+    return infraError(`KVM unusable: ${kvmUnusable}`, ctx);
+  }
+  if (exit && exit.code !== 0 && exit.stderr.trim() && vm.console.last(1).length === 0) {
+    return new AbortError(infraError(`QEMU failed to start: ${exit.stderr.trim().split('\n')[0]}`, { ...ctx, details: exit.stderr }));
+  }
+  const earlier = stalled.length ? `; an earlier attempt stalled too (${stalled.join(', ')})` : '';
+  return new AbortError(bootError(`${arch.name} guest did not reach SSH: ${msg}${earlier}`, { ...ctx, details: exit?.stderr || undefined }));
+}

@@ -1,0 +1,244 @@
+// Guest-side operations on the livepatch interface, each returning what the
+// guest said, so scenarios assert on readings, never on assumptions.
+import type { ConsoleEvent, RingBuffer } from './console.js';
+import { errorContextFrom } from './command-context.js';
+import { bootError, HarnessError, infraError } from '../core/errors.js';
+import { q, type ExecResult, type GuestShell } from './ssh.js';
+
+/** What GuestOps watches so that a dead guest fails a command at once. */
+export interface VmWatch {
+  fatal: Promise<ConsoleEvent>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
+  console: RingBuffer;
+  options: { consoleLog: string; arch: { name: string } };
+}
+
+export const LP_SYSFS = '/sys/kernel/livepatch';
+
+/**
+ * A guest shell loop reading `path` into $v ('gone' when it cannot be read)
+ * every `everyMs` until `forMs` of guest clock have passed, with $e the
+ * milliseconds since the start; `body` runs after each reading and may
+ * `break`. Builtins only per reading (a fork costs ~45 ms under emulation);
+ * $ms comes from /proc/uptime ("12.34" -> 12340; the "1" prefix keeps "0.09"
+ * from reading as octal).
+ */
+function pollScript(path: string, forMs: number, everyMs: number, body: string, first = ''): string {
+  return (
+    'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; now_ms; t0=$ms; ' +
+    `${first}e=0; ` +
+    `while :; do read v 2>/dev/null < ${q(path)} || v=gone; now_ms; e=$(( ms - t0 )); ${body}` +
+    `[ $e -ge ${forMs} ] && break; usleep ${everyMs * 1000}; done;`
+  );
+}
+
+/** One reading of a sampled file at a moment of the guest's clock (uptime, ms). */
+export interface SamplePoint {
+  atMs: number;
+  value: string;
+  /** The reading of the second file sampled at the same moment, if any. */
+  other?: string;
+}
+
+export interface WriteResult {
+  ok: boolean;
+  /** The shell's error text for a failed write, e.g. "Invalid argument". */
+  error: string;
+}
+
+export class GuestOps {
+  /** Resolves with the error to report once the kernel panics or QEMU exits. */
+  private readonly dead: Promise<HarnessError>;
+
+  constructor(
+    readonly ssh: GuestShell,
+    private readonly commandTimeoutMs: number,
+    private readonly vm?: VmWatch,
+  ) {
+    this.dead = vm
+      ? Promise.race([
+          vm.fatal.then((ev) => bootError(`kernel ${ev.kind}: ${ev.line.trim()}`, this.vmContext())),
+          vm.exited.then((x) => {
+            const ctx = { ...this.vmContext(), exitCode: x.code, signal: x.signal, details: x.stderr.trim() ? `QEMU stderr:\n${x.stderr}` : undefined };
+            // A signal from outside (kill) is the host's doing; an exit of its own after a crash is the kernel's.
+            return x.signal ? infraError(`QEMU was killed (${x.signal}) while the guest was in use`, ctx) : bootError(`QEMU exited (code ${x.code}) while the guest was in use`, ctx);
+          }),
+        ])
+      : new Promise(() => {});
+  }
+
+  private vmContext() {
+    return this.vm ? { arch: this.vm.options.arch.name, consoleTail: this.vm.console.last(40), logPath: this.vm.options.consoleLog } : {};
+  }
+
+  /**
+   * Races a guest operation against the guest dying. When the connection
+   * drops because QEMU died, the death is the report, not the SSH error.
+   * A timeout gets the console tail.
+   */
+  private async guard<T>(op: Promise<T>): Promise<T> {
+    const deathFirst = this.dead.then((e) => Promise.reject(e));
+    deathFirst.catch(() => {});
+    try {
+      const r = await Promise.race([op, deathFirst]);
+      if ((r as { code?: unknown })?.code === null) await this.throwIfDead();
+      return r;
+    } catch (e) {
+      if (!(e instanceof HarnessError && e.kind === 'boot')) await this.throwIfDead();
+      if (e instanceof HarnessError && e.kind === 'timeout' && this.vm) Object.assign(e.context, this.vmContext());
+      throw e;
+    }
+  }
+
+  /** Gives QEMU's exit a moment to be noticed, then throws the death report if it died. */
+  private async throwIfDead(): Promise<void> {
+    if (!this.vm) return;
+    const e = await Promise.race([this.dead, new Promise<undefined>((r) => setTimeout(() => r(undefined), 300))]);
+    if (e) throw e;
+  }
+
+  /** Runs a command and fails (as a guest-command error) on a non-zero exit. */
+  async must(command: string): Promise<string> {
+    const r = await this.run(command);
+    if (r.code !== 0) {
+      throw new HarnessError('guest-command', `guest command failed with status ${r.code}`, errorContextFrom(r));
+    }
+    return r.stdout;
+  }
+
+  run(command: string, timeoutMs = this.commandTimeoutMs): Promise<ExecResult> {
+    return this.guard(this.ssh.exec(command, { timeoutMs }));
+  }
+
+  /** Copies data into a guest file. */
+  put(data: Buffer, remotePath: string): Promise<void> {
+    return this.guard(this.ssh.put(data, remotePath));
+  }
+
+  async read(path: string): Promise<string> {
+    return (await this.must(`cat ${q(path)}`)).trim();
+  }
+
+  async exists(path: string): Promise<boolean> {
+    return (await this.run(`test -e ${q(path)}`)).code === 0;
+  }
+
+  /** Writes a value to a sysfs file; a refused write is a result, not an exception. */
+  async write(path: string, value: string): Promise<WriteResult> {
+    const r = await this.run(`echo ${q(value)} > ${q(path)}`);
+    const error = /write error: (.*)$/m.exec(r.stderr)?.[1]?.trim() ?? r.stderr.trim();
+    return { ok: r.code === 0, error: r.code === 0 ? '' : error };
+  }
+
+  patchFile(patch: string, file: string): string {
+    return `${LP_SYSFS}/${patch}/${file}`;
+  }
+
+  /**
+   * Waits in the guest (one SSH command, no host polling) until the patch's
+   * `transition` reads `want` or the timeout passes. Returns the reading
+   * ('gone' once the patch is freed, which ends a wait for '0') and how long
+   * the guest waited, by the guest's clock (/proc/uptime, 10 ms resolution).
+   * Readings use the shell's `read` builtin: a fork costs ~45 ms under emulation.
+   */
+  async waitTransition(patch: string, want: '0' | '1', timeoutMs: number): Promise<{ value: string; waitedMs: number; endMs: number }> {
+    const done = `[ "$v" = ${q(want)} ] && break; ${want === '0' ? '[ "$v" = gone ] && break; ' : ''}`;
+    const r = await this.run(`${pollScript(this.patchFile(patch, 'transition'), timeoutMs, 100, done)} echo "$v $e $ms"`, timeoutMs + this.commandTimeoutMs);
+    const [value = '', ms = '0', end = 'NaN'] = r.stdout.trim().split(/\s+/);
+    return { value, waitedMs: Number(ms), endMs: Number(end) };
+  }
+
+  /**
+   * Samples a file in the guest every `everyMs` for at least `forMs` (guest
+   * clock), and `also` at the same moments. Returns each distinct reading of
+   * `path` with its count, the span covered, and every reading with its
+   * guest uptime in ms.
+   */
+  async sample(path: string, forMs: number, everyMs: number, also?: string): Promise<{ counts: Map<string, number>; spanMs: number; points: SamplePoint[] }> {
+    const body = also ? `read w 2>/dev/null < ${q(also)} || w=gone; echo "$v $ms $w"; ` : 'echo "$v $ms"; ';
+    const r = await this.run(`${pollScript(path, forMs, everyMs, body)} echo "span $e"`, forMs + this.commandTimeoutMs);
+    const lines = r.stdout.trim().split('\n');
+    const spanMs = Number(/^span (\d+)$/.exec(lines.pop() ?? '')?.[1] ?? 0);
+    const counts = new Map<string, number>();
+    const points: SamplePoint[] = [];
+    for (const l of lines) {
+      const [value = '', at = 'NaN', other] = l.split(' ');
+      counts.set(value, (counts.get(value) ?? 0) + 1);
+      points.push({ atMs: Number(at), value, other });
+    }
+    return { counts, spanMs, points };
+  }
+
+  /**
+   * Writes `value` to `path` (`times` times back to back) and, in the same
+   * guest command, waits until the patch's `transition` reads 0 or the
+   * patch is gone. The guest clock starts just before the first write, so
+   * `waitedMs` is the kernel's time from the lever to the end, not SSH's.
+   */
+  async writeThenWait(path: string, value: string, patch: string, timeoutMs: number, times = 1): Promise<{ writes: WriteResult[]; value: string; waitedMs: number; atMs: number }> {
+    const writes = Array.from({ length: times }, (_, i) =>
+      `if { echo ${q(value)} > ${q(path)}; } 2>/tmp/klp-w${i}; then echo "w ok"; else read m < /tmp/klp-w${i}; echo "w $m"; fi; `,
+    ).join('');
+    const done = `[ "$v" = 0 ] && break; [ "$v" = gone ] && break; `;
+    const r = await this.run(`${pollScript(this.patchFile(patch, 'transition'), timeoutMs, 100, done, writes)} echo "end $v $e $t0"`, timeoutMs + this.commandTimeoutMs);
+    const lines = r.stdout.trim().split('\n');
+    const [, v = '', ms = 'NaN', t0 = 'NaN'] = (lines.find((l) => l.startsWith('end ')) ?? '').split(/\s+/);
+    const outcomes = lines
+      .filter((l) => l.startsWith('w '))
+      .map((l) => l.slice(2))
+      .map((m) => (m === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(m)?.[1]?.trim() ?? m }));
+    return { writes: outcomes, value: v, waitedMs: Number(ms), atMs: Number(t0) };
+  }
+
+  /**
+   * Waits in the guest (one SSH command) until `path`'s reading $v, 'gone'
+   * when it cannot be read, makes the shell test `until` hold, or timeoutMs
+   * of guest clock pass. Returns the last reading and the guest's wait.
+   */
+  async waitFor(path: string, until: string, timeoutMs: number): Promise<{ value: string; waitedMs: number }> {
+    const r = await this.run(`${pollScript(path, timeoutMs, 100, `${until} && break; `)} echo "$v $e"`, timeoutMs + this.commandTimeoutMs);
+    const m = /(\S*) (\d+)\s*$/.exec(r.stdout.trim());
+    return { value: m?.[1] ?? '', waitedMs: Number(m?.[2] ?? NaN) };
+  }
+
+  /** Waits in the guest until `path` can no longer be read (a sysfs directory removed); returns whether it went. */
+  async waitGone(path: string, timeoutMs: number): Promise<{ gone: boolean; waitedMs: number }> {
+    const w = await this.waitFor(path, '[ "$v" = gone ]', timeoutMs);
+    return { gone: w.value === 'gone', waitedMs: w.waitedMs };
+  }
+
+  /** Every task's /proc/<pid>/task/<tid>/patch_state, counted by value (builtins only per task). */
+  async patchStates(): Promise<Map<string, number>> {
+    const r = await this.run(`for t in /proc/[0-9]*/task/[0-9]*; do read s 2>/dev/null < $t/patch_state && echo "$s"; done`);
+    const counts = new Map<string, number>();
+    for (const l of r.stdout.split('\n').filter(Boolean)) counts.set(l.trim(), (counts.get(l.trim()) ?? 0) + 1);
+    return counts;
+  }
+
+  /** A task's ELF auxiliary vector (/proc/<pid>/auxv), as type -> value; 64-bit guests only. */
+  async auxv(pid: number): Promise<Map<number, bigint>> {
+    const words = (await this.must(`od -A n -t x8 -v /proc/${pid}/auxv`)).trim().split(/\s+/).filter(Boolean);
+    const out = new Map<number, bigint>();
+    for (let i = 0; i + 1 < words.length; i += 2) out.set(Number(BigInt(`0x${words[i]}`)), BigInt(`0x${words[i + 1]}`));
+    return out;
+  }
+
+  /** Runs a command and reads the guest's uptime right after it (ms), in one round trip. */
+  async runTimed(command: string): Promise<ExecResult & { atMs: number }> {
+    const r = await this.run(`${command}; rc=$?; read u _ < /proc/uptime; echo "@uptime $u"; exit $rc`);
+    const m = /@uptime (\d+)\.(\d+)\s*$/.exec(r.stdout);
+    return { ...r, stdout: r.stdout.replace(/@uptime .*\s*$/, ''), atMs: m ? Number(m[1]) * 1000 + Number(m[2]!.padEnd(3, '0').slice(0, 3)) : NaN };
+  }
+
+  async dmesg(): Promise<string> {
+    return this.must('dmesg');
+  }
+
+  async insmod(path: string): Promise<ExecResult> {
+    return this.run(`insmod ${q(path)}`);
+  }
+
+  async rmmod(name: string): Promise<ExecResult> {
+    return this.run(`rmmod ${q(name)}`);
+  }
+}

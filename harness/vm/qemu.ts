@@ -1,0 +1,196 @@
+// Supervises one QEMU process: own process group, console kept in a file
+// (up to a size) and a ring buffer, fatal console lines reported at once,
+// stopped with SIGTERM then SIGKILL to the whole group. The only code that
+// starts QEMU. A guest that floods its console costs bounded memory and disk.
+import { accessSync, constants, createWriteStream, type WriteStream } from 'node:fs';
+import type { ArchRecord } from '../core/arch.js';
+import { classifyLine, cleanConsoleLine, isFatal, RingBuffer, type ConsoleEvent } from './console.js';
+import { formatCommand } from '../core/exec.js';
+import { spawnGroup, type ProcessGroup } from '../core/process-group.js';
+
+export interface QemuOptions {
+  arch: ArchRecord;
+  kernel: string;
+  initrd: string;
+  sshPort: number;
+  consoleLog: string;
+  cpu?: string;
+  smp?: number;
+  extraAppend?: string[];
+  accel?: 'kvm' | 'tcg';
+  /** Called with each console line (--verbose streams them). */
+  onConsoleLine?: (line: string) => void;
+  /** Replaces the QEMU binary (tests use a fake script). */
+  binary?: string;
+  /** The console log stops growing here (default CONSOLE_LOG_MAX_BYTES); the ring buffer and the panic watch go on. */
+  consoleLogMaxBytes?: number;
+}
+
+/** Bounds on what one guest can make the harness hold. */
+export const CONSOLE_LOG_MAX_BYTES = 64 * 1024 * 1024;
+/** A console "line" longer than this (a flood without newlines) is cut into pieces this long. */
+export const CONSOLE_LINE_MAX_CHARS = 16 * 1024;
+/** Console reports (WARN, BUG...) kept per boot. */
+const MAX_EVENTS = 500;
+/** QEMU's own stderr: the last this many characters are kept. */
+const STDERR_MAX_CHARS = 64 * 1024;
+
+/** KVM when /dev/kvm is usable and the guest is the host's arch; else TCG (software emulation). */
+export function pickAccel(arch: ArchRecord, hostArch: string = process.arch, kvmDevice = '/dev/kvm'): 'kvm' | 'tcg' {
+  if (process.env.KLP_HARNESS_ACCEL === 'tcg' || hostArch !== arch.kvmHostArch) return 'tcg';
+  try {
+    accessSync(kvmDevice, constants.R_OK | constants.W_OK);
+    return 'kvm';
+  } catch {
+    return 'tcg';
+  }
+}
+
+/** The QEMU argv for a boot, from the arch record alone. */
+export function qemuArgs(o: QemuOptions): string[] {
+  const q = o.arch.qemu;
+  const accel = o.accel ?? 'tcg';
+  // trust_cpu: seed the crng from the CPU (RDRAND under TCG) so the SSH server does not wait for entropy.
+  const append = [`console=${q.console}`, 'panic=-1', 'printk.time=1', 'random.trust_cpu=on', ...(o.extraAppend ?? [])];
+  return [
+    ...q.machineArgs,
+    '-accel', accel,
+    '-cpu', accel === 'kvm' ? 'host' : (o.cpu ?? q.cpuModels[0]!),
+    '-smp', String(o.smp ?? 2),
+    '-m', String(q.memoryMiB),
+    '-display', 'none',
+    '-monitor', 'none',
+    '-serial', 'stdio',
+    '-no-reboot',
+    '-kernel', o.kernel,
+    '-initrd', o.initrd,
+    '-append', append.join(' '),
+    // restrict=on: the guest reaches nothing outside (no host loopback services); the forward still comes in.
+    '-netdev', `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${o.sshPort}-:22`,
+    '-device', 'virtio-net-pci,netdev=n0',
+    '-device', 'virtio-rng-pci',
+  ];
+}
+
+/** A console line cut into pieces of at most CONSOLE_LINE_MAX_CHARS. */
+function piecesOf(line: string): string[] {
+  if (line.length <= CONSOLE_LINE_MAX_CHARS) return [line];
+  const out: string[] = [];
+  for (let i = 0; i < line.length; i += CONSOLE_LINE_MAX_CHARS) out.push(line.slice(i, i + CONSOLE_LINE_MAX_CHARS));
+  return out;
+}
+
+export type VmExit = { code: number | null; signal: NodeJS.Signals | null; stderr: string };
+
+export class QemuVM {
+  readonly command: string;
+  readonly startedAt = Date.now();
+  /** When the console last printed a line (the boot watchdog's clock). */
+  lastLineAt = Date.now();
+  readonly console = new RingBuffer(120);
+  readonly events: ConsoleEvent[] = [];
+  /** Resolves when QEMU exits, for whatever reason. */
+  readonly exited: Promise<VmExit>;
+  /** Resolves with the first fatal console event (panic). */
+  readonly fatal: Promise<ConsoleEvent>;
+  private group: ProcessGroup;
+  private log: WriteStream;
+  private stderr = '';
+  private exitInfo?: VmExit;
+  private lineWaiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  /** Bytes written to the console log so far. */
+  private logBytes = 0;
+
+  constructor(readonly options: QemuOptions) {
+    const binary = options.binary ?? options.arch.qemu.binary;
+    const args = qemuArgs(options);
+    this.command = formatCommand(binary, args);
+    this.log = createWriteStream(options.consoleLog, { flags: 'a' });
+    this.log.write(`# ${this.command}\n`);
+    const logMax = options.consoleLogMaxBytes ?? CONSOLE_LOG_MAX_BYTES;
+    const toLog = (chunk: Buffer | string) => {
+      if (this.logBytes >= logMax) return;
+      const room = logMax - this.logBytes;
+      const piece = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      this.log.write(piece.length <= room ? piece : piece.subarray(0, room));
+      this.logBytes += Math.min(piece.length, room);
+      if (this.logBytes >= logMax) this.log.write(`\n# klp-harness: console log stopped at ${logMax} bytes; the rest was only watched for panics\n`);
+    };
+    // The kernel kills QEMU if node dies (setpriv --pdeathsig); its own group lets us end it whole.
+    const { child, group } = spawnGroup(binary, args, { name: binary, spawn: { stdio: ['ignore', 'pipe', 'pipe'] } });
+    this.group = group;
+    let resolveFatal!: (e: ConsoleEvent) => void;
+    this.fatal = new Promise((r) => (resolveFatal = r));
+    let partial = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      toLog(chunk);
+      const text = partial + chunk.toString('utf8');
+      // Output without newlines would otherwise grow one string without end: long lines come in pieces.
+      const lines = text.split('\n').flatMap(piecesOf);
+      partial = lines.pop() ?? ''; // the unfinished line (empty after a newline)
+      for (const raw of lines) {
+        const line = cleanConsoleLine(raw);
+        this.lastLineAt = Date.now();
+        this.console.push(line);
+        this.seen(line);
+        options.onConsoleLine?.(line);
+        const ev = classifyLine(line);
+        if (ev) {
+          // A guest printing WARNs in a loop: the first ones tell the story.
+          if (this.events.length < MAX_EVENTS) this.events.push(ev);
+          if (isFatal(ev)) resolveFatal(ev);
+        }
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => {
+      this.stderr = (this.stderr + chunk.toString('utf8')).slice(-STDERR_MAX_CHARS);
+      toLog(`# qemu stderr: ${chunk.toString('utf8')}`);
+    });
+    child.on('error', (e) => (this.stderr += String(e.message)));
+    this.exited = group.exited.then(({ code, signal }) => {
+      this.exitInfo ??= { code, signal, stderr: this.stderr };
+      this.log.end();
+      return this.exitInfo;
+    });
+  }
+
+  get pid() {
+    return this.group.pid;
+  }
+  get running() {
+    return this.exitInfo === undefined;
+  }
+  get exit() {
+    return this.exitInfo;
+  }
+
+  /** Patterns waited for that have been seen, with their first matching line. */
+  private matched = new Map<RegExp, string>();
+
+  /** Resolves the waiters a line satisfies and remembers it for later waits on the same pattern. */
+  private seen(line: string) {
+    this.lineWaiters = this.lineWaiters.filter((w) => {
+      if (!w.re.test(line)) return true;
+      this.matched.set(w.re, line);
+      w.resolve(line);
+      return false;
+    });
+  }
+
+  /**
+   * Waits for a console line matching re. Lines from before the call are
+   * looked for in the ring buffer only: the console is not kept in memory
+   * whole (callers ask early, as boot does for the ready line).
+   */
+  waitForLine(re: RegExp): Promise<string> {
+    const hit = this.matched.get(re) ?? this.console.last().find((l) => re.test(l));
+    if (hit) return Promise.resolve(hit);
+    return new Promise((resolve) => this.lineWaiters.push({ re, resolve }));
+  }
+
+  /** Stops QEMU: SIGTERM to its group (continued if it was stopped), SIGKILL after graceMs. */
+  async stop(graceMs = 3000): Promise<VmExit> {
+    await this.group.stop(graceMs);
+    return this.exited;
+  }
+}

@@ -1,0 +1,223 @@
+// SSH to the guest with ssh2: run a command (stdout, stderr, exit status),
+// copy a file in. Connecting retries only while the server is not up yet.
+// Every command has a deadline (by default the table's, given at connect)
+// and its output is capped, so a guest that stops answering or floods
+// cannot hold the run forever or exhaust the host.
+import pRetry, { AbortError } from 'p-retry';
+import { Client, type ClientChannel } from 'ssh2';
+import { HarnessError, infraError, timeoutError } from '../core/errors.js';
+import type { Keys } from '../image/keys.js';
+
+export interface ExecResult {
+  command: string;
+  stdout: string;
+  stderr: string;
+  code: number | null;
+  signal?: string;
+  durationMs: number;
+}
+
+/** Quotes a string for the guest's POSIX shell. */
+export const q = (s: string | number) => `'${String(s).replace(/'/g, `'\\''`)}'`;
+
+/** Each of a command's stdout and stderr is kept up to this many bytes. */
+export const OUTPUT_MAX_BYTES = 4 * 1024 * 1024;
+
+/** Collects a stream's bytes up to a cap; what is over the cap is counted and named in a marker. */
+export class CappedOutput {
+  private chunks: Buffer[] = [];
+  private kept = 0;
+  private dropped = 0;
+  constructor(private readonly max = OUTPUT_MAX_BYTES) {}
+  push(chunk: Buffer) {
+    const room = this.max - this.kept;
+    if (room > 0) {
+      const piece = chunk.length <= room ? chunk : chunk.subarray(0, room);
+      this.chunks.push(piece);
+      this.kept += piece.length;
+    }
+    this.dropped += Math.max(0, chunk.length - Math.max(room, 0));
+  }
+  /** The text (decoded once, so a character split across chunks stays whole), with a marker when cut. */
+  text(): string {
+    const s = Buffer.concat(this.chunks).toString('utf8');
+    return this.dropped ? `${s}\n[truncated ${this.dropped} bytes]\n` : s;
+  }
+}
+
+/** Deadlines for guest commands, from the timeout table (scaled per arch). */
+export interface CommandDeadlines {
+  /** A command given no timeout of its own. */
+  commandMs: number;
+  /** Copying a file in. */
+  copyMs: number;
+}
+
+/** Errors that mean "the server is not listening yet", the only ones worth a retry. */
+export function isNotUpYet(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; level?: string };
+  if (e.code && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(e.code)) return true;
+  return /Connection lost before handshake|Timed out while waiting for handshake|read ECONNRESET|socket hang up/.test(e.message ?? '');
+}
+
+export class GuestShell {
+  private constructor(
+    private readonly client: Client,
+    readonly port: number,
+    readonly deadlines: CommandDeadlines,
+  ) {}
+
+  /**
+   * Connects, retrying while the server is not up. `abort` resolves (with a
+   * reason) when waiting is pointless: the VM died or panicked.
+   */
+  static async connect(opts: { port: number; keys: Keys; deadlineMs: number; commands: CommandDeadlines; abort?: Promise<string> }): Promise<GuestShell> {
+    let aborted: string | undefined;
+    opts.abort?.then((why) => (aborted = why));
+    const started = Date.now();
+    const attempt = () =>
+      new Promise<Client>((resolve, reject) => {
+        const c = new Client();
+        c.on('ready', () => resolve(c));
+        c.on('error', (e) => {
+          c.end();
+          reject(e);
+        });
+        c.connect({
+          host: '127.0.0.1',
+          port: opts.port,
+          username: 'root',
+          privateKey: opts.keys.clientPrivate,
+          readyTimeout: 8000,
+          hostVerifier: (key: Buffer) => key.equals(opts.keys.hostPublicBlob),
+        });
+      });
+    const client = await pRetry(
+      async () => {
+        if (aborted) throw new AbortError(aborted);
+        try {
+          return await attempt();
+        } catch (e) {
+          if (aborted) throw new AbortError(aborted);
+          if (!isNotUpYet(e)) throw new AbortError(e as Error);
+          throw e;
+        }
+      },
+      {
+        retries: 1000,
+        minTimeout: 150,
+        maxTimeout: 500,
+        factor: 1.3,
+        shouldRetry: () => Date.now() - started < opts.deadlineMs && !aborted,
+      },
+    ).catch((e: Error) => {
+      if (aborted) throw new HarnessError('boot', aborted);
+      if (/verification failed|Host denied/i.test(e.message)) {
+        throw infraError('the guest presented a host key the harness did not make', { hint: 'rebuild the image: --rebuild image' }, e);
+      }
+      if (/authentication methods failed/i.test(e.message)) {
+        throw infraError('the guest refused the harness client key', { hint: 'rebuild the image: --rebuild image' }, e);
+      }
+      if (isNotUpYet(e)) throw timeoutError(`no SSH from the guest within ${Math.round(opts.deadlineMs / 1000)} s`, { details: e.message });
+      throw infraError(`SSH connection failed: ${e.message}`, {}, e);
+    });
+    return new GuestShell(client, opts.port, opts.commands);
+  }
+
+  /**
+   * Runs a shell command in the guest. Never throws for a non-zero exit
+   * status; throws a timeout error naming the command when it does not end
+   * within timeoutMs (default: the connection's command deadline).
+   */
+  exec(command: string, opts: { timeoutMs?: number; stdin?: Buffer | string } = {}): Promise<ExecResult> {
+    const started = Date.now();
+    const timeoutMs = opts.timeoutMs ?? this.deadlines.commandMs;
+    return new Promise((resolve, reject) => {
+      const stdout = new CappedOutput();
+      const stderr = new CappedOutput();
+      let channel: ClientChannel | undefined;
+      // The timer covers opening the channel too: a frozen guest never answers that.
+      const timer = setTimeout(() => {
+        channel?.close();
+        const shown = command.length > 200 ? `${command.slice(0, 200)}...` : command;
+        reject(
+          timeoutError(`guest command '${shown}' did not finish within ${(timeoutMs / 1000).toFixed(1)} s`, {
+            command,
+            durationMs: Date.now() - started,
+            details: `stdout so far:\n${stdout.text()}\nstderr so far:\n${stderr.text()}`,
+          }),
+        );
+      }, timeoutMs);
+      this.client.exec(command, (err: Error | undefined, ch: ClientChannel) => {
+        if (err) {
+          clearTimeout(timer);
+          return reject(infraError(`could not start a guest command: ${err.message}`, { command }, err));
+        }
+        channel = ch;
+        let code: number | null = null;
+        let signal: string | undefined;
+        ch.on('data', (d: Buffer) => stdout.push(d));
+        ch.stderr.on('data', (d: Buffer) => stderr.push(d));
+        ch.on('exit', (c: number | null, sig?: string) => {
+          code = c;
+          signal = sig;
+        });
+        ch.on('close', () => {
+          clearTimeout(timer);
+          resolve({ command, stdout: stdout.text(), stderr: stderr.text(), code, signal, durationMs: Date.now() - started });
+        });
+        if (opts.stdin !== undefined) ch.end(opts.stdin);
+        else ch.end();
+      });
+    });
+  }
+
+  /** Copies data into a guest file (through `cat`, so no SFTP server is needed). */
+  async put(data: Buffer, remotePath: string, mode = 0o644): Promise<void> {
+    const r = await this.exec(`cat > ${q(remotePath)} && chmod ${mode.toString(8)} ${q(remotePath)} && wc -c < ${q(remotePath)}`, {
+      stdin: data,
+      timeoutMs: this.deadlines.copyMs,
+    });
+    if (r.code !== 0 || Number(r.stdout.trim()) !== data.length) {
+      throw infraError(`copying ${data.length} bytes to ${remotePath} failed`, { details: `${r.stdout}${r.stderr}` });
+    }
+  }
+
+  /**
+   * An interactive shell on a real PTY, wired to this process's terminal
+   * (raw mode: line editing and Ctrl-C belong to the guest). Resolves when
+   * the guest shell exits.
+   */
+  interactive(input: NodeJS.ReadStream = process.stdin, output: NodeJS.WriteStream = process.stdout): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const size = { rows: output.rows || 24, cols: output.columns || 80 };
+      this.client.shell({ term: process.env.TERM || 'xterm', ...size }, (err, stream) => {
+        if (err) return reject(infraError(`could not open a guest shell: ${err.message}`, {}, err));
+        const raw = input.isTTY;
+        if (raw) input.setRawMode(true);
+        input.resume();
+        input.pipe(stream);
+        stream.pipe(output, { end: false });
+        stream.stderr.pipe(process.stderr, { end: false });
+        const onResize = () => stream.setWindow(output.rows || 24, output.columns || 80, 0, 0);
+        output.on('resize', onResize);
+        stream.on('close', () => {
+          output.off('resize', onResize);
+          input.unpipe(stream);
+          if (raw) input.setRawMode(false);
+          input.pause();
+          resolve();
+        });
+      });
+    });
+  }
+
+  close(): void {
+    this.client.end();
+  }
+}
+
+/** A command a person can paste into a second terminal to reach the guest. */
+export function sshCommand(keys: { clientPrivatePath: string; knownHostsPath: string }, port: number): string {
+  return `ssh -i ${keys.clientPrivatePath} -p ${port} -o UserKnownHostsFile=${keys.knownHostsPath} -o HostKeyAlias=klp-harness-guest root@127.0.0.1`;
+}

@@ -1,0 +1,45 @@
+// Options added for the debug kernel, kernels without our series and KTAP.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { readSeries } from '../../../harness/kernel/patches.js';
+import { runCli } from '../../cli-helpers.js';
+
+t.test('a missing --kconfig-extra fragment is bad input, named', async (t) => {
+  const cache = mkdtempSync(join(tmpdir(), 'klp-opt-'));
+  const r = await runCli(['run', '--arch', 'x86_64', '--cache-dir', cache, '--kconfig-extra', 'kconfigs/nope.config']);
+  t.equal(r.code, 4);
+  t.match(r.stderr, /--kconfig-extra \S*kconfigs\/nope\.config is not a file/);
+});
+
+t.test('--patches none is the empty series, not a path', async (t) => {
+  t.same(readSeries('none'), { origin: 'none', patches: [] });
+  t.throws(() => readSeries(join(tmpdir(), 'no-such-series-dir')), /does not exist/);
+});
+
+t.test('--help names the new options', async (t) => {
+  const r = await runCli(['--help']);
+  t.equal(r.code, 0);
+  t.match(r.stdout, /--kconfig-extra FILE/);
+  t.match(r.stdout, /--ktap/);
+  t.match(r.stdout, /'none' runs the kernel source as it is/);
+});
+
+t.test('each subcommand takes its own options: another one\'s is bad usage naming its owner', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['run', '--prune'], /option '--prune' does not apply to 'klp-harness run'[\s\S]*klp-harness cache/],
+    [['repro', '--arch', 'x86_64', '--scenario', 'signal-user-int', '--quiet'], /option '--quiet' does not apply to 'klp-harness repro'[\s\S]*klp-harness run/],
+    [['shell', '--arch', 'x86_64', '--scenario', 'x'], /option '--scenario' does not apply to 'klp-harness shell'/],
+    [['merge', '--arch', 'x86_64', 'a.json'], /option '--arch' does not apply to 'klp-harness merge'/],
+    [['cache', '--out', '/tmp/x'], /option '--out' does not apply to 'klp-harness cache'/],
+    [['cache', '--max-age', '3'], /--max-age goes with --prune/],
+    [['run', 'extra'], /'klp-harness run' takes no arguments, got: extra/],
+    [['frob'], /unknown command 'frob'/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await runCli(args);
+    t.equal(r.code, 4, `${args.join(' ')}: exit 4`);
+    t.match(r.stderr, re, args.join(' '));
+  }
+});

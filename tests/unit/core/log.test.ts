@@ -1,0 +1,45 @@
+import t from 'tap';
+import { createLogger } from '../../../harness/core/log.js';
+
+t.test('not a terminal: timestamped lines only, no control characters, status ignored', async (t) => {
+  let text = '';
+  const log = createLogger('normal', { out: (s) => (text += s), live: false });
+  log.status('x86_64', 'build: 10 of ~900 files compiled');
+  log.info('build x86_64: make ...');
+  log.verbose('not shown');
+  t.match(text, /^\[\d\d:\d\d:\d\d\] build x86_64: make \.\.\.\n$/);
+  // eslint-disable-next-line no-control-regex
+  t.notMatch(text, /[\x1b\r]/);
+});
+
+t.test('on a terminal: a live task list per arch stays below the log lines', async (t) => {
+  let text = '';
+  const log = createLogger('normal', { out: (s) => (text += s), live: true });
+  log.status('x86_64', 'build: 10 of ~900 files compiled');
+  log.status('ppc64le', 'waiting: one kernel build at a time');
+  log.info('a log line');
+  t.match(text, /x86_64 +build: 10 of ~900 files compiled \(\d+ s\)/);
+  t.match(text, /ppc64le +waiting: one kernel build at a time/);
+  // log-update erases its two lines (erase line, up, erase line, column 1), then the line, then the block again.
+  // eslint-disable-next-line no-control-regex
+  t.match(text, /\x1b\[2K\x1b\[1A\x1b\[2K\x1b\[1A\x1b\[2K\x1b\[G\[\d\d:\d\d:\d\d\] a log line\n {2}x86_64/, 'block erased, line printed, block drawn again');
+});
+
+t.test('quiet: nothing but what the caller prints itself', async (t) => {
+  let text = '';
+  const log = createLogger('quiet', { out: (s) => (text += s), live: true });
+  log.status('x86_64', 'build: 1');
+  log.info('hidden');
+  t.equal(text, '');
+});
+
+t.test('endLive removes the list for good', async (t) => {
+  let text = '';
+  const log = createLogger('normal', { out: (s) => (text += s), live: true });
+  log.status('x86_64', 'boot: max');
+  log.endLive();
+  const after = text.length;
+  log.status('x86_64', 'scenario: x');
+  log.info('plain');
+  t.match(text.slice(after), /^\[\d\d:\d\d:\d\d\] plain\n$/, 'only the plain line after endLive');
+});

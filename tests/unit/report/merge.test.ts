@@ -1,0 +1,68 @@
+import t from 'tap';
+import { EXIT } from '../../../harness/core/errors.js';
+import { toJUnit } from '../../../harness/report/junit.js';
+import { mergeReports, parseShard, shardScenarios } from '../../../harness/report/merge.js';
+import { overallExit, type RunReport } from '../../../harness/report/run-report.js';
+import { SCENARIOS } from '../../../harness/scenarios/index.js';
+import type { ScenarioReport } from '../../../harness/scenarios/types.js';
+
+const names = SCENARIOS.map((s) => s.name);
+
+function scenario(arch: string, name: string, cpu: string, ok: boolean): ScenarioReport {
+  return {
+    name,
+    arch,
+    cpu,
+    ok,
+    durationMs: 1000,
+    timings: { remedyToDoneMs: 200 },
+    steps: [{ name: 'step', durationMs: 5, checks: [{ what: 'transition', expected: '0', actual: ok ? '0' : '1', ok }] }],
+    error: ok ? undefined : 'check failed in step: transition',
+  };
+}
+
+/** A run of the given scenarios on both arches, as runMain reports it. */
+function runOf(selected: string[]): RunReport {
+  const arches = [
+    { arch: 'ppc64le', cpus: ['power9', 'power8'] },
+    { arch: 'x86_64', cpus: ['max'] },
+  ].map(({ arch, cpus }) => ({
+    arch,
+    boots: [],
+    scenarios: selected.flatMap((n) => {
+      const all = SCENARIOS.find((s) => s.name === n)!.allCpus ? cpus : cpus.slice(0, 1);
+      return all.map((cpu) => scenario(arch, n, cpu, !(arch === 'ppc64le' && n === 'reverse')));
+    }),
+  }));
+  const r: RunReport = { started: '2026-11-27T00:00:00Z', durationMs: 1, outDir: '/o', cacheDir: '/c', source: { kernelSrc: 'k', patches: 'p' }, arches, exitCode: 0 };
+  r.exitCode = overallExit(r);
+  return r;
+}
+
+const normalize = (r: RunReport) => ({
+  exitCode: r.exitCode,
+  arches: r.arches.map((a) => ({ arch: a.arch, scenarios: a.scenarios.map((s) => [s.name, s.cpu, s.ok, s.steps]) })),
+});
+
+t.test('--shard parses I/N and rejects nonsense', async (t) => {
+  t.same(parseShard('2/3'), { index: 2, count: 3 });
+  for (const bad of ['0/2', '3/2', 'x', '1/0']) t.throws(() => parseShard(bad), /bad --shard/);
+});
+
+t.test('shards are disjoint and cover the scenario list', async (t) => {
+  const parts = [1, 2, 3].map((i) => shardScenarios(SCENARIOS, { index: i, count: 3 }).map((s) => s.name));
+  t.same(parts.flat().sort(), [...names].sort());
+  t.equal(new Set(parts.flat()).size, names.length);
+  t.same(shardScenarios(SCENARIOS, { index: 1, count: 3 }).map((s) => s.name), parts[0], 'deterministic');
+});
+
+t.test('merging shard summaries equals the unsharded result', async (t) => {
+  const whole = runOf(names);
+  const shards = [1, 2].map((i) => runOf(shardScenarios(SCENARIOS, { index: i, count: 2 }).map((s) => s.name)));
+  const merged = mergeReports(shards, names, '/merged');
+  t.same(normalize(merged), normalize(whole));
+  t.equal(merged.exitCode, EXIT.testsFailed, 'the failing shard decides the exit code');
+  const cases = (x: string) => [...x.matchAll(/<testcase classname="([^"]+)" name="([^"]+)"/g)].map((m) => `${m[1]}/${m[2]}`);
+  t.same(cases(toJUnit(merged)), cases(toJUnit(whole)), 'same JUnit test cases');
+  t.match(toJUnit(merged), /<failure message="check failed in step: transition">/);
+});
