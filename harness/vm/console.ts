@@ -26,8 +26,13 @@ export function classifyLine(line: string): ConsoleEvent | undefined {
   return undefined;
 }
 
-/** Kinds after which the kernel cannot be trusted to go on: the run stops at once. */
-export const isFatal = (e: ConsoleEvent) => e.kind === 'panic';
+/**
+ * Kinds after which the kernel cannot be trusted to go on: the guest's
+ * commands stop at once with the console line. A panic, and an oops: it
+ * killed the task it hit, often holding locks, and what waits on that task
+ * would otherwise hang until a deadline (7.2's test-ftrace.sh waited 600 s).
+ */
+export const isFatal = (e: ConsoleEvent) => e.kind === 'panic' || e.kind === 'oops';
 
 /** Every report in a console text or dmesg. */
 export function scanConsole(text: string): ConsoleEvent[] {

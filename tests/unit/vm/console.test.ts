@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { classifyLine, cleanConsoleLine, RingBuffer, scanConsole } from '../../../harness/vm/console.js';
+import { isFatal, classifyLine, cleanConsoleLine, RingBuffer, scanConsole } from '../../../harness/vm/console.js';
 import { fixture } from '../../helpers.js';
 
 t.test('a recorded sysrq panic is found as a panic', async (t) => {
@@ -40,4 +40,13 @@ t.test('a recorded ppc64le clean boot (hvc0 console) has no reports and reaches 
   t.match(text, /WARNING: nvram corruption detected/, 'the fixture does hold that line');
   t.match(text, /klp-init: ready/);
   t.match(text, /radix-mmu/, 'it is a ppc64le boot');
+});
+
+t.test('a panic and an oops stop the guest at once; a warning or lockdep report does not', async (t) => {
+  const kind = (line: string) => isFatal(classifyLine(line)!);
+  t.ok(kind('[ 2.0] Kernel panic - not syncing: sysrq triggered crash'));
+  // A real line from 7.2's test-ftrace.sh on x86_64.
+  t.ok(kind('[   93.873843] BUG: unable to handle page fault for address: ffffffff00000000'));
+  t.notOk(kind('[ 1.0] WARNING: CPU: 0 PID: 1 at kernel/livepatch/transition.c:123 foo+0x1/0x2'));
+  t.notOk(kind('[ 1.0] WARNING: possible circular locking dependency detected'));
 });
