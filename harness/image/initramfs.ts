@@ -28,12 +28,13 @@ const BASE: ImageContents = { packages: ['busybox', 'dropbear-bin'], programs: [
 /**
  * What the kernel's livepatch selftests call besides busybox: bash, kmod,
  * procps' sysctl, diffutils and a few coreutils (6.11+ stamp dmesg with
- * `date --rfc-3339=ns`, which busybox lacks). Only guests that run them
+ * `date --rfc-3339=ns`, which busybox lacks, and test-syscall.sh asks
+ * libc-bin's `getconf` for the CPU count). Only guests that run them
  * carry these (they more than double the initramfs).
  */
 const KSELFTEST: ImageContents = {
-  packages: [...BASE.packages, 'bash', 'coreutils', 'diffutils', 'kmod', 'procps'],
-  programs: [...BASE.programs, '/bin/bash', '/sbin/modprobe', '/sbin/modinfo', '/sbin/insmod', '/sbin/rmmod', '/sbin/lsmod', '/sbin/sysctl', '/usr/bin/diff', '/usr/bin/comm', '/usr/bin/stat', '/bin/mktemp', '/bin/sleep', '/bin/date'],
+  packages: [...BASE.packages, 'bash', 'coreutils', 'diffutils', 'kmod', 'procps', 'libc-bin'],
+  programs: [...BASE.programs, '/bin/bash', '/sbin/modprobe', '/sbin/modinfo', '/sbin/insmod', '/sbin/rmmod', '/sbin/lsmod', '/sbin/sysctl', '/usr/bin/diff', '/usr/bin/comm', '/usr/bin/stat', '/bin/mktemp', '/bin/sleep', '/bin/date', '/usr/bin/getconf'],
   // The selftests call /bin/stat, where Debian's merged /usr would have it.
   links: [['/bin/stat', '/usr/bin/stat']],
 };
