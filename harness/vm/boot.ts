@@ -1,7 +1,9 @@
 // Boots a kernel in QEMU and connects over SSH. Retries QEMU when its port
 // forward could not be set up (the port was taken), and once when the boot
-// stalled (the console silent before the guest was ready: seen rarely under
-// software emulation on a loaded host; the stalled console is kept). A kernel
+// stalled (the console silent before the guest was ready, or an RCU stall
+// report before SSH answered: both seen rarely under software emulation on a
+// loaded host, e.g. "rcu_sched kthread timer wakeup didn't happen"; the
+// stalled console is kept). A kernel
 // that panics or never brings SSH up fails with the console tail.
 import '../core/dispose.js';
 import { renameSync, writeFileSync } from 'node:fs';
@@ -11,6 +13,7 @@ import { bootError, HarnessError, infraError } from '../core/errors.js';
 import type { Keys } from '../image/keys.js';
 import type { Logger } from '../core/log.js';
 import { freePort } from './ports.js';
+import { RCU_STALL_LINE } from './console.js';
 import { pickAccel, QemuVM } from './qemu.js';
 import { GuestShell } from './ssh.js';
 import { timeout } from '../core/timeouts.js';
@@ -77,6 +80,7 @@ async function bootOnce(req: BootRequest, stalled: string[]): Promise<Booted> {
     watch.stop();
     const commands = { commandMs: timeout('guestCommand', arch), copyMs: timeout('fileCopy', arch) };
     const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, commands, abort: watch.abort });
+    watch.done();
     const bootMs = Date.now() - vm.startedAt;
     return {
       vm,
@@ -95,7 +99,7 @@ async function bootOnce(req: BootRequest, stalled: string[]): Promise<Booted> {
     await vm.stop();
     throw failedBoot(e, { req, vm, port, accel, stalledNow: watch.stalled(), stalled });
   } finally {
-    watch.stop();
+    watch.done();
   }
 }
 
@@ -138,12 +142,31 @@ function watchBoot(vm: QemuVM, silenceMs: number, archName: string) {
       resolve(`boot stalled: no console output for ${Math.round(quiet / 1000)} s before the guest was ready`);
     }, 1000);
   });
+  // Until SSH answers: a guest whose timers starve under emulation reports an RCU stall and
+  // then never answers; waiting out the SSH deadline would only hide that.
+  let watching = true;
+  const rcuStall = vm.waitForLine(RCU_STALL_LINE).then((line) => {
+    if (!watching) return new Promise<string>(() => {});
+    stalledNow = true;
+    return `boot stalled: RCU stall reported before SSH answered (${line.replace(/^\[[^\]]*\]\s*/, '').trim()})`;
+  });
   const abort = Promise.race([
     vm.fatal.then((ev) => `kernel ${ev.kind} on ${archName}: ${ev.line.trim()}`),
     vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH came up`),
     silent,
+    rcuStall,
   ]);
-  return { abort, stalled: () => stalledNow, stop: () => clearInterval(watchdog) };
+  return {
+    abort,
+    stalled: () => stalledNow,
+    /** The console's silence is no longer a stall once the guest is ready. */
+    stop: () => clearInterval(watchdog),
+    /** SSH answered: nothing more is a boot stall. */
+    done: () => {
+      watching = false;
+      clearInterval(watchdog);
+    },
+  };
 }
 
 /**

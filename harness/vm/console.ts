@@ -8,13 +8,16 @@ export interface ConsoleEvent {
   line: string;
 }
 
+/** The kernel's RCU stall report (also a boot stall when it comes before SSH: see vm/boot.ts). */
+export const RCU_STALL_LINE = /rcu_(sched|preempt)? ?detected stalls|rcu: INFO: .*detected stalls/;
+
 const PATTERNS: [ConsoleEventKind, RegExp][] = [
   ['panic', /Kernel panic - not syncing/],
   ['oops', /\bOops\b|Unable to handle kernel|BUG: unable to handle|general protection fault/],
   ['bug', /\bBUG: |kernel BUG at/],
   ['warning', /WARNING: .* at |------------\[ cut here \]------------/],
   ['lockdep', /possible circular locking|possible recursive locking|inconsistent lock state|WARNING: suspicious RCU usage/],
-  ['rcu-stall', /rcu_(sched|preempt)? ?detected stalls|rcu: INFO: .*detected stalls/],
+  ['rcu-stall', RCU_STALL_LINE],
   ['hung-task', /INFO: task .* blocked for more than/],
   // guest/modules/restart-canary.c: a system call restarted after a fake signal came back wrong.
   ['restart', /restart-canary: \S+ via \S+ returned/],

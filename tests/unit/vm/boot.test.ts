@@ -42,6 +42,16 @@ t.test('a silent console is a stall: booted once more, the stalled console kept,
   t.ok(existsSync(consoleLog.replace(/\.log$/, '-stalled-1.log')), 'the first attempt\'s console is kept');
 });
 
+t.test('an RCU stall before SSH answers is a stall too: booted once more, not waited out', async (t) => {
+  const started = Date.now();
+  const { err, log, consoleLog } = await bootFake(t, 'rcu-stall');
+  t.equal(err.kind, 'boot');
+  t.match(err.message, /did not reach SSH: boot stalled: RCU stall reported before SSH answered \(rcu: INFO: rcu_sched detected stalls/);
+  t.match(log, /booting once more/);
+  t.ok(existsSync(consoleLog.replace(/\.log$/, '-stalled-1.log')), 'the first attempt\'s console is kept');
+  t.ok(Date.now() - started < 30_000, 'ended on the stall reports, not on the 60 s SSH deadline');
+});
+
 t.test('a taken port is retried on another port', async (t) => {
   const ports = [41001, 41002];
   process.env.FAKE_QEMU_TAKEN_PORT = '41001';
