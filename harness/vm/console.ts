@@ -33,9 +33,10 @@ export function classifyLine(line: string): ConsoleEvent | undefined {
  * Kinds after which the kernel cannot be trusted to go on: the guest's
  * commands stop at once with the console line. A panic, and an oops: it
  * killed the task it hit, often holding locks, and what waits on that task
- * would otherwise hang until a deadline (7.2's test-ftrace.sh waited 600 s).
+ * would otherwise hang until a deadline (7.2's test-ftrace.sh waited 600 s);
+ * and a BUG() ("kernel BUG at"), not a "BUG: sleeping function ..." report.
  */
-export const isFatal = (e: ConsoleEvent) => e.kind === 'panic' || e.kind === 'oops';
+export const isFatal = (e: ConsoleEvent) => e.kind === 'panic' || e.kind === 'oops' || (e.kind === 'bug' && /kernel BUG at/.test(e.line));
 
 /** Every report in a console text or dmesg. */
 export function scanConsole(text: string): ConsoleEvent[] {
