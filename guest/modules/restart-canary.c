@@ -65,22 +65,27 @@ asm(".globl _start\n"
 #define NR_NANOSLEEP 162
 #define NR_PSELECT6 280
 
+/* The system call number and six arguments, where both entry instructions take them. */
+#define PPC_SYSCALL_REGS					\
+	register long r0 asm("r0") = nr;			\
+	register long r3 asm("r3") = a;				\
+	register long r4 asm("r4") = b;				\
+	register long r5 asm("r5") = c;				\
+	register long r6 asm("r6") = d;				\
+	register long r7 asm("r7") = e;				\
+	register long r8 asm("r8") = f
+#define PPC_SYSCALL_OUTPUTS "+r"(r0), "+r"(r3), "+r"(r4), "+r"(r5), "+r"(r6), "+r"(r7), "+r"(r8)
+
 /*
  * scv 0 returns -errno in r3; sc returns errno with CR0[SO] set. Both are
  * written as words so that a POWER8 build of this file still has scv.
  */
 static long sys_scv(long nr, long a, long b, long c, long d, long e, long f)
 {
-	register long r0 asm("r0") = nr;
-	register long r3 asm("r3") = a;
-	register long r4 asm("r4") = b;
-	register long r5 asm("r5") = c;
-	register long r6 asm("r6") = d;
-	register long r7 asm("r7") = e;
-	register long r8 asm("r8") = f;
+	PPC_SYSCALL_REGS;
 
 	asm volatile(".long 0x44000001 /* scv 0 */"
-		     : "+r"(r0), "+r"(r3), "+r"(r4), "+r"(r5), "+r"(r6), "+r"(r7), "+r"(r8)
+		     : PPC_SYSCALL_OUTPUTS
 		     :
 		     : "r9", "r10", "r11", "r12", "lr", "ctr", "xer", "cr0", "cr1", "cr5", "cr6", "cr7", "memory");
 	return r3;
@@ -88,19 +93,13 @@ static long sys_scv(long nr, long a, long b, long c, long d, long e, long f)
 
 static long sys_sc(long nr, long a, long b, long c, long d, long e, long f)
 {
-	register long r0 asm("r0") = nr;
-	register long r3 asm("r3") = a;
-	register long r4 asm("r4") = b;
-	register long r5 asm("r5") = c;
-	register long r6 asm("r6") = d;
-	register long r7 asm("r7") = e;
-	register long r8 asm("r8") = f;
+	PPC_SYSCALL_REGS;
 
 	asm volatile(".long 0x44000002 /* sc */\n"
 		     "	bns+ 1f\n"
 		     "	neg %1, %1\n"
 		     "1:"
-		     : "+r"(r0), "+r"(r3), "+r"(r4), "+r"(r5), "+r"(r6), "+r"(r7), "+r"(r8)
+		     : PPC_SYSCALL_OUTPUTS
 		     :
 		     : "r9", "r10", "r11", "r12", "ctr", "xer", "cr0", "memory");
 	return r3;

@@ -43,10 +43,10 @@ export function parseUpstreamOutput(text: string): UpstreamCase[] {
   return cases;
 }
 
-/** Installs the kernel's modules (test_klp_* among them) into a staging tree with depmod, once per build. */
-async function stageModules(ctx: HostContext, tree: string): Promise<string> {
-  const staging = join(ctx.build.buildDir, 'klp-modules-staging');
-  const name = `${ctx.build.buildDir.slice(ctx.build.buildDir.lastIndexOf('builds/'))}/klp-modules-staging`;
+/** A staging directory beside the build, made once under its cache lock; `sub` is its path under the build. */
+function stagedBesideBuild(ctx: HostContext, sub: string, make: (staging: string) => Promise<void>): Promise<string> {
+  const staging = join(ctx.build.buildDir, sub);
+  const name = `${ctx.build.buildDir.slice(ctx.build.buildDir.lastIndexOf('builds/'))}/${sub}`;
   return useEntry({
     lock: entryLock(join(ctx.build.buildDir, '../..'), name),
     what: `selftest modules ${name}`,
@@ -54,44 +54,41 @@ async function stageModules(ctx: HostContext, tree: string): Promise<string> {
     check: async () => ((await readValidMarker(staging)) ? staging : undefined),
     make: async () => {
       rmSync(staging, { recursive: true, force: true });
-      await run('make', [...makeArgs(ctx.arch, tree, ctx.build.buildDir), `INSTALL_MOD_PATH=${staging}`, 'modules_install'], {
-        logPath: join(ctx.build.buildDir, 'modules-install.log'),
-        logger: ctx.logger,
-      });
-      await writeMarker(staging, ctx.build.key, {}, []);
+      await make(staging);
       return staging;
     },
   });
 }
 
+/** Installs the kernel's modules (test_klp_* among them) into a staging tree with depmod, once per build. */
+function stageModules(ctx: HostContext, tree: string): Promise<string> {
+  return stagedBesideBuild(ctx, 'klp-modules-staging', async (staging) => {
+    await run('make', [...makeArgs(ctx.arch, tree, ctx.build.buildDir), `INSTALL_MOD_PATH=${staging}`, 'modules_install'], {
+      logPath: join(ctx.build.buildDir, 'modules-install.log'),
+      logger: ctx.logger,
+    });
+    await writeMarker(staging, ctx.build.key, {}, []);
+  });
+}
+
 /** The selftests' out-of-tree modules (test_modules/) and programs (TEST_GEN_FILES), built once per build and sources. */
-async function stageOutOfTree(ctx: HostContext, tree: string): Promise<string> {
+function stageOutOfTree(ctx: HostContext, tree: string): Promise<string> {
   const src = join(tree, SELFTEST_DIR);
   const programs = readdirSync(src).filter((f) => f.endsWith('.c'));
   const sources = [...readdirSync(join(src, 'test_modules')).sort().map((f) => join('test_modules', f)), ...programs];
   const key = hashOf(ctx.build.key, ...sources.flatMap((f) => [f, readFileSync(join(src, f))]));
-  const staging = join(ctx.build.buildDir, 'klp-selftest-modules', key);
-  const name = `${ctx.build.buildDir.slice(ctx.build.buildDir.lastIndexOf('builds/'))}/klp-selftest-modules/${key}`;
-  const built = () => readdirSync(join(staging, 'test_modules')).filter((f) => f.endsWith('.ko'));
-  return useEntry({
-    lock: entryLock(join(ctx.build.buildDir, '../..'), name),
-    what: `selftest modules ${name}`,
-    logger: ctx.logger,
-    check: async () => ((await readValidMarker(staging)) ? staging : undefined),
-    make: async () => {
-      rmSync(staging, { recursive: true, force: true });
-      mkdirSync(staging, { recursive: true });
-      cpSync(join(src, 'test_modules'), join(staging, 'test_modules'), { recursive: true });
-      const logPath = join(staging, 'build.log');
-      ctx.logger.info(`kselftest ${ctx.arch.name}: building the selftests' test_modules/ and ${programs.join(', ') || 'no programs'} out of tree`);
-      await run('make', ['-C', ctx.build.buildDir, ...makeArgs(ctx.arch, tree, ctx.build.buildDir).slice(3), `M=${join(staging, 'test_modules')}`, 'modules'], { logPath, logger: ctx.logger });
-      for (const c of programs) {
-        // Static: the guest image has a C library, but not necessarily the one these link against.
-        await run(`${ctx.arch.crossCompile}gcc`, ['-O2', '-static', '-o', join(staging, c.replace(/\.c$/, '')), join(src, c)], { logPath: join(staging, 'programs.log'), logger: ctx.logger });
-      }
-      await writeMarker(staging, key, { build: ctx.build.key }, [...built().map((f) => join('test_modules', f)), ...programs.map((c) => c.replace(/\.c$/, ''))]);
-      return staging;
-    },
+  return stagedBesideBuild(ctx, join('klp-selftest-modules', key), async (staging) => {
+    mkdirSync(staging, { recursive: true });
+    cpSync(join(src, 'test_modules'), join(staging, 'test_modules'), { recursive: true });
+    const logPath = join(staging, 'build.log');
+    ctx.logger.info(`kselftest ${ctx.arch.name}: building the selftests' test_modules/ and ${programs.join(', ') || 'no programs'} out of tree`);
+    await run('make', ['-C', ctx.build.buildDir, ...makeArgs(ctx.arch, tree, ctx.build.buildDir).slice(3), `M=${join(staging, 'test_modules')}`, 'modules'], { logPath, logger: ctx.logger });
+    for (const c of programs) {
+      // Static: the guest image has a C library, but not necessarily the one these link against.
+      await run(`${ctx.arch.crossCompile}gcc`, ['-O2', '-static', '-o', join(staging, c.replace(/\.c$/, '')), join(src, c)], { logPath: join(staging, 'programs.log'), logger: ctx.logger });
+    }
+    const built = readdirSync(join(staging, 'test_modules')).filter((f) => f.endsWith('.ko'));
+    await writeMarker(staging, key, { build: ctx.build.key }, [...built.map((f) => join('test_modules', f)), ...programs.map((c) => c.replace(/\.c$/, ''))]);
   });
 }
 
