@@ -3,7 +3,7 @@
 // behaves like kbuild where it matters here (an object is rebuilt when its
 // source is newer or its recorded command line changed, and the command line
 // holds the absolute source path), and apt/dpkg-deb that serve two tiny
-// packages. Cross compilers only need to answer --version.
+// packages. Compilers answer --version and write the file -o names.
 // The scripts themselves are in tests/fixtures/fake-bin/.
 import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,10 +13,11 @@ import { fixture } from './helpers.js';
 export function fakeTools(dir: string): string {
   mkdirSync(dir, { recursive: true });
   for (const name of ['make', 'apt-get', 'apt-cache', 'dpkg-deb']) copyFileSync(fixture(`fake-bin/${name}`), join(dir, name));
-  const tools: Record<string, string> = {
-    gcc: '#!/bin/sh\necho "gcc (fake) 12.2.0"\n',
-    'powerpc64le-linux-gnu-gcc': '#!/bin/sh\necho "powerpc64le-linux-gnu-gcc (fake) 12.2.0"\n',
-  };
+  // A compiler answers --version and, given -o FILE, writes FILE (the guest's user programs).
+  const compiler = (name: string) =>
+    `#!/bin/sh\nout=; prev=\nfor a in "$@"; do [ "$prev" = -o ] && out=$a; prev=$a; done\n` +
+    `if [ -n "$out" ]; then printf 'fake program: %s\\n' "$*" > "$out"; else echo "${name} (fake) 12.2.0"; fi\n`;
+  const tools: Record<string, string> = { gcc: compiler('gcc'), 'powerpc64le-linux-gnu-gcc': compiler('powerpc64le-linux-gnu-gcc') };
   for (const [name, text] of Object.entries(tools)) {
     writeFileSync(join(dir, name), text);
     chmodSync(join(dir, name), 0o755);
