@@ -1,16 +1,21 @@
-// `npm run bench`: measures what issue "Speed" asks, on this machine, and
+// `npm run bench`: measures what the speed issues ask, on this machine, and
 // writes bench/RESULTS.md. Prints figures; asserts nothing.
-//   cold build per arch vs a plain make of the same .config and tree
-//   warm full matrix per arch (both arches alongside, as the main job runs)
-//   boot to SSH per arch, median of 5
+//   the cold path: npm ci, then the main job from an empty cache with the
+//     page cache dropped, next to a plain make of the same tree and configs
+//   a fresh guest: restore from a snapshot vs a boot, median of --samples (20)
+//   the warm full matrix for each --jobs-list value (1,2,4): wall, CPU per scenario
+//   boot stalls: --stall-boots (200) x86_64 boots, four at a time on this host
 //   remedy-to-completion latency per scenario
-//   the kernel's own KUnit runner on the same tree, as a peer
+//   the kernel's own KUnit runner on the same tree, as a peer (--no-kunit skips it)
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ARCHES, type ArchRecord } from '../harness/core/arch.js';
 import { bootGuest } from '../harness/vm/boot.js';
-import { buildKernel, makeArgs } from '../harness/kernel/build.js';
+import { freshGuest } from '../harness/vm/snapshot.js';
+import { Slots } from '../harness/pipeline/slots.js';
+import type { RunReport } from '../harness/report/run-report.js';
+import { makeArgs } from '../harness/kernel/build.js';
 import { cacheRoot } from '../harness/core/cache.js';
 import { run } from '../harness/core/exec.js';
 import { loadKeys } from '../harness/image/keys.js';
@@ -23,9 +28,17 @@ import { pickAccel } from '../harness/vm/qemu.js';
 import { SCENARIOS } from '../harness/scenarios/index.js';
 import { DEFAULT_KERNEL_SRC, prepareSource } from '../harness/kernel/source.js';
 
-const args = new Set(process.argv.slice(2));
+const argv = process.argv.slice(2);
+const args = new Set(argv);
+const valueOf = (name: string, dflt: string) => {
+  const i = argv.indexOf(name);
+  return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
+};
 const skipCold = args.has('--no-cold');
 const skipKunit = args.has('--no-kunit');
+const jobsList = valueOf('--jobs-list', '1,2,4').split(',').map(Number);
+const samples = Number(valueOf('--samples', '20'));
+const stallBoots = Number(valueOf('--stall-boots', '200'));
 const logger = createLogger(args.has('--verbose') ? 'verbose' : 'quiet');
 const lines: string[] = [];
 const say = (s = '') => {
@@ -49,44 +62,81 @@ say(`- command: npm run bench${process.argv.slice(2).length ? ' -- ' + process.a
 say(`- kernel: ${DEFAULT_KERNEL_SRC} + patches/ (${series.patches.length} patch)`);
 say();
 
-/**
- * Puts both timed builds on the same footing: nothing left to write back, and
- * the source tree read into the page cache just before. (This host reclaims
- * idle page cache within minutes, so without this the first build of a pair
- * reads the tree from disk and the second finds it warm: seen as 11% here.)
- */
-async function settle(tree: string) {
+
+
+/** Drops the page cache (root only); says whether it could. */
+async function dropCaches(): Promise<boolean> {
   await run('sync', []);
-  await run('sh', ['-c', 'find . -type f -print0 | xargs -0 cat > /dev/null'], { cwd: tree });
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '3\n');
+    return true;
+  } catch {
+    return false;
+  }
 }
+/** Bytes this process and its waited-for children read from disk so far. */
+const readBytes = () => Number(/^read_bytes: (\d+)/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1] ?? 0);
+const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
 
 if (!skipCold) {
-  say('## Cold build per arch: harness vs plain make');
+  say('## Cold path: an empty cache, the page cache dropped');
   say();
-  say('| arch | harness (config + make) | plain make (same .config, same tree) | ratio |');
-  say('| --- | --- | --- | --- |');
   const coldCache = mkdtempSync(join(tmpdir(), 'klp-bench-cold-'));
   try {
-    const t0 = Date.now();
-    const src = await prepareSource({ kernelSrc: DEFAULT_KERNEL_SRC, series, cacheDir: coldCache, logger });
-    const srcMs = Date.now() - t0;
-    for (const arch of arches) {
-      await settle(src.tree);
-      const h = await buildKernel({ arch, tree: src.tree, treeKey: src.key, series: src.series, generation: src.generation, kconfigDir: join(PROJECT_ROOT, 'kconfigs'), cacheDir: coldCache, logger });
+    const npmDir = mkdtempSync(join(tmpdir(), 'klp-bench-npm-'));
+    for (const f of ['package.json', 'package-lock.json']) copyFileSync(join(PROJECT_ROOT, f), join(npmDir, f));
+    const dropped = await dropCaches();
+    const n0 = Date.now();
+    await run('npm', ['ci', '--no-audit', '--no-fund', '--ignore-scripts'], { cwd: npmDir });
+    const npmMs = Date.now() - n0;
+    rmSync(npmDir, { recursive: true, force: true });
+    await dropCaches();
+    const io0 = readBytes();
+    const c0 = Date.now();
+    const cold = await runMain({ arches, scenarios: [...SCENARIOS], logger, cacheDir: coldCache, outDir: join(coldCache, 'run') });
+    const coldMs = Date.now() - c0;
+    const coldRead = readBytes() - io0;
+    say(`Page cache dropped before each part: ${dropped ? 'yes' : 'no (not root)'}. npm's own download cache stays warm (the registry is the network here).`);
+    say();
+    say('| part | time |');
+    say('| --- | --- |');
+    say(`| npm ci (in a copy of package.json + package-lock.json) | ${sec(npmMs)} |`);
+    say(`| source: unpack + patch | ${sec(cold.source.durationMs ?? 0)} |`);
+    for (const a of cold.arches) {
+      say(`| ${a.arch}: kernel build (config + make) | ${sec(a.build?.durationMs ?? 0)} |`);
+      say(`| ${a.arch}: guest images | ${sec(a.image?.durationMs ?? 0)} |`);
+      say(`| ${a.arch}: scenarios (${a.scenarios.filter((x) => x.ok).length}/${a.scenarios.length} passed), wall | ${sec(a.scenariosWallMs ?? 0)} |`);
+    }
+    say(`| **the main job, empty cache** (\`klp-harness run\`, exit ${cold.exitCode}) | **${sec(coldMs)}** |`);
+    say(`| **npm ci + the main job** (goal: 9 min) | **${sec(npmMs + coldMs)}** |`);
+    say();
+    say(`Read from disk during the main job: ${mib(coldRead)} (this process and its children: the kernel tarball, compilers, headers, Debian packages, QEMU).`);
+    say();
+    // The same builds by hand: one make per arch from the configs the harness wrote, page cache dropped first.
+    const src = { tree: cold.source.tree! };
+    let plainMs = 0;
+    const rows: string[] = [];
+    for (const a of cold.arches) {
+      const arch = ARCHES[a.arch]!;
       const plainDir = join(coldCache, `plain-${arch.name}`);
       mkdirSync(plainDir, { recursive: true });
-      copyFileSync(join(h.buildDir, '.config'), join(plainDir, '.config'));
+      copyFileSync(join(a.build!.dir, '.config'), join(plainDir, '.config'));
       const base = makeArgs(arch, src.tree, plainDir);
-      await settle(src.tree);
+      await dropCaches();
       const p0 = Date.now();
       await run('make', [...base, 'olddefconfig']);
       await run('make', [...base, `-j${jobs}`, arch.imageTarget, 'modules']);
-      const plainMs = Date.now() - p0;
-      say(`| ${arch.name} | ${sec(h.durationMs)} | ${sec(plainMs)} | ${(h.durationMs / plainMs).toFixed(3)} |`);
+      const ms = Date.now() - p0;
+      plainMs += ms;
+      rows.push(`| ${arch.name} | ${sec(a.build?.durationMs ?? 0)} | ${sec(ms)} | ${((a.build?.durationMs ?? 0) / ms).toFixed(3)} |`);
       rmSync(plainDir, { recursive: true, force: true });
     }
+    say('Next to a plain make of the same tree and .config (page cache dropped before each):');
     say();
-    say(`Source unpack + patch (once for both): ${sec(srcMs)}.`);
+    say('| arch | harness build | plain make | ratio |');
+    say('| --- | --- | --- | --- |');
+    for (const r of rows) say(r);
+    say(`| both | ${sec(cold.arches.reduce((s, a) => s + (a.build?.durationMs ?? 0), 0))} | ${sec(plainMs)} | |`);
     say();
   } finally {
     rmSync(coldCache, { recursive: true, force: true });
@@ -98,49 +148,112 @@ const src = await prepareSource({ kernelSrc: DEFAULT_KERNEL_SRC, series, cacheDi
 const prepared = new Map<string, Awaited<ReturnType<typeof prepareArch>>>();
 for (const arch of arches) prepared.set(arch.name, await prepareArch({ arch, src, keys, initScript, cacheDir, logger }));
 
-say('## Boot to SSH, median of 5');
+say(`## A fresh guest: restore from a snapshot vs boot, median of ${samples}`);
 say();
-say('| arch | cpu | median | all |');
-say('| --- | --- | --- | --- |');
+say('To SSH answering (a restore also proves the guest\'s timers run: a 20 ms sleep over SSH).');
+say();
+say('| arch | boot median | boot slowest | restore median | restore slowest | note |');
+say('| --- | --- | --- | --- | --- | --- |');
 for (const arch of arches) {
   const { build, image } = prepared.get(arch.name)!;
-  const times: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const dir = mkdtempSync(join(tmpdir(), 'klp-bench-boot-'));
-    {
-      await using b = await bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger });
-      times.push(b.bootMs);
-    }
-    rmSync(dir, { recursive: true, force: true });
+  const dir = mkdtempSync(join(tmpdir(), 'klp-bench-guest-'));
+  const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger, cacheDir, snapshots: true };
+  const boots: number[] = [];
+  const restores: number[] = [];
+  let note = '';
+  for (let i = 0; i < samples; i++) {
+    await using b = await bootGuest(req);
+    boots.push(b.bootMs);
   }
-  say(`| ${arch.name} | ${arch.qemu.cpuModels[0]} | ${sec(median(times))} | ${times.map(sec).join(', ')} |`);
+  for (let i = 0; i <= samples; i++) {
+    await using g = await freshGuest(req);
+    if (g.snapshotProblem) note = g.snapshotProblem;
+    if (g.restored && i > 0) restores.push(g.restored.ms); // the first may make the snapshot
+  }
+  rmSync(dir, { recursive: true, force: true });
+  const slowest = (xs: number[]) => (xs.length ? sec(Math.max(...xs)) : '-');
+  say(`| ${arch.name} | ${sec(median(boots))} | ${slowest(boots)} | ${restores.length ? `${(median(restores) / 1000).toFixed(2)} s` : '-'} | ${slowest(restores)} | ${note} |`);
 }
 say();
 
-say('## Warm full matrix (both arches alongside, as `klp-harness run` does)');
+say('## Warm full matrix, both arches, by guests at once (`--jobs`)');
 say();
-const runDir = mkdtempSync(join(tmpdir(), 'klp-bench-run-'));
-const w0 = Date.now();
-const report = await runMain({ arches, scenarios: [...SCENARIOS], logger, outDir: runDir });
-process.stdout.write(`(logs of this run: ${runDir})\n`);
-const wallMs = Date.now() - w0;
-say('| arch | scenarios | passed | wall, first boot to last scenario end | sum of scenario times | sum of boot times (overlapping scenarios) |');
-say('| --- | --- | --- | --- | --- | --- |');
-for (const a of report.arches) {
-  const scen = a.scenarios.reduce((s, x) => s + x.durationMs, 0);
-  const boots = a.boots.reduce((s, b) => s + (b.bootMs ?? 0), 0);
-  say(`| ${a.arch} | ${a.scenarios.length} | ${a.scenarios.filter((s) => s.ok).length} | ${sec(a.scenariosWallMs ?? 0)} | ${sec(scen)} | ${sec(boots)} |`);
+say('Every scenario on a pristine guest; x86_64 guests restored from a snapshot, ppc64le guests booted (see the note above). QEMU CPU is user + system time of each guest\'s QEMU, from /proc when it stopped.');
+say();
+say('| --jobs | wall | scenarios passed | sum of scenario times | peak guests | QEMU CPU, all guests | harness CPU | boot stalls |');
+say('| --- | --- | --- | --- | --- | --- | --- | --- |');
+let last: RunReport | undefined;
+for (const j of jobsList) {
+  const runDir = mkdtempSync(join(tmpdir(), `klp-bench-run-j${j}-`));
+  const cpu0 = process.cpuUsage();
+  const w0 = Date.now();
+  const report = await runMain({ arches, scenarios: [...SCENARIOS], logger, outDir: runDir, jobs: j });
+  const wallMs = Date.now() - w0;
+  const cpu = process.cpuUsage(cpu0);
+  const all = report.arches.flatMap((a) => a.scenarios);
+  const boots = report.arches.flatMap((a) => a.boots);
+  const qemuCpu = boots.reduce((s, b) => s + (b.cpuMs ?? 0), 0);
+  const stalls = boots.filter((b) => b.stalledConsoleLogs?.length).length;
+  say(`| ${j} | ${sec(wallMs)} | ${all.filter((s) => s.ok).length}/${all.length} | ${sec(all.reduce((s, x) => s + x.durationMs, 0))} | ${report.jobs?.peak ?? '?'} | ${sec(qemuCpu)} | ${sec((cpu.user + cpu.system) / 1000)} | ${stalls} of ${boots.length} |`);
+  process.stdout.write(`(logs of this run: ${runDir})\n`);
+  last = report;
 }
 say();
-say(`Wall time for both arches together: ${sec(wallMs)} (goal: under 180 s). Exit code ${report.exitCode}.`);
+say('Goal: 45 s for both arches. Host CPU is 2 cores x wall time; the QEMU and harness CPU columns say how much of it the run used.');
 say();
+say(`### CPU seconds per scenario (the --jobs ${jobsList[jobsList.length - 1]} run)`);
+say();
+say('| arch | scenario | cpu | guest | scenario time | QEMU CPU |');
+say('| --- | --- | --- | --- | --- | --- |');
+for (const a of last?.arches ?? []) {
+  for (const s of a.scenarios) {
+    const b = a.boots.find((x) => x.scenario === s.name && x.cpu === s.cpu);
+    say(`| ${a.arch} | ${s.name} | ${s.cpu ?? ''} | ${b?.restoredFrom ? 'restored' : 'booted'} | ${sec(s.durationMs)} | ${b?.cpuMs !== undefined ? sec(b.cpuMs) : '-'} |`);
+  }
+}
+say();
+
+if (stallBoots > 0) {
+  say(`## Boot stalls: ${stallBoots} x86_64 boots, four at a time on ${jobs} cores`);
+  say();
+  const arch = ARCHES.x86_64!;
+  const { build, image } = prepared.get(arch.name)!;
+  const dir = mkdtempSync(join(tmpdir(), 'klp-bench-stalls-'));
+  const slots = new Slots(4);
+  let stalled = 0;
+  let failed = 0;
+  const times: number[] = [];
+  const s0 = Date.now();
+  await Promise.all(
+    Array.from({ length: stallBoots }, (_, i) =>
+      slots.use(async () => {
+        try {
+          await using b = await bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, `console-${i}.log`), logger });
+          times.push(b.bootMs);
+          if (b.stalled.length) stalled++;
+        } catch (e) {
+          failed++;
+          process.stdout.write(`boot ${i} failed: ${(e as Error).message.split('\n')[0]} (console in ${dir})\n`);
+        }
+      }),
+    ),
+  );
+  say(`| boots | stalled and retried | failed | boot median | slowest | wall |`);
+  say('| --- | --- | --- | --- | --- | --- |');
+  say(`| ${stallBoots} | ${stalled} | ${failed} | ${sec(median(times))} | ${sec(Math.max(...times))} | ${sec(Date.now() - s0)} |`);
+  say();
+  say(`Machine: \`${arch.qemu.machineArgs.join(' ')}\` (no PS/2 controller: the stall seen before sat right after \`i8042: PNP: PS/2 Controller\`).`);
+  say();
+  if (!failed && !stalled) rmSync(dir, { recursive: true, force: true });
+}
+
 say('## Remedy to completion, per scenario');
 say();
 say('From the write to `signal`/`force`/`enabled` to the transition seen finished by the guest-side wait (guest clock, 100 ms polls of `transition` inside one SSH command); `stuckSeenMs` is from loading the patch to the stuck state confirmed over 3 s of retries.');
 say();
 say('| arch | scenario | cpu | remedyToDoneMs | stuckSeenMs | other |');
 say('| --- | --- | --- | --- | --- | --- |');
-for (const a of report.arches) {
+for (const a of last?.arches ?? []) {
   for (const s of a.scenarios) {
     const { remedyToDoneMs, stuckSeenMs, ...rest } = s.timings;
     const other = Object.entries(rest).map(([k, v]) => `${k}=${v}`).join(' ');

@@ -18,7 +18,7 @@ export interface CacheEntry {
 
 export async function listCache(root: string): Promise<CacheEntry[]> {
   const out: CacheEntry[] = [];
-  for (const kind of ['trees', 'builds', 'images', 'runs', 'apt']) {
+  for (const kind of ['trees', 'builds', 'images', 'snapshots', 'runs', 'apt']) {
     const dir = join(root, kind);
     let names: string[] = [];
     try {

@@ -48,6 +48,8 @@ repro also --scenario):
   --rebuild STAGE      redo a cached stage: source, build, image; repeatable
   --kselftest          also run the kernel's livepatch selftests in each guest
   --sequential         run the arches' VMs one after the other (default: alongside)
+  --jobs N             guests at once over all arches (default: 2 per core, as memory allows)
+  --no-snapshot        boot every guest (default: restore each from a snapshot of a booted one)
   --shard I/N          run only the I-th of N deterministic parts of the scenario list
   --verbose            stream build output, commands and the guest console
   --quiet              print only the summary

@@ -28,6 +28,8 @@ export const parseRun = commandOptions('run', {
   rebuild: { type: 'string', multiple: true },
   shard: { type: 'string' },
   sequential: { type: 'boolean' },
+  jobs: { type: 'string' },
+  'no-snapshot': { type: 'boolean' },
   kselftest: { type: 'boolean' },
   ktap: { type: 'boolean' },
   verbose: { type: 'boolean' },
@@ -70,6 +72,8 @@ export async function runCommand(values: RunValues, positionals: string[], logge
     selection: { scenarios: selected, shard },
     ...inputOptions(values),
     sequential: values.sequential,
+    jobs: parseJobs(values.jobs),
+    snapshots: !values['no-snapshot'],
     outDir: pathOption(values.out),
     rebuild,
     logger,
@@ -78,6 +82,14 @@ export async function runCommand(values: RunValues, positionals: string[], logge
   const report = kernels ? await runKernels(base, kernels) : await runMain(base);
   process.stdout.write(values.ktap ? toKTAP(report) : formatSummary(report));
   return wasInterrupted() ? EXIT.interrupted : report.exitCode;
+}
+
+/** --jobs N: a positive whole number of guests at once. */
+export function parseJobs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1) throw usageError(`bad --jobs '${value}'`, { hint: 'give how many guests may run at once, a whole number of 1 or more (default: what the host\'s cores and memory hold)' });
+  return n;
 }
 
 /** The kernel source, series, fragments and cache the options name (run, repro, shell). */

@@ -5,6 +5,8 @@ import type { ArchRecord } from './arch.js';
 /** Host-side deadlines: how long the harness waits before calling it a hang. */
 const BASE_MS = {
   bootToSsh: 60_000,
+  /** From starting QEMU on a saved state to SSH answering (it answers in under a second). */
+  restoreToSsh: 15_000,
   /** Console silence before the guest is ready that counts as a stalled boot. */
   bootSilence: 20_000,
   guestCommand: 30_000,

@@ -19,11 +19,11 @@ import { DEFAULT_KERNEL_SRC, prepareSource } from '../kernel/source.js';
 import { overallExit, type ArchReport, type BootReport, type RunReport } from '../report/run-report.js';
 import { writeReportFiles } from '../report/write.js';
 import type { Scenario } from '../scenarios/types.js';
-import { bootGuest, type Booted } from '../vm/boot.js';
+import { freshGuest, type FreshGuest } from '../vm/snapshot.js';
 import { sshCommand } from '../vm/ssh.js';
-import { runAhead } from './boot-ahead.js';
 import { runOnGuest } from './on-guest.js';
 import { prepareArch, type ArchArtifacts, type Stage } from './prepare.js';
+import { defaultJobs, hostCapacity, Slots } from './slots.js';
 
 export type { Stage } from './prepare.js';
 
@@ -37,6 +37,10 @@ export interface RunOptions {
   rebuild?: Stage[];
   /** Run the arches' scenarios one after the other instead of alongside. */
   sequential?: boolean;
+  /** Guests at once, over all arches (default: what the host's cores and memory hold; see slots.ts). */
+  jobs?: number;
+  /** false: every guest boots; default: guests after the first are restored from a snapshot of a booted one. */
+  snapshots?: boolean;
   /** Config fragments (common.config + one per arch); default kconfigs/. */
   kconfigDir?: string;
   /** Fragments appended after those (a debug variant); the build gets its own directory. */
@@ -106,6 +110,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   const keys = loadKeys(report.cacheDir);
   const initScript = readFileSync(projectPath('guest/init'), 'utf8');
   const rebuild = new Set(opts.rebuild ?? []);
+  const slots = guestSlots(opts, report);
 
   // Kernel builds run one at a time; an arch's scenarios start as soon as its
   // artifacts are ready and run alongside the next build (or the other arch's VMs).
@@ -123,13 +128,24 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
       continue;
     }
     keepArtifacts(ar, artifacts, archOut);
-    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: src.tree })
+    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: src.tree, cacheDir: report.cacheDir, slots })
       .catch((e) => recordArchError(ar, e, logger))
       .finally(() => logger.status(arch.name, ar.error ? `stopped: ${ar.error.kind} error` : `done: ${ar.scenarios.filter((x) => x.ok).length}/${ar.scenarios.length} scenarios passed`));
     if (opts.sequential) await archRun;
     else archRuns.push(archRun);
   }
   await Promise.all(archRuns);
+  if (report.jobs) report.jobs.peak = slots.peak;
+}
+
+/** The guest slots of a run: --jobs, or what the host holds. */
+function guestSlots(opts: RunOptions, report: RunReport): Slots {
+  const guestMiB = Math.max(...opts.arches.map((a) => a.qemu.memoryMiB));
+  const auto = defaultJobs(hostCapacity(), guestMiB);
+  const size = opts.jobs ?? auto.jobs;
+  report.jobs = { size, peak: 0, chosen: opts.jobs ? '--jobs' : auto.why };
+  opts.logger.info(`guests: up to ${size} at once (${opts.jobs ? '--jobs' : auto.why}); ${opts.snapshots === false ? 'each boots (--no-snapshot)' : 'restored from a snapshot of a booted guest'}`);
+  return new Slots(size);
 }
 
 /** Unpacks the kernel source and applies the series (cached). */
@@ -172,26 +188,48 @@ interface ArchGuests {
   artifacts: ArchArtifacts;
   keys: Keys;
   tree: string;
+  cacheDir: string;
+  slots: Slots;
 }
 
-/** Every planned scenario on a freshly booted guest (a forced transition leaves a module that can never go); the next boots ahead. */
+/**
+ * Every planned scenario on a pristine guest of its own (a forced transition
+ * leaves a module that can never go), as many at once as the run's slots
+ * allow, the longest first. A guest that died fails its scenario (with the
+ * console excerpt); a guest that cannot be had (a failed boot) or is not the
+ * arch asked for ends the arch: nothing more of it starts.
+ */
 async function runGuests(g: ArchGuests): Promise<void> {
   const { opts, arch, ar, artifacts } = g;
-  const runs = plannedRuns(arch, opts);
+  const planned = plannedRuns(arch, opts);
   const wallStart = Date.now();
-  if (runs[0]) opts.logger.status(arch.name, `boot: ${runs[0].cpu} for ${runs[0].scenario.name}`);
-  await runAhead(runs, {
-    acquire: (run) => bootFor(g, run),
-    beforeNext: checkInterrupted,
-    // A guest that died fails its scenario (with the console excerpt); the next scenario boots afresh.
-    use: ({ scenario, cpu }, booted) =>
-      runOnGuest({ arch, scenario, cpu, booted, build: artifacts.build, tree: g.tree, modules: artifacts.modules, logger: opts.logger, archOut: g.archOut, record: (sr) => ar.scenarios.push(sr) }),
-  });
+  let failure: { error: unknown } | undefined;
+  const one = async (run: PlannedRun) => {
+    if (failure) return;
+    checkInterrupted();
+    const { scenario, cpu } = run;
+    opts.logger.status(arch.name, `guest: ${cpu} for ${scenario.name}`);
+    const { booted, bootRec } = await guestFor(g, run);
+    try {
+      await runOnGuest({ arch, scenario, cpu, booted, build: artifacts.build, tree: g.tree, modules: artifacts.modules, logger: opts.logger, archOut: g.archOut, record: (sr) => ar.scenarios.push(sr) });
+    } finally {
+      await booted[Symbol.asyncDispose]();
+      bootRec.cpuMs = booted.vm.cpuMs;
+    }
+  };
+  await Promise.all(longestFirst(planned).map((run) => g.slots.use(() => one(run)).catch((e: unknown) => void (failure ??= { error: e }))));
+  // Reports list scenarios in the order they were asked for, not the order they ended.
+  const order = (s: { name: string; cpu?: string }) => planned.findIndex((p) => p.scenario.name === s.name && p.cpu === s.cpu);
+  ar.scenarios.sort((a, b) => order(a) - order(b));
   ar.scenariosWallMs = Date.now() - wallStart;
+  if (failure) throw failure.error;
 }
 
-/** Boots the guest for one planned run, recording the boot in the arch's report. */
-async function bootFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<Booted> {
+/** Longest expected first (a long scenario started last would end the run alone); otherwise as planned. */
+const longestFirst = (runs: PlannedRun[]) => [...runs].sort((a, b) => (b.scenario.expectedSeconds ?? 0) - (a.scenario.expectedSeconds ?? 0));
+
+/** A pristine guest for one planned run (restored, or booted), recorded in the arch's report. */
+async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{ booted: FreshGuest; bootRec: BootReport }> {
   const { arch, keys, opts } = g;
   const label = `${scenario.name}-${cpu}`;
   const consoleLog = join(g.archOut, `console-${label}.log`);
@@ -199,12 +237,15 @@ async function bootFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<Bo
   g.ar.boots.push(bootRec);
   const initrd = g.artifacts.images.get(scenario.image ?? 'base')!.path;
   const commandFile = join(g.archOut, `qemu-command-${label}.txt`);
-  const booted = await bootGuest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, logger: opts.logger, cpu });
+  const booted = await freshGuest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, logger: opts.logger, cpu, cacheDir: g.cacheDir, snapshots: opts.snapshots !== false });
   bootRec.bootMs = booted.bootMs;
+  if (booted.restored) bootRec.restoredFrom = booted.restored.snapshot;
+  if (booted.snapshotProblem) bootRec.snapshotProblem = booted.snapshotProblem;
   if (booted.stalled.length) bootRec.stalledConsoleLogs = booted.stalled;
   bootRec.qemuCommand = booted.vm.command;
-  opts.logger.info(`boot ${arch.name}/${cpu} for ${scenario.name}: SSH up after ${(booted.bootMs / 1000).toFixed(1)} s (${sshCommand(keys, booted.port)})`);
-  return booted;
+  const how = booted.restored ? 'restored' : 'booted';
+  opts.logger.info(`guest ${arch.name}/${cpu} for ${scenario.name}: ${how}, SSH up after ${(booted.bootMs / 1000).toFixed(2)} s (${sshCommand(keys, booted.port)})`);
+  return { booted, bootRec };
 }
 
 /** The (scenario, CPU) pairs an arch is to run, in order. */

@@ -25,6 +25,12 @@ export interface BootReport {
   qemuCommand?: string;
   consoleLog: string;
   stalledConsoleLogs?: string[];
+  /** The snapshot the guest was restored from (bootMs is then the restore, to SSH answering). */
+  restoredFrom?: string;
+  /** Why this guest booted although snapshots were on (a failed save or restore). */
+  snapshotProblem?: string;
+  /** CPU time its QEMU used, boot or restore and scenario together (from /proc at its stop). */
+  cpuMs?: number;
 }
 
 /** A scenario's report; `interrupted` when the run was stopped before it finished (or before it began). */
@@ -42,6 +48,8 @@ export interface RunReport {
   exitCode: number;
   /** The scenarios asked for (before --shard) and the shard this run is. */
   selection?: { scenarios: string[]; shard?: { index: number; count: number } };
+  /** Guests at once: the limit, how it was chosen, and the most seen running together. */
+  jobs?: { size: number; chosen: string; peak: number };
 }
 
 /** The most serious outcome wins: usage > infra > kernel > tests failed > ok. */

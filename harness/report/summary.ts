@@ -1,5 +1,5 @@
 // The human summary printed at the end of a run.
-import type { RunReport } from './run-report.js';
+import type { ArchReport, RunReport } from './run-report.js';
 
 const secs = (ms?: number) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`);
 
@@ -10,7 +10,7 @@ export function formatSummary(r: RunReport): string {
     out.push(`  ${a.kernel ? `${a.kernel} ` : ''}${a.arch} (linux ${a.kernelVersion ?? '?'})`);
     out.push(`    build:        ${a.build ? `${secs(a.build.durationMs)}${a.build.reused ? ' (cached, no make)' : ''}` : '-'}`);
     out.push(`    image:        ${a.image ? `${secs(a.image.durationMs)}${a.image.reused ? ' (cached)' : ''}` : '-'}`);
-    for (const b of a.boots) out.push(`    boot to SSH:  ${secs(b.bootMs)} (cpu ${b.cpu})`);
+    out.push(...guestLines(a.boots));
     if (a.scenarios.length) {
       const rows = a.scenarios.map((s) => {
         const { stuckSeenMs, remedyToDoneMs, ...rest } = s.timings;
@@ -42,4 +42,22 @@ export function table(head: string[], rows: string[][]): string[] {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
+}
+
+/** One line per guest when few, else one per kind (booted, restored) with the median, the slowest and the CPU the guests used. */
+function guestLines(boots: ArchReport['boots']): string[] {
+  const cpu = (bs: typeof boots) => (bs.some((b) => b.cpuMs !== undefined) ? `, QEMU CPU ${secs(bs.reduce((s, b) => s + (b.cpuMs ?? 0), 0))} in all` : '');
+  const out: string[] = [];
+  for (const [label, kind] of [['restore to SSH', boots.filter((b) => b.restoredFrom)], ['boot to SSH:  ', boots.filter((b) => !b.restoredFrom)]] as const) {
+    if (kind.length === 0) continue;
+    if (kind.length <= 3) {
+      for (const b of kind) out.push(`    ${label}: ${secs(b.bootMs)} (cpu ${b.cpu})`);
+      continue;
+    }
+    const ms = kind.map((b) => b.bootMs ?? 0).sort((x, y) => x - y);
+    out.push(`    ${label}: median ${secs(ms[Math.floor(ms.length / 2)])}, slowest ${secs(ms[ms.length - 1])} over ${kind.length} guests${cpu(kind)}`);
+  }
+  const problem = boots.find((b) => b.snapshotProblem)?.snapshotProblem;
+  if (problem) out.push(`    snapshots:    ${problem}`);
+  return out;
 }

@@ -97,6 +97,7 @@ const hasOutOfTreeModules = (host: HostContext) => existsSync(join(host.tree, SE
 
 export const kselftest: Scenario = {
   name: 'kselftest',
+  expectedSeconds: 90,
   description: "the kernel's livepatch selftests, one check per upstream test case",
   casesAreChecks: true,
   image: 'kselftest',

@@ -405,6 +405,7 @@ export const reverse = stuckScenario({
 
 export const autoSignal: Scenario = {
   name: 'auto-signal',
+  expectedSeconds: 20,
   description: 'with an interruptible blocker and no write to signal, the kernel frees it by itself after about 15 retries',
   async run(ctx) {
     const sl = new Sleeper(ctx);

@@ -86,6 +86,7 @@ function driverScript(hangMs: number, raceMs: number): string {
 
 export const race: Scenario = {
   name: 'race',
+  expectedSeconds: 30,
   description: `for ${RACE_SECONDS} s, ${WRITERS} processes write signal/force/enabled and read transition while patching transitions start, reverse and complete: only success or EINVAL, no hang, no lockdep or sleep-in-atomic report`,
   needs: ['signal', 'force'],
   async run(ctx) {

@@ -119,6 +119,8 @@ export interface Scenario {
   allCpus?: boolean;
   /** Each check is a test case of its own in JUnit (the upstream selftests). */
   casesAreChecks?: boolean;
+  /** About how long it takes on x86_64 (the scheduler starts long ones first). */
+  expectedSeconds?: number;
   /** The guest image it needs; default the small base image. */
   image?: 'base' | 'kselftest';
   /** How the scenario makes its transition stick; `klp-harness repro` stops there. */

@@ -10,6 +10,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import pRetry, { AbortError } from 'p-retry';
 import type { ArchRecord } from '../core/arch.js';
 import { bootError, HarnessError, infraError } from '../core/errors.js';
+import { run, type CommandFailure } from '../core/exec.js';
 import type { Keys } from '../image/keys.js';
 import type { Logger } from '../core/log.js';
 import { freePort } from './ports.js';
@@ -36,6 +37,8 @@ export interface BootRequest {
   accel?: 'kvm' | 'tcg';
   /** Picks the host port for the SSH forward (tests inject a taken one). */
   pickPort?: () => Promise<number>;
+  /** A QMP socket for QEMU to create (a snapshot is saved through it). */
+  qmpSocket?: string;
 }
 
 /** A guest up and reachable over SSH; leaving its `await using` scope closes SSH and stops QEMU. */
@@ -69,7 +72,7 @@ async function bootOnce(req: BootRequest, stalled: string[]): Promise<Booted> {
   const { arch } = req;
   const deadline = timeout('bootToSsh', arch);
   const port = await (req.pickPort ?? freePort)();
-  const accel = kvmUnusable ? 'tcg' : (req.accel ?? pickAccel(arch));
+  const accel = accelFor(req);
   const vm = startQemu(req, port, accel);
   const watch = watchBoot(vm, req.silenceMs ?? timeout('bootSilence', arch), arch.name);
   try {
@@ -103,8 +106,30 @@ async function bootOnce(req: BootRequest, stalled: string[]): Promise<Booted> {
   }
 }
 
-/** Starts QEMU for the request and says where its command line is. */
-function startQemu(req: BootRequest, port: number, accel: 'kvm' | 'tcg'): QemuVM {
+/**
+ * Settles whether KVM works before anything depends on it (a snapshot is
+ * made with one accelerator and restores only with it): QEMU started paused
+ * with KVM either fails at once (seen: nested virtualisation failing to set
+ * MSRs) or is still there after a moment.
+ */
+export async function settleAccel(req: BootRequest): Promise<void> {
+  if (accelFor(req) !== 'kvm' || kvmProven) return;
+  const binary = req.qemuBinary ?? req.arch.qemu.binary;
+  const args = [...req.arch.qemu.machineArgs, '-accel', 'kvm', '-cpu', 'host', '-S', '-nodefaults', '-display', 'none', '-monitor', 'none', '-serial', 'none'];
+  let failure: CommandFailure | undefined;
+  await run(binary, args, { timeoutMs: 1500, onFailure: (f) => ((failure = f), infraError(f.command)) }).catch(() => undefined);
+  if (failure && !failure.timedOut) {
+    kvmUnusable = failure.output.trim().split('\n')[0] ?? `QEMU exited with ${failure.exitCode}`;
+    req.logger.info(`boot ${req.arch.name}: KVM is not usable here (${kvmUnusable}); software emulation`);
+  } else kvmProven = true;
+}
+let kvmProven = false;
+
+/** The accelerator a guest for this request starts with. */
+export const accelFor = (req: BootRequest) => (kvmUnusable ? 'tcg' : (req.accel ?? pickAccel(req.arch)));
+
+/** Starts QEMU for the request (booting, or from a saved state) and says where its command line is. */
+export function startQemu(req: BootRequest, port: number, accel: 'kvm' | 'tcg', incoming?: string): QemuVM {
   const { arch, logger } = req;
   const vm = new QemuVM({
     arch,
@@ -116,12 +141,14 @@ function startQemu(req: BootRequest, port: number, accel: 'kvm' | 'tcg'): QemuVM
     cpu: req.cpu,
     binary: req.qemuBinary,
     extraAppend: req.extraAppend,
+    qmpSocket: req.qmpSocket,
+    incoming,
     onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
   });
   // The full command line is long: it goes to --verbose and next to the console log, not to every default log line.
   const commandFile = req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt');
   writeFileSync(commandFile, vm.command + '\n');
-  logger.info(`boot ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid} (command line in ${commandFile})`);
+  logger.info(`${incoming ? 'restore' : 'boot'} ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid} (command line in ${commandFile})`);
   logger.verbose(`boot ${arch.name}: ${vm.command}`);
   return vm;
 }

@@ -2,10 +2,10 @@
 // (up to a size) and a ring buffer, fatal console lines reported at once,
 // stopped with SIGTERM then SIGKILL to the whole group. The only code that
 // starts QEMU. A guest that floods its console costs bounded memory and disk.
-import { accessSync, constants, createWriteStream, type WriteStream } from 'node:fs';
+import { accessSync, constants, createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import type { ArchRecord } from '../core/arch.js';
 import { classifyLine, cleanConsoleLine, isFatal, RingBuffer, type ConsoleEvent } from './console.js';
-import { formatCommand } from '../core/exec.js';
+import { formatCommand, shellQuote } from '../core/exec.js';
 import { spawnGroup, type ProcessGroup } from '../core/process-group.js';
 
 export interface QemuOptions {
@@ -22,6 +22,10 @@ export interface QemuOptions {
   onConsoleLine?: (line: string) => void;
   /** Replaces the QEMU binary (tests use a fake script). */
   binary?: string;
+  /** A QMP socket to create (saving a snapshot drives QEMU through it). */
+  qmpSocket?: string;
+  /** A saved guest state to start from instead of booting (a snapshot's state file). */
+  incoming?: string;
   /** The console log stops growing here (default CONSOLE_LOG_MAX_BYTES); the ring buffer and the panic watch go on. */
   consoleLogMaxBytes?: number;
 }
@@ -69,6 +73,9 @@ export function qemuArgs(o: QemuOptions): string[] {
     '-netdev', `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${o.sshPort}-:22`,
     '-device', 'virtio-net-pci,netdev=n0',
     '-device', 'virtio-rng-pci',
+    ...(o.qmpSocket ? ['-qmp', `unix:${o.qmpSocket},server=on,wait=off`] : []),
+    // QEMU loads the kernel and initrd as for a boot, then the saved state replaces the guest's memory and devices.
+    ...(o.incoming ? ['-incoming', `exec:cat ${shellQuote(o.incoming)}`] : []),
   ];
 }
 
@@ -78,6 +85,19 @@ function piecesOf(line: string): string[] {
   const out: string[] = [];
   for (let i = 0; i < line.length; i += CONSOLE_LINE_MAX_CHARS) out.push(line.slice(i, i + CONSOLE_LINE_MAX_CHARS));
   return out;
+}
+
+/** utime + stime of a live process from /proc (undefined where there is none). */
+export function processCpuMs(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state is 3rd, utime the 14th, stime the 15th.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
 }
 
 export type VmExit = { code: number | null; signal: NodeJS.Signals | null; stderr: string };
@@ -188,8 +208,12 @@ export class QemuVM {
     return new Promise((resolve) => this.lineWaiters.push({ re, resolve }));
   }
 
+  /** CPU time QEMU used (user + system, all its threads), read when it was stopped. */
+  cpuMs?: number;
+
   /** Stops QEMU: SIGTERM to its group (continued if it was stopped), SIGKILL after graceMs. */
   async stop(graceMs = 3000): Promise<VmExit> {
+    if (this.running) this.cpuMs ??= processCpuMs(this.pid);
     await this.group.stop(graceMs);
     return this.exited;
   }

@@ -43,3 +43,15 @@ t.test('each subcommand takes its own options: another one\'s is bad usage namin
     t.match(r.stderr, re, args.join(' '));
   }
 });
+
+t.test('--jobs takes a whole number of guests, 1 or more; anything else is bad usage saying what to give', async (t) => {
+  const cache = mkdtempSync(join(tmpdir(), 'klp-opt-'));
+  for (const bad of ['0', '-2', '1.5', 'many']) {
+    const r = await runCli(['run', '--arch', 'x86_64', '--cache-dir', cache, `--jobs=${bad}`]);
+    t.equal(r.code, 4, `--jobs ${bad}`);
+    t.match(r.stderr, new RegExp(`bad --jobs '${bad.replace('.', '\\.')}'[\\s\\S]*whole number of 1 or more`));
+  }
+  const help = await runCli(['--help']);
+  t.match(help.stdout, /--jobs N/);
+  t.match(help.stdout, /--no-snapshot/);
+});

@@ -1,0 +1,104 @@
+// A small client for QEMU's machine protocol (QMP) on a unix socket: JSON
+// lines, one command answered at a time, asynchronous events skipped. Used
+// to save a booted guest's state to a file (migrate) and to stop QEMU.
+import { connect, type Socket } from 'node:net';
+import { infraError } from '../core/errors.js';
+import { shellQuote } from '../core/exec.js';
+
+type Reply = { return?: unknown; error?: { class: string; desc: string }; event?: string; QMP?: unknown };
+
+export class QmpClient {
+  private buffer = '';
+  private waiting: { resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
+  private closedWith?: Error;
+
+  private constructor(private readonly socket: Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      this.buffer += chunk;
+      let nl: number;
+      while ((nl = this.buffer.indexOf('\n')) >= 0) {
+        const line = this.buffer.slice(0, nl).trim();
+        this.buffer = this.buffer.slice(nl + 1);
+        if (!line) continue;
+        let msg: Reply;
+        try {
+          msg = JSON.parse(line) as Reply;
+        } catch {
+          continue;
+        }
+        if (msg.event) continue;
+        this.waiting.shift()?.resolve(msg);
+      }
+    });
+    const fail = (e: Error) => {
+      this.closedWith ??= e;
+      for (const w of this.waiting.splice(0)) w.reject(e);
+    };
+    socket.on('error', fail);
+    socket.on('close', () => fail(new Error('QMP connection closed')));
+  }
+
+  /** Connects (QEMU may still be creating the socket: retried until deadlineMs) and leaves the greeting's capability negotiation done. */
+  static async connect(path: string, deadlineMs = 10_000): Promise<QmpClient> {
+    const started = Date.now();
+    for (;;) {
+      try {
+        const socket = await new Promise<Socket>((resolve, reject) => {
+          const s = connect(path, () => resolve(s));
+          s.once('error', reject);
+        });
+        const c = new QmpClient(socket);
+        await c.next(); // the greeting
+        await c.execute('qmp_capabilities');
+        return c;
+      } catch (e) {
+        if (Date.now() - started > deadlineMs) throw infraError(`QMP socket ${path} did not answer within ${deadlineMs / 1000} s: ${(e as Error).message}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
+  private next(): Promise<Reply> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+
+  /** Runs one command; a QMP error is thrown with QEMU's description. */
+  async execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    const reply = this.next();
+    this.socket.write(JSON.stringify(args ? { execute: command, arguments: args } : { execute: command }) + '\n');
+    const r = await reply;
+    if (r.error) throw infraError(`QMP ${command}: ${r.error.desc}`);
+    return r.return;
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** What query-migrate says, in the parts we read. */
+export interface MigrateStatus {
+  status?: string;
+  'error-desc'?: string;
+  'total-time'?: number;
+  ram?: { transferred?: number; total?: number };
+}
+
+/**
+ * Writes the guest's whole state to a file through `cat` (QEMU 7.2 has no
+ * file: migration target) and waits until it is complete. The guest is
+ * stopped afterwards (QEMU's postmigrate state).
+ */
+export async function migrateToFile(qmp: QmpClient, file: string, deadlineMs: number): Promise<MigrateStatus> {
+  await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
+  const started = Date.now();
+  for (;;) {
+    const s = (await qmp.execute('query-migrate')) as MigrateStatus;
+    if (s.status === 'completed') return s;
+    if (s.status === 'failed' || s.status === 'cancelled') throw infraError(`saving the guest's state to ${file} ${s.status}: ${s['error-desc'] ?? 'no reason given'}`);
+    if (Date.now() - started > deadlineMs) throw infraError(`saving the guest's state to ${file} took over ${deadlineMs / 1000} s (status ${s.status})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

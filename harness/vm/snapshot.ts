@@ -1,0 +1,217 @@
+// Fresh guests from a snapshot instead of a boot. The first guest for a
+// (kernel, image, QEMU command line) boots as usual; once SSH answers, its
+// whole state goes to a file through QEMU's migration stream, and every
+// guest after that, in this run or a later one, starts from that file
+// (`-incoming`): the same pristine state each time, SSH-ready in well under a
+// second instead of a boot. The snapshot is a cache entry (snapshots/<key>)
+// made under the entry's exclusive lock and used under its shared one, with
+// the boot's console and any kernel reports of the boot kept beside it. A
+// restore that fails is said in the log and the report, and the guest boots.
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pRetry, { AbortError } from 'p-retry';
+import { hashOf, readValidMarker, sha256File, writeMarker } from '../core/cache.js';
+import { wasInterrupted } from '../core/children.js';
+import { describeError, HarnessError, infraError } from '../core/errors.js';
+import { run } from '../core/exec.js';
+import { entryLock, useEntry } from '../core/lock.js';
+import { timeout } from '../core/timeouts.js';
+import { accelFor, bootGuest, portTaken, settleAccel, startQemu, type BootRequest, type Booted } from './boot.js';
+import type { ConsoleEvent } from './console.js';
+import { freePort } from './ports.js';
+import { qemuArgs } from './qemu.js';
+import { migrateToFile, QmpClient } from './qmp.js';
+import { GuestShell } from './ssh.js';
+
+/** The file in a snapshot entry that holds the guest's state. */
+const STATE = 'state';
+
+export interface FreshGuestRequest extends BootRequest {
+  cacheDir: string;
+  /** false: boot every guest (--no-snapshot). */
+  snapshots: boolean;
+}
+
+/** A guest from freshGuest: booted, or restored from a snapshot (then `restored` says which and how long it took). */
+export interface FreshGuest extends Booted {
+  restored?: { snapshot: string; ms: number };
+  /** Why a snapshot could not be made or used, when the guest booted instead. */
+  snapshotProblem?: string;
+}
+
+interface SnapshotMeta {
+  bootMs: number;
+  saveMs: number;
+  stateBytes: number;
+  /** Kernel reports on the boot's console (a WARN at boot still fails a scenario's console check). */
+  bootEvents: ConsoleEvent[];
+}
+
+interface Snapshot {
+  dir: string;
+  state: string;
+  meta: SnapshotMeta;
+}
+
+/** Snapshots this process knows, by key: made or checked once, used by every guest after. */
+const known = new Map<string, Promise<Snapshot | undefined>>();
+/** Snapshots whose restore failed once: this process boots instead. */
+const unusable = new Map<string, string>();
+const fileSums = new Map<string, Promise<string>>();
+const qemuVersions = new Map<string, Promise<string>>();
+let socketCount = 0;
+
+const sumOf = (path: string) => fileSums.get(path) ?? (fileSums.set(path, sha256File(path)), fileSums.get(path)!);
+const versionOf = (binary: string) =>
+  qemuVersions.get(binary) ?? (qemuVersions.set(binary, run(binary, ['--version']).then((r) => r.stdout.split('\n')[0] ?? '')), qemuVersions.get(binary)!);
+
+/**
+ * What a snapshot depends on: QEMU's version, its command line (without the
+ * SSH port, which each guest picks anew) and the kernel and image contents.
+ */
+export async function snapshotKey(req: BootRequest): Promise<{ key: string; inputs: Record<string, string> }> {
+  const binary = req.qemuBinary ?? req.arch.qemu.binary;
+  const args = qemuArgs({ arch: req.arch, accel: accelFor(req), kernel: req.kernel, initrd: req.initrd, sshPort: 0, consoleLog: '', cpu: req.cpu, extraAppend: req.extraAppend });
+  const inputs = { qemu: await versionOf(binary), args: args.join(' '), kernel: await sumOf(req.kernel), initrd: await sumOf(req.initrd) };
+  return { key: `${req.arch.name}-${req.cpu ?? req.arch.qemu.cpuModels[0]}-${hashOf(...Object.values(inputs))}`, inputs };
+}
+
+/** Whether `qemu --version`'s first line names `want` (major.minor) or later. */
+export function versionAtLeast(versionLine: string, want: string): boolean {
+  const have = /version (\d+)\.(\d+)/.exec(versionLine);
+  const [wMajor, wMinor] = want.split('.').map(Number) as [number, number];
+  if (!have) return false;
+  const major = Number(have[1]);
+  return major > wMajor || (major === wMajor && Number(have[2]) >= wMinor);
+}
+
+/** A pristine guest for one scenario: restored from the snapshot when there is one (made first if not), else booted. */
+export async function freshGuest(req: FreshGuestRequest): Promise<FreshGuest> {
+  if (!req.snapshots) return bootGuest(req);
+  await settleAccel(req);
+  const { key, inputs } = await snapshotKey(req);
+  const tooOld = req.arch.qemu.snapshotsFrom;
+  if (tooOld && !unusable.has(key) && !versionAtLeast(inputs.qemu, tooOld.version)) {
+    unusable.set(key, `no snapshot: ${tooOld.why} (this is ${inputs.qemu})`);
+    req.logger.info(`snapshot ${req.arch.name}: ${unusable.get(key)}; guests boot`);
+  }
+  const problem = unusable.get(key);
+  if (problem) return { ...(await bootGuest(req)), snapshotProblem: problem };
+  let snap = known.get(key);
+  if (!snap) known.set(key, (snap = snapshotEntry(req, key, inputs)));
+  let s: Snapshot | undefined;
+  try {
+    s = await snap;
+  } catch (e) {
+    // A boot that failed fails the guest as it always did; a save that failed only costs boots.
+    if (e instanceof HarnessError && e.kind === 'boot') throw e;
+    const why = `no snapshot: ${describeError(e).split('\n')[0]}`;
+    unusable.set(key, why);
+    req.logger.info(`snapshot ${req.arch.name}: ${why}; guests boot instead`);
+    return { ...(await bootGuest(req)), snapshotProblem: why };
+  }
+  if (!s) return bootGuest(req);
+  try {
+    return await restoreGuest(req, s);
+  } catch (e) {
+    if (wasInterrupted()) throw e;
+    const why = `restore from ${s.dir} failed: ${(e as Error).message.split('\n')[0]}`;
+    unusable.set(key, why);
+    req.logger.info(`snapshot ${req.arch.name}: ${why}; booting instead (the console of the failed restore is kept)`);
+    return { ...(await bootGuest(req)), snapshotProblem: why };
+  }
+}
+
+/** The snapshot entry for a key: checked, or made under its exclusive lock (another run may be making it). */
+function snapshotEntry(req: FreshGuestRequest, key: string, inputs: Record<string, string>): Promise<Snapshot | undefined> {
+  const dir = join(req.cacheDir, 'snapshots', key);
+  const check = async () => {
+    const marker = await readValidMarker(dir);
+    if (!marker) return undefined;
+    return { dir, state: join(dir, STATE), meta: marker.meta as unknown as SnapshotMeta };
+  };
+  return useEntry({
+    lock: entryLock(req.cacheDir, `snapshots/${key}`),
+    what: `snapshot ${key}`,
+    logger: req.logger,
+    check,
+    make: async () => {
+      await makeSnapshot(req, dir, key, inputs);
+      return (await check())!;
+    },
+  });
+}
+
+/** Boots a guest with a QMP socket, waits for SSH, saves its state to the entry and stops it. */
+async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, inputs: Record<string, string>): Promise<void> {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const qmpSocket = join(tmpdir(), `klp-qmp-${process.pid}-${++socketCount}.sock`);
+  const consoleLog = join(dir, 'boot-console.log');
+  req.logger.info(`snapshot ${req.arch.name}: booting the guest to save (${dir})`);
+  try {
+    await using booted = await bootGuest({ ...req, consoleLog, commandFile: join(dir, 'qemu-command.txt'), qmpSocket });
+    // The guest's SSH server sees our connection end before its state is saved: no half-open session in the snapshot.
+    booted.ssh.close();
+    await new Promise((r) => setTimeout(r, 300));
+    const qmp = await QmpClient.connect(qmpSocket);
+    const started = Date.now();
+    try {
+      await migrateToFile(qmp, join(dir, STATE), timeout('guestCommand', req.arch));
+    } finally {
+      qmp.close();
+    }
+    const meta: SnapshotMeta = { bootMs: booted.bootMs, saveMs: Date.now() - started, stateBytes: 0, bootEvents: booted.vm.events.slice() };
+    meta.stateBytes = readFileSync(join(dir, STATE)).length;
+    writeFileSync(join(dir, 'inputs.json'), JSON.stringify(inputs, null, 2) + '\n');
+    await writeMarker(dir, key, inputs, [STATE], meta as unknown as Record<string, unknown>);
+    req.logger.info(`snapshot ${req.arch.name}: saved ${(meta.stateBytes / 1048576).toFixed(0)} MiB in ${(meta.saveMs / 1000).toFixed(2)} s after a ${(booted.bootMs / 1000).toFixed(1)} s boot`);
+  } finally {
+    rmSync(qmpSocket, { force: true });
+  }
+}
+
+/** Starts QEMU from the snapshot's state and connects; a taken port is retried, anything else thrown. */
+async function restoreGuest(req: FreshGuestRequest, s: Snapshot): Promise<FreshGuest> {
+  return pRetry(() => restoreOnce(req, s), { retries: 3, minTimeout: 0 });
+}
+
+async function restoreOnce(req: FreshGuestRequest, s: Snapshot): Promise<FreshGuest> {
+  const port = await (req.pickPort ?? freePort)();
+  writeFileSync(req.consoleLog, `# klp-harness: restored from ${s.state}; the boot's console is ${join(s.dir, 'boot-console.log')}\n`);
+  const vm = startQemu(req, port, accelFor(req), s.state);
+  // The boot's kernel reports count for this guest too: it is that boot, resumed.
+  vm.events.push(...s.meta.bootEvents);
+  const abort = Promise.race([
+    vm.fatal.then((ev) => `kernel ${ev.kind} after the restore: ${ev.line.trim()}`),
+    vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH answered: ${x.stderr.trim().split('\n').slice(-1)[0] ?? ''}`),
+  ]);
+  try {
+    const commands = { commandMs: timeout('guestCommand', req.arch), copyMs: timeout('fileCopy', req.arch) };
+    const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: timeout('restoreToSsh', req.arch), commands, abort });
+    // A guest whose timers did not survive the restore answers SSH and then hangs in the first sleep.
+    const timers = await ssh.exec('usleep 20000 && echo timers-ok', { timeoutMs: 5000 * req.arch.timeoutScale }).catch((e: Error) => ({ stdout: e.message }));
+    if (!timers.stdout.includes('timers-ok')) {
+      ssh.close();
+      throw infraError(`the restored guest's timers do not fire (a 20 ms sleep did not end: ${timers.stdout.trim().split('\n')[0]})`);
+    }
+    const ms = Date.now() - vm.startedAt;
+    return {
+      vm,
+      ssh,
+      bootMs: ms,
+      port,
+      stalled: [],
+      restored: { snapshot: s.dir, ms },
+      async [Symbol.asyncDispose]() {
+        ssh.close();
+        await vm.stop();
+      },
+    };
+  } catch (e) {
+    await vm.stop();
+    if (vm.exit && portTaken(vm.exit.stderr)) throw infraError(`port ${port} was taken`);
+    throw new AbortError(e as Error);
+  }
+}

@@ -1,0 +1,46 @@
+// The guest scheduler: at most N at once, first come first served, and the default N from cores and memory.
+import t from 'tap';
+import { defaultJobs, Slots } from '../../../harness/pipeline/slots.js';
+
+const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test('never more holders than slots; waiting ones start in the order they asked', async (t) => {
+  const slots = new Slots(2);
+  let now = 0;
+  let most = 0;
+  const started: number[] = [];
+  await Promise.all(
+    [0, 1, 2, 3, 4].map((i) =>
+      slots.use(async () => {
+        started.push(i);
+        most = Math.max(most, ++now);
+        await tick(20 + (i === 0 ? 40 : 0));
+        now--;
+      }),
+    ),
+  );
+  t.equal(most, 2, 'two at once, never three');
+  t.equal(slots.peak, 2);
+  t.same(started, [0, 1, 2, 3, 4]);
+});
+
+t.test('a holder that throws frees its slot', async (t) => {
+  const slots = new Slots(1);
+  const first = slots.use(async () => {
+    throw new Error('boom');
+  });
+  await t.rejects(first, /boom/);
+  t.equal(await slots.use(async () => 'next ran'), 'next ran');
+});
+
+t.test('a size that is not a positive whole number is refused', async (t) => {
+  t.throws(() => new Slots(0), RangeError);
+  t.throws(() => new Slots(1.5), RangeError);
+});
+
+t.test('the default: two guests per core, bounded by three quarters of the available memory, at least one', async (t) => {
+  t.equal(defaultJobs({ cores: 2, availableMiB: 24_000 }, 1024).jobs, 4, 'cores bound it');
+  t.equal(defaultJobs({ cores: 16, availableMiB: 4_000 }, 1024).jobs, 2, 'memory bounds it: 3000 MiB / 1324 MiB');
+  t.equal(defaultJobs({ cores: 1, availableMiB: 300 }, 1024).jobs, 1, 'never below one');
+  t.match(defaultJobs({ cores: 2, availableMiB: 24_000 }, 1024).why, /2 cores allow 4, 24000 MiB available allows 13 guests of 1024 MiB/);
+});

@@ -1,0 +1,72 @@
+// Snapshots against the fake QEMU: what the key depends on, and a restore
+// that fails falling back to a boot, visibly.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { getArch } from '../../../harness/core/arch.js';
+import { writeMarker } from '../../../harness/core/cache.js';
+import { HarnessError } from '../../../harness/core/errors.js';
+import { createLogger } from '../../../harness/core/log.js';
+import { loadKeys } from '../../../harness/image/keys.js';
+import { freshGuest, snapshotKey, type FreshGuestRequest } from '../../../harness/vm/snapshot.js';
+import { fixture, tempDir } from '../../helpers.js';
+
+const arch = getArch('x86_64');
+
+function request(t: Test, lines: string[]): FreshGuestRequest {
+  const dir = tempDir(t);
+  const kernel = join(dir, 'bzImage');
+  const initrd = join(dir, 'initrd');
+  writeFileSync(kernel, 'kernel one');
+  writeFileSync(initrd, 'image one');
+  const logger = createLogger('normal', { out: (s) => lines.push(s), live: false });
+  return { arch, kernel, initrd, keys: loadKeys(dir), consoleLog: join(dir, 'console.log'), logger, qemuBinary: fixture('procs/fake-qemu.sh'), accel: 'tcg', cacheDir: join(dir, 'cache'), snapshots: true };
+}
+
+t.test('the key follows the kernel, the image, the CPU and the command line, not the SSH port', async (t) => {
+  const req = request(t, []);
+  const a = await snapshotKey(req);
+  t.match(a.key, /^x86_64-max-[0-9a-f]{16}$/);
+  t.match(a.inputs.qemu, /QEMU emulator version 0\.0\.0 \(fake\)/);
+  t.notMatch(a.inputs.args, /hostfwd=tcp:127\.0\.0\.1:[1-9]/, 'the port is left out');
+  t.not((await snapshotKey({ ...req, extraAppend: ['quiet'] })).key, a.key, 'another kernel command line');
+  t.not((await snapshotKey({ ...req, cpu: 'Skylake-Server' })).key, a.key, 'another CPU model');
+  const kernel2 = req.kernel + '2';
+  writeFileSync(kernel2, 'kernel two');
+  t.not((await snapshotKey({ ...req, kernel: kernel2 })).key, a.key, 'another kernel');
+});
+
+t.test('a restore that fails is said, and the guest boots instead (here into a panic)', async (t) => {
+  const lines: string[] = [];
+  const req = request(t, lines);
+  const { key, inputs } = await snapshotKey(req);
+  const dir = join(req.cacheDir, 'snapshots', key);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'state'), 'not a QEMU state');
+  await writeMarker(dir, key, inputs, ['state'], { bootMs: 1, saveMs: 1, stateBytes: 16, bootEvents: [] });
+  process.env.FAKE_QEMU_INCOMING = 'fail';
+  process.env.FAKE_QEMU_MODE = 'panic';
+  t.teardown(() => {
+    delete process.env.FAKE_QEMU_INCOMING;
+    delete process.env.FAKE_QEMU_MODE;
+  });
+  const err = await freshGuest(req).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  const log = lines.join('');
+  t.match(log, /restore x86_64: software emulation \(TCG\)/, 'a restore was tried first');
+  t.match(log, new RegExp(`snapshot x86_64: restore from \\S*${key} failed: QEMU exited \\(code 1[^\\n]*load of migration failed: Invalid argument; booting instead`));
+  t.type(err, HarnessError);
+  t.match((err as HarnessError).message, /kernel failed during boot: .*Kernel panic/, 'then it booted, and the boot is what failed');
+});
+
+t.test('QEMU versions: snapshots on pseries need 8.1 or later', async (t) => {
+  const { versionAtLeast } = await import('../../../harness/vm/snapshot.js');
+  t.notOk(versionAtLeast('QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)', '8.1'));
+  t.ok(versionAtLeast('QEMU emulator version 8.1.0', '8.1'));
+  t.ok(versionAtLeast('QEMU emulator version 10.0.2 (Debian)', '8.1'));
+  t.notOk(versionAtLeast('QEMU emulator version 8.0.5', '8.1'));
+  t.notOk(versionAtLeast('no version here', '8.1'), 'an unreadable version is not assumed new');
+  t.equal(getArch('ppc64le').qemu.snapshotsFrom?.version, '8.1');
+});
