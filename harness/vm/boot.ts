@@ -112,8 +112,14 @@ async function bootOnce(req: BootRequest, stalled: string[]): Promise<Booted> {
  * with KVM either fails at once (seen: nested virtualisation failing to set
  * MSRs) or is still there after a moment.
  */
-export async function settleAccel(req: BootRequest): Promise<void> {
-  if (accelFor(req) !== 'kvm' || kvmProven) return;
+export function settleAccel(req: BootRequest): Promise<void> {
+  if (accelFor(req) !== 'kvm' || kvmProven) return Promise.resolve();
+  settling ??= probeKvm(req).finally(() => (settling = undefined));
+  return settling;
+}
+let settling: Promise<void> | undefined;
+
+async function probeKvm(req: BootRequest): Promise<void> {
   const binary = req.qemuBinary ?? req.arch.qemu.binary;
   const args = [...req.arch.qemu.machineArgs, '-accel', 'kvm', '-cpu', 'host', '-S', '-nodefaults', '-display', 'none', '-monitor', 'none', '-serial', 'none'];
   let failure: CommandFailure | undefined;

@@ -40,7 +40,7 @@ export class QmpClient {
   }
 
   /** Connects (QEMU may still be creating the socket: retried until deadlineMs) and leaves the greeting's capability negotiation done. */
-  static async connect(path: string, deadlineMs = 10_000): Promise<QmpClient> {
+  static async connect(path: string, deadlineMs = 10_000, gone: () => boolean = () => false): Promise<QmpClient> {
     const started = Date.now();
     for (;;) {
       try {
@@ -53,6 +53,7 @@ export class QmpClient {
         await c.execute('qmp_capabilities');
         return c;
       } catch (e) {
+        if (gone()) throw infraError(`QEMU ended before its QMP socket ${path} answered`);
         if (Date.now() - started > deadlineMs) throw infraError(`QMP socket ${path} did not answer within ${deadlineMs / 1000} s: ${(e as Error).message}`);
         await new Promise((r) => setTimeout(r, 50));
       }

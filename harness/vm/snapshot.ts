@@ -180,7 +180,8 @@ async function restoreGuest(req: FreshGuestRequest, s: Snapshot): Promise<FreshG
 async function restoreOnce(req: FreshGuestRequest, s: Snapshot): Promise<FreshGuest> {
   const port = await (req.pickPort ?? freePort)();
   writeFileSync(req.consoleLog, `# klp-harness: restored from ${s.state}; the boot's console is ${join(s.dir, 'boot-console.log')}\n`);
-  const vm = startQemu(req, port, accelFor(req), s.state);
+  const qmpSocket = join(tmpdir(), `klp-qmp-${process.pid}-${++socketCount}.sock`);
+  const vm = startQemu({ ...req, qmpSocket }, port, accelFor(req), s.state);
   // The boot's kernel reports count for this guest too: it is that boot, resumed.
   vm.events.push(...s.meta.bootEvents);
   const abort = Promise.race([
@@ -188,6 +189,12 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot): Promise<FreshGu
     vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH answered: ${x.stderr.trim().split('\n').slice(-1)[0] ?? ''}`),
   ]);
   try {
+    // A connection made while QEMU still loads the state loses its first SYN
+    // in the user network and waits out a retransmission (seen: 6 s with four
+    // restores at once): connect once the guest runs.
+    const running = untilRunning(qmpSocket, timeout('restoreToSsh', req.arch), () => !vm.running);
+    running.catch(() => {}); // when the abort wins
+    await Promise.race([running, abort.then((why) => Promise.reject(new HarnessError('boot', why)))]);
     const commands = { commandMs: timeout('guestCommand', req.arch), copyMs: timeout('fileCopy', req.arch) };
     const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: timeout('restoreToSsh', req.arch), commands, abort });
     // A guest whose timers did not survive the restore answers SSH and then hangs in the first sleep.
@@ -213,5 +220,23 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot): Promise<FreshGu
     await vm.stop();
     if (vm.exit && portTaken(vm.exit.stderr)) throw infraError(`port ${port} was taken`);
     throw new AbortError(e as Error);
+  } finally {
+    rmSync(qmpSocket, { force: true });
+  }
+}
+
+/** Waits until QEMU has loaded the state and the guest runs. */
+async function untilRunning(qmpSocket: string, deadlineMs: number, gone: () => boolean): Promise<void> {
+  const started = Date.now();
+  const qmp = await QmpClient.connect(qmpSocket, deadlineMs, gone);
+  try {
+    for (;;) {
+      const { status } = (await qmp.execute('query-status')) as { status: string };
+      if (status === 'running') return;
+      if (Date.now() - started > deadlineMs) throw infraError(`the guest was not running ${deadlineMs / 1000} s after the restore began (QEMU status: ${status})`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    qmp.close();
   }
 }
