@@ -11,7 +11,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ARCHES, type ArchRecord } from '../harness/core/arch.js';
-import { bootGuest } from '../harness/vm/boot.js';
+import { accelFor, bootGuest, settleAccel } from '../harness/vm/boot.js';
 import { freshGuest } from '../harness/vm/snapshot.js';
 import { Slots } from '../harness/pipeline/slots.js';
 import type { RunReport } from '../harness/report/run-report.js';
@@ -24,7 +24,6 @@ import { readSeries } from '../harness/kernel/patches.js';
 import { PROJECT_ROOT } from '../harness/core/paths.js';
 import { prepareArch } from '../harness/pipeline/prepare.js';
 import { runMain } from '../harness/pipeline/run.js';
-import { pickAccel } from '../harness/vm/qemu.js';
 import { SCENARIOS } from '../harness/scenarios/index.js';
 import { DEFAULT_KERNEL_SRC, prepareSource } from '../harness/kernel/source.js';
 
@@ -57,7 +56,9 @@ const jobs = availableParallelism();
 say('# klp-harness benchmark');
 say();
 say(`- date: ${new Date().toISOString()}`);
-say(`- machine: ${cpus()[0]?.model ?? '?'}, ${jobs} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, accel x86_64=${pickAccel(ARCHES.x86_64!)} ppc64le=${pickAccel(ARCHES.ppc64le!)}`);
+for (const arch of arches) await settleAccel({ arch, logger } as Parameters<typeof settleAccel>[0]);
+const accelNow = (arch: ArchRecord) => accelFor({ arch } as Parameters<typeof accelFor>[0]);
+say(`- machine: ${cpus()[0]?.model ?? '?'}, ${jobs} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, accel x86_64=${accelNow(ARCHES.x86_64!)} ppc64le=${accelNow(ARCHES.ppc64le!)}`);
 say(`- command: npm run bench${process.argv.slice(2).length ? ' -- ' + process.argv.slice(2).join(' ') : ''}`);
 say(`- kernel: ${DEFAULT_KERNEL_SRC} + patches/ (${series.patches.length} patch)`);
 say();
@@ -93,7 +94,9 @@ if (!skipCold) {
     await dropCaches();
     const io0 = readBytes();
     const c0 = Date.now();
-    const cold = await runMain({ arches, scenarios: [...SCENARIOS], logger, cacheDir: coldCache, outDir: join(coldCache, 'run') });
+    // A logger of its own: the run tees it into a folder this section removes.
+    const coldLogger = createLogger(args.has('--verbose') ? 'verbose' : 'quiet');
+    const cold = await runMain({ arches, scenarios: [...SCENARIOS], logger: coldLogger, cacheDir: coldCache, outDir: join(coldCache, 'run') });
     const coldMs = Date.now() - c0;
     const coldRead = readBytes() - io0;
     say(`Page cache dropped before each part: ${dropped ? 'yes' : 'no (not root)'}. npm's own download cache stays warm (the registry is the network here).`);
