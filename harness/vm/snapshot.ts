@@ -7,7 +7,7 @@
 // made under the entry's exclusive lock and used under its shared one, with
 // the boot's console and any kernel reports of the boot kept beside it. A
 // restore that fails is said in the log and the report, and the guest boots.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pRetry, { AbortError } from 'p-retry';
@@ -62,9 +62,15 @@ const fileSums = new Map<string, Promise<string>>();
 const qemuVersions = new Map<string, Promise<string>>();
 let socketCount = 0;
 
-const sumOf = (path: string) => fileSums.get(path) ?? (fileSums.set(path, sha256File(path)), fileSums.get(path)!);
-const versionOf = (binary: string) =>
-  qemuVersions.get(binary) ?? (qemuVersions.set(binary, run(binary, ['--version']).then((r) => r.stdout.split('\n')[0] ?? '')), qemuVersions.get(binary)!);
+/** The value for key, computed once per process. */
+function once<T>(cache: Map<string, T>, key: string, make: () => T): T {
+  if (!cache.has(key)) cache.set(key, make());
+  return cache.get(key)!;
+}
+const sumOf = (path: string) => once(fileSums, path, () => sha256File(path));
+const versionOf = (binary: string) => once(qemuVersions, binary, () => run(binary, ['--version']).then((r) => r.stdout.split('\n')[0] ?? ''));
+/** A fresh path for a QMP socket of this process (short: unix socket paths are limited to 108 bytes). */
+const qmpSocketPath = () => join(tmpdir(), `klp-qmp-${process.pid}-${++socketCount}.sock`);
 
 /**
  * What a snapshot depends on: QEMU's version, its command line (without the
@@ -147,7 +153,7 @@ function snapshotEntry(req: FreshGuestRequest, key: string, inputs: Record<strin
 async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, inputs: Record<string, string>): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const qmpSocket = join(tmpdir(), `klp-qmp-${process.pid}-${++socketCount}.sock`);
+  const qmpSocket = qmpSocketPath();
   const consoleLog = join(dir, 'boot-console.log');
   req.logger.info(`snapshot ${req.arch.name}: booting the guest to save (${dir})`);
   try {
@@ -162,8 +168,7 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
     } finally {
       qmp.close();
     }
-    const meta: SnapshotMeta = { bootMs: booted.bootMs, saveMs: Date.now() - started, stateBytes: 0, bootEvents: booted.vm.events.slice() };
-    meta.stateBytes = readFileSync(join(dir, STATE)).length;
+    const meta: SnapshotMeta = { bootMs: booted.bootMs, saveMs: Date.now() - started, stateBytes: statSync(join(dir, STATE)).size, bootEvents: booted.vm.events.slice() };
     writeFileSync(join(dir, 'inputs.json'), JSON.stringify(inputs, null, 2) + '\n');
     await writeMarker(dir, key, inputs, [STATE], meta as unknown as Record<string, unknown>);
     req.logger.info(`snapshot ${req.arch.name}: saved ${(meta.stateBytes / 1048576).toFixed(0)} MiB in ${(meta.saveMs / 1000).toFixed(2)} s after a ${(booted.bootMs / 1000).toFixed(1)} s boot`);
@@ -180,7 +185,7 @@ async function restoreGuest(req: FreshGuestRequest, s: Snapshot): Promise<FreshG
 async function restoreOnce(req: FreshGuestRequest, s: Snapshot): Promise<FreshGuest> {
   const port = await (req.pickPort ?? freePort)();
   writeFileSync(req.consoleLog, `# klp-harness: restored from ${s.state}; the boot's console is ${join(s.dir, 'boot-console.log')}\n`);
-  const qmpSocket = join(tmpdir(), `klp-qmp-${process.pid}-${++socketCount}.sock`);
+  const qmpSocket = qmpSocketPath();
   const vm = startQemu({ ...req, qmpSocket }, port, accelFor(req), s.state);
   // The boot's kernel reports count for this guest too: it is that boot, resumed.
   vm.events.push(...s.meta.bootEvents);
