@@ -11,7 +11,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ARCHES, type ArchRecord } from '../harness/core/arch.js';
-import { accelFor, bootGuest, settleAccel } from '../harness/vm/boot.js';
+import { bootGuest } from '../harness/vm/boot.js';
+import { Accelerator } from '../harness/vm/accel.js';
 import { freshGuest } from '../harness/vm/snapshot.js';
 import { Slots } from '../harness/pipeline/slots.js';
 import type { RunReport } from '../harness/report/run-report.js';
@@ -56,9 +57,12 @@ const jobs = availableParallelism();
 say('# klp-harness benchmark');
 say();
 say(`- date: ${new Date().toISOString()}`);
-for (const arch of arches) await settleAccel({ arch, logger } as Parameters<typeof settleAccel>[0]);
-const accelNow = (arch: ArchRecord) => accelFor({ arch } as Parameters<typeof accelFor>[0]);
-say(`- machine: ${cpus()[0]?.model ?? '?'}, ${jobs} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, accel x86_64=${accelNow(ARCHES.x86_64!)} ppc64le=${accelNow(ARCHES.ppc64le!)}`);
+const probeStarted = Date.now();
+const accels = new Map<string, Accelerator>();
+for (const arch of Object.values(ARCHES)) accels.set(arch.name, await Accelerator.decide({ arch, cacheDir, logger }));
+const accelOf = (arch: ArchRecord) => accels.get(arch.name)!;
+say(`- machine: ${cpus()[0]?.model ?? '?'}, ${jobs} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, accel x86_64=${accelOf(ARCHES.x86_64!).accel} ppc64le=${accelOf(ARCHES.ppc64le!).accel}`);
+say(`- accelerator decided in ${sec(Date.now() - probeStarted)}: ${[...accels].map(([a, x]) => `${a}: ${x.why}`).join('; ')}`);
 say(`- command: npm run bench${process.argv.slice(2).length ? ' -- ' + process.argv.slice(2).join(' ') : ''}`);
 say(`- kernel: ${DEFAULT_KERNEL_SRC} + patches/ (${series.patches.length} patch)`);
 say();
@@ -160,7 +164,7 @@ say('| --- | --- | --- | --- | --- | --- |');
 for (const arch of arches) {
   const { build, image } = prepared.get(arch.name)!;
   const dir = mkdtempSync(join(tmpdir(), 'klp-bench-guest-'));
-  const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger, cacheDir, snapshots: true };
+  const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger, cacheDir, snapshots: true, accel: accelOf(arch) };
   const boots: number[] = [];
   const restores: number[] = [];
   let note = '';
@@ -231,7 +235,7 @@ if (stallBoots > 0) {
     Array.from({ length: stallBoots }, (_, i) =>
       slots.use(async () => {
         try {
-          await using b = await bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, `console-${i}.log`), logger });
+          await using b = await bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, `console-${i}.log`), logger, accel: accelOf(arch) });
           times.push(b.bootMs);
           if (b.stalled.length) stalled++;
         } catch (e) {

@@ -4,6 +4,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { archNames, getArch, type ArchRecord } from '../core/arch.js';
+import { Accelerator } from '../vm/accel.js';
 import { bootGuest, type Booted } from '../vm/boot.js';
 import { cacheRoot } from '../core/cache.js';
 import { guardRun } from '../core/children.js';
@@ -68,7 +69,8 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
   const outDir = join(cacheDir, 'runs', `${runStamp()}-${o.scenario ? 'repro' : 'shell'}`);
   mkdirSync(outDir, { recursive: true });
   const consoleLog = join(outDir, `console-${o.arch.name}.log`);
-  const booted = await bootGuest({ arch: o.arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger, cpu: o.cpu });
+  const accel = await Accelerator.decide({ arch: o.arch, cacheDir, logger });
+  const booted = await bootGuest({ arch: o.arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger, cpu: o.cpu, accel });
   try {
     await using guest = booted;
     await useGuest(o, guest, { build, modules, tree: src.tree, keys, consoleLog, setup, print });

@@ -36,6 +36,14 @@ const GUEST_BOUND_MS = {
   autoSignalAtLeast: 14_000,
 };
 
+/**
+ * KVM, host-side and never scaled: a guest under KVM prints within a second
+ * or does not run at all. `probe`: the test guest's bound (vm/accel.ts);
+ * `firstLine`: a KVM boot's first console line, past which the run falls
+ * back to software emulation at once.
+ */
+export const KVM_MS = { probe: 2_000, firstLine: 4_000 } as const;
+
 export type TimeoutName = keyof typeof BASE_MS;
 export type GuestBoundName = keyof typeof GUEST_BOUND_MS;
 

@@ -19,6 +19,7 @@ import { DEFAULT_KERNEL_SRC, prepareSource } from '../kernel/source.js';
 import { overallExit, type ArchReport, type BootReport, type RunReport } from '../report/run-report.js';
 import { writeReportFiles } from '../report/write.js';
 import type { Scenario } from '../scenarios/types.js';
+import { Accelerator } from '../vm/accel.js';
 import { freshGuest, type FreshGuest } from '../vm/snapshot.js';
 import { sshCommand } from '../vm/ssh.js';
 import { runOnGuest } from './on-guest.js';
@@ -190,6 +191,8 @@ interface ArchGuests {
   tree: string;
   cacheDir: string;
   slots: Slots;
+  /** Decided when the arch's first guest is due (vm/accel.ts). */
+  accel?: Accelerator;
 }
 
 /**
@@ -202,6 +205,7 @@ interface ArchGuests {
 async function runGuests(g: ArchGuests): Promise<void> {
   const { opts, arch, ar, artifacts } = g;
   const planned = plannedRuns(arch, opts);
+  g.accel = await Accelerator.decide({ arch, cacheDir: g.cacheDir, logger: opts.logger });
   const wallStart = Date.now();
   let failure: { error: unknown } | undefined;
   const one = async (run: PlannedRun) => {
@@ -222,6 +226,7 @@ async function runGuests(g: ArchGuests): Promise<void> {
   const order = (s: { name: string; cpu?: string }) => planned.findIndex((p) => p.scenario.name === s.name && p.cpu === s.cpu);
   ar.scenarios.sort((a, b) => order(a) - order(b));
   ar.scenariosWallMs = Date.now() - wallStart;
+  ar.accel = `${g.accel.accel}: ${g.accel.why}`;
   if (failure) throw failure.error;
 }
 
@@ -237,7 +242,7 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   g.ar.boots.push(bootRec);
   const initrd = g.artifacts.images.get(scenario.image ?? 'base')!.path;
   const commandFile = join(g.archOut, `qemu-command-${label}.txt`);
-  const booted = await freshGuest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, logger: opts.logger, cpu, cacheDir: g.cacheDir, snapshots: opts.snapshots !== false });
+  const booted = await freshGuest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, logger: opts.logger, cpu, cacheDir: g.cacheDir, snapshots: opts.snapshots !== false, accel: g.accel });
   bootRec.bootMs = booted.bootMs;
   if (booted.restored) bootRec.restoredFrom = booted.restored.snapshot;
   if (booted.snapshotProblem) bootRec.snapshotProblem = booted.snapshotProblem;

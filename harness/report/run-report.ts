@@ -11,6 +11,8 @@ export interface ArchReport {
   build?: { reused: boolean; durationMs: number; dir: string; log: string; makeCommand: string };
   image?: { reused: boolean; durationMs: number; path: string; bytes: number };
   modules?: { reused: boolean; dir: string };
+  /** The accelerator the arch's guests used, and why (vm/accel.ts). */
+  accel?: string;
   boots: BootReport[];
   scenarios: ScenarioOutcome[];
   /** Wall time from the first boot to the end of the last scenario (boots overlap scenarios). */

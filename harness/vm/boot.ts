@@ -10,14 +10,14 @@ import { renameSync, writeFileSync } from 'node:fs';
 import pRetry, { AbortError } from 'p-retry';
 import type { ArchRecord } from '../core/arch.js';
 import { bootError, HarnessError, infraError } from '../core/errors.js';
-import { run, type CommandFailure } from '../core/exec.js';
 import type { Keys } from '../image/keys.js';
 import type { Logger } from '../core/log.js';
 import { freePort } from './ports.js';
 import { RCU_STALL_LINE } from './console.js';
-import { pickAccel, QemuVM } from './qemu.js';
+import { QemuVM } from './qemu.js';
+import { Accelerator, type Accel } from './accel.js';
 import { GuestShell } from './ssh.js';
-import { timeout } from '../core/timeouts.js';
+import { KVM_MS, timeout } from '../core/timeouts.js';
 
 export interface BootRequest {
   arch: ArchRecord;
@@ -33,8 +33,8 @@ export interface BootRequest {
   extraAppend?: string[];
   /** Console silence before ready that counts as a stall (default: the bootSilence timeout). */
   silenceMs?: number;
-  /** The accelerator to try first (default: KVM where usable; tests inject one). */
-  accel?: 'kvm' | 'tcg';
+  /** The run's accelerator for this arch (Accelerator.decide; default: software emulation). */
+  accel?: Accelerator;
   /** Picks the host port for the SSH forward (tests inject a taken one). */
   pickPort?: () => Promise<number>;
   /** A QMP socket for QEMU to create (a snapshot is saved through it). */
@@ -51,9 +51,6 @@ export interface Booted extends AsyncDisposable {
   stalled: string[];
 }
 
-/** Set once KVM failed to start a guest: the rest of the run uses TCG. */
-let kvmUnusable: string | undefined;
-
 /** Printed to /dev/kmsg by guest/init once the SSH server runs. */
 export const READY_LINE = /klp-init: ready/;
 
@@ -64,17 +61,20 @@ export const portTaken = (stderr: string) => /could not set up host forwarding r
 /** Starts QEMU (on another port if the first is taken) and returns once SSH works. */
 export async function bootGuest(req: BootRequest): Promise<Booted> {
   const stalled: string[] = [];
-  return pRetry(() => bootOnce(req, stalled), { retries: 3, minTimeout: 0 });
+  const withAccel = { ...req, accel: req.accel ?? Accelerator.fixed('tcg') };
+  return pRetry(() => bootOnce(withAccel, stalled), { retries: 3, minTimeout: 0 });
 }
 
 /** One attempt: QEMU started, the console watched until the guest is ready, then SSH. */
-async function bootOnce(req: BootRequest, stalled: string[]): Promise<Booted> {
+async function bootOnce(req: BootRequest & { accel: Accelerator }, stalled: string[]): Promise<Booted> {
   const { arch } = req;
   const deadline = timeout('bootToSsh', arch);
   const port = await (req.pickPort ?? freePort)();
-  const accel = accelFor(req);
+  const accel = req.accel.accel;
   const vm = startQemu(req, port, accel);
-  const watch = watchBoot(vm, req.silenceMs ?? timeout('bootSilence', arch), arch.name);
+  // Under KVM the first console line comes within a second: silence past the probe's bound is KVM not running the guest.
+  const firstLineMs = accel === 'kvm' ? KVM_MS.firstLine : undefined;
+  const watch = watchBoot(vm, req.silenceMs ?? timeout('bootSilence', arch), arch.name, firstLineMs);
   try {
     // Connecting before the guest's network is up costs seconds of TCP SYN
     // back-off inside QEMU's user network; our init says when it is ready.
@@ -106,36 +106,8 @@ async function bootOnce(req: BootRequest, stalled: string[]): Promise<Booted> {
   }
 }
 
-/**
- * Settles whether KVM works before anything depends on it (a snapshot is
- * made with one accelerator and restores only with it): QEMU started paused
- * with KVM either fails at once (seen: nested virtualisation failing to set
- * MSRs) or is still there after a moment.
- */
-export function settleAccel(req: BootRequest): Promise<void> {
-  if (accelFor(req) !== 'kvm' || kvmProven) return Promise.resolve();
-  settling ??= probeKvm(req).finally(() => (settling = undefined));
-  return settling;
-}
-let settling: Promise<void> | undefined;
-
-async function probeKvm(req: BootRequest): Promise<void> {
-  const binary = req.qemuBinary ?? req.arch.qemu.binary;
-  const args = [...req.arch.qemu.machineArgs, '-accel', 'kvm', '-cpu', 'host', '-S', '-nodefaults', '-display', 'none', '-monitor', 'none', '-serial', 'none'];
-  let failure: CommandFailure | undefined;
-  await run(binary, args, { timeoutMs: 1500, onFailure: (f) => ((failure = f), infraError(f.command)) }).catch(() => undefined);
-  if (failure && !failure.timedOut) {
-    kvmUnusable = failure.output.trim().split('\n')[0] ?? `QEMU exited with ${failure.exitCode}`;
-    req.logger.info(`boot ${req.arch.name}: KVM is not usable here (${kvmUnusable}); software emulation`);
-  } else kvmProven = true;
-}
-let kvmProven = false;
-
-/** The accelerator a guest for this request starts with. */
-export const accelFor = (req: BootRequest) => (kvmUnusable ? 'tcg' : (req.accel ?? pickAccel(req.arch)));
-
 /** Starts QEMU for the request (booting, or from a saved state) and says where its command line is. */
-export function startQemu(req: BootRequest, port: number, accel: 'kvm' | 'tcg', incoming?: string): QemuVM {
+export function startQemu(req: BootRequest, port: number, accel: Accel, incoming?: string): QemuVM {
   const { arch, logger } = req;
   const vm = new QemuVM({
     arch,
@@ -163,17 +135,18 @@ export function startQemu(req: BootRequest, port: number, accel: 'kvm' | 'tcg', 
  * Watches a booting guest: `abort` resolves with why waiting is pointless
  * (a panic, QEMU gone, the console silent for silenceMs: a stall).
  */
-function watchBoot(vm: QemuVM, silenceMs: number, archName: string) {
+function watchBoot(vm: QemuVM, silenceMs: number, archName: string, firstLineMs?: number) {
   let stalledNow = false;
   let watchdog: NodeJS.Timeout | undefined;
   const silent = new Promise<string>((resolve) => {
     watchdog = setInterval(() => {
       const quiet = Date.now() - vm.lastLineAt;
-      if (quiet < silenceMs) return;
+      const limit = firstLineMs !== undefined && vm.console.last(1).length === 0 ? firstLineMs : silenceMs;
+      if (quiet < limit) return;
       stalledNow = true;
       clearInterval(watchdog);
       resolve(`boot stalled: no console output for ${Math.round(quiet / 1000)} s before the guest was ready`);
-    }, 1000);
+    }, 250);
   });
   // Until SSH answers: a guest whose timers starve under emulation reports an RCU stall and
   // then never answers; waiting out the SSH deadline would only hide that.
@@ -208,7 +181,7 @@ function watchBoot(vm: QemuVM, silenceMs: number, archName: string) {
  * (AbortError); a first stall, a taken port or a KVM that does not work are
  * retried.
  */
-function failedBoot(e: unknown, a: { req: BootRequest; vm: QemuVM; port: number; accel: 'kvm' | 'tcg'; stalledNow: boolean; stalled: string[] }): Error {
+function failedBoot(e: unknown, a: { req: BootRequest & { accel: Accelerator }; vm: QemuVM; port: number; accel: Accel; stalledNow: boolean; stalled: string[] }): Error {
   const { req, vm, stalled } = a;
   const { arch, logger } = req;
   const exit = vm.exit;
@@ -224,6 +197,12 @@ function failedBoot(e: unknown, a: { req: BootRequest; vm: QemuVM; port: number;
   const panic = vm.events.find((ev) => ev.kind === 'panic' || ev.kind === 'oops' || ev.kind === 'bug');
   if (panic) return new AbortError(bootError(`kernel failed during boot: ${panic.line.trim()}`, ctx));
   const msg = e instanceof HarnessError ? e.message : String(e);
+  if (a.accel === 'kvm' && (a.stalledNow || (exit && !portTaken(exit.stderr) && vm.console.last(1).length === 0))) {
+    // /dev/kvm can be there and still not run a guest (seen: silent guests; nested virtualisation failing to set MSRs).
+    const why = exit && !a.stalledNow ? (exit.stderr.trim().split('\n')[0] ?? 'QEMU exited') : `a KVM boot stalled: ${msg}`;
+    req.accel.kvmFailed(why, logger, arch.name);
+    return infraError(`KVM unusable: ${why}`, ctx);
+  }
   if (a.stalledNow && stalled.length === 0) {
     const kept = `${req.consoleLog.replace(/\.log$/, '')}-stalled-1.log`;
     renameSync(req.consoleLog, kept);
@@ -234,12 +213,6 @@ function failedBoot(e: unknown, a: { req: BootRequest; vm: QemuVM; port: number;
   if (exit && portTaken(exit.stderr)) {
     logger.info(`boot ${arch.name}: port ${a.port} was taken, trying another`);
     return infraError(`port ${a.port} was taken`, ctx);
-  }
-  if (a.accel === 'kvm' && exit && vm.console.last(1).length === 0) {
-    // /dev/kvm can be there and still not work (seen: nested virtualisation failing to set MSRs).
-    kvmUnusable = exit.stderr.trim().split('\n')[0] ?? 'QEMU exited';
-    logger.info(`boot ${arch.name}: KVM is not usable here (${kvmUnusable}); falling back to software emulation`);
-    return infraError(`KVM unusable: ${kvmUnusable}`, ctx);
   }
   if (exit && exit.code !== 0 && exit.stderr.trim() && vm.console.last(1).length === 0) {
     return new AbortError(infraError(`QEMU failed to start: ${exit.stderr.trim().split('\n')[0]}`, { ...ctx, details: exit.stderr }));

@@ -2,7 +2,7 @@
 // (up to a size) and a ring buffer, fatal console lines reported at once,
 // stopped with SIGTERM then SIGKILL to the whole group. The only code that
 // starts QEMU. A guest that floods its console costs bounded memory and disk.
-import { accessSync, constants, createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import type { ArchRecord } from '../core/arch.js';
 import { classifyLine, cleanConsoleLine, isFatal, RingBuffer, type ConsoleEvent } from './console.js';
 import { formatCommand, shellQuote } from '../core/exec.js';
@@ -38,17 +38,6 @@ export const CONSOLE_LINE_MAX_CHARS = 16 * 1024;
 const MAX_EVENTS = 500;
 /** QEMU's own stderr: the last this many characters are kept. */
 const STDERR_MAX_CHARS = 64 * 1024;
-
-/** KVM when /dev/kvm is usable and the guest is the host's arch; else TCG (software emulation). */
-export function pickAccel(arch: ArchRecord, hostArch: string = process.arch, kvmDevice = '/dev/kvm'): 'kvm' | 'tcg' {
-  if (process.env.KLP_HARNESS_ACCEL === 'tcg' || hostArch !== arch.kvmHostArch) return 'tcg';
-  try {
-    accessSync(kvmDevice, constants.R_OK | constants.W_OK);
-    return 'kvm';
-  } catch {
-    return 'tcg';
-  }
-}
 
 /** The QEMU argv for a boot, from the arch record alone. */
 export function qemuArgs(o: QemuOptions): string[] {

@@ -17,7 +17,7 @@ import { describeError, HarnessError, infraError } from '../core/errors.js';
 import { run } from '../core/exec.js';
 import { entryLock, useEntry } from '../core/lock.js';
 import { timeout } from '../core/timeouts.js';
-import { accelFor, bootGuest, portTaken, settleAccel, startQemu, type BootRequest, type Booted } from './boot.js';
+import { bootGuest, portTaken, startQemu, type BootRequest, type Booted } from './boot.js';
 import type { ConsoleEvent } from './console.js';
 import { freePort } from './ports.js';
 import { qemuArgs } from './qemu.js';
@@ -78,10 +78,13 @@ const qmpSocketPath = () => join(tmpdir(), `klp-qmp-${process.pid}-${++socketCou
  */
 export async function snapshotKey(req: BootRequest): Promise<{ key: string; inputs: Record<string, string> }> {
   const binary = req.qemuBinary ?? req.arch.qemu.binary;
-  const args = qemuArgs({ arch: req.arch, accel: accelFor(req), kernel: req.kernel, initrd: req.initrd, sshPort: 0, consoleLog: '', cpu: req.cpu, extraAppend: req.extraAppend });
+  // The accelerator is in the command line: a state saved under one restores only under it.
+  const args = qemuArgs({ arch: req.arch, accel: accelOf(req), kernel: req.kernel, initrd: req.initrd, sshPort: 0, consoleLog: '', cpu: req.cpu, extraAppend: req.extraAppend });
   const inputs = { qemu: await versionOf(binary), args: args.join(' '), kernel: await sumOf(req.kernel), initrd: await sumOf(req.initrd) };
   return { key: `${req.arch.name}-${req.cpu ?? req.arch.qemu.cpuModels[0]}-${hashOf(...Object.values(inputs))}`, inputs };
 }
+
+const accelOf = (req: BootRequest) => req.accel?.accel ?? 'tcg';
 
 /** Whether `qemu --version`'s first line names `want` (major.minor) or later. */
 export function versionAtLeast(versionLine: string, want: string): boolean {
@@ -95,7 +98,6 @@ export function versionAtLeast(versionLine: string, want: string): boolean {
 /** A pristine guest for one scenario: restored from the snapshot when there is one (made first if not), else booted. */
 export async function freshGuest(req: FreshGuestRequest): Promise<FreshGuest> {
   if (!req.snapshots) return bootGuest(req);
-  await settleAccel(req);
   const { key, inputs } = await snapshotKey(req);
   const tooOld = req.arch.qemu.snapshotsFrom;
   if (tooOld && !unusable.has(key) && !versionAtLeast(inputs.qemu, tooOld.version)) {
@@ -186,7 +188,7 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot): Promise<FreshGu
   const port = await (req.pickPort ?? freePort)();
   writeFileSync(req.consoleLog, `# klp-harness: restored from ${s.state}; the boot's console is ${join(s.dir, 'boot-console.log')}\n`);
   const qmpSocket = qmpSocketPath();
-  const vm = startQemu({ ...req, qmpSocket }, port, accelFor(req), s.state);
+  const vm = startQemu({ ...req, qmpSocket }, port, accelOf(req), s.state);
   // The boot's kernel reports count for this guest too: it is that boot, resumed.
   vm.events.push(...s.meta.bootEvents);
   const abort = Promise.race([

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { getArch } from '../../harness/core/arch.js';
+import { Accelerator } from '../../harness/vm/accel.js';
 import { bootGuest, type Booted } from '../../harness/vm/boot.js';
 import { cacheRoot, MARKER } from '../../harness/core/cache.js';
 import { liveChildren } from '../../harness/core/children.js';
@@ -30,9 +31,11 @@ const keys = loadKeys(cacheDir);
 const initScript = readFileSync(join(PROJECT_ROOT, 'guest/init'), 'utf8');
 const src = await prepareSource({ kernelSrc: DEFAULT_KERNEL_SRC, series: readSeries(join(PROJECT_ROOT, 'patches')), cacheDir, logger });
 const { build, image } = await prepareArch({ arch, src, keys, initScript, cacheDir, logger });
+// As a run decides it: a /dev/kvm that runs no guest costs the probe once per host boot, not a stalled boot per test.
+const accel = await Accelerator.decide({ arch, cacheDir, logger });
 
 const boot = (extra: Partial<Parameters<typeof bootGuest>[0]>, t0: Test) =>
-  bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(tempDir(t0), 'console.log'), logger, ...extra });
+  bootGuest({ arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(tempDir(t0), 'console.log'), logger, accel, ...extra });
 
 
 const noQemuLeft = (t: Test) => t.same(liveChildren().filter((c) => c.name.includes('qemu')), [], 'no QEMU child left');

@@ -7,8 +7,10 @@ import { getArch } from '../../../harness/core/arch.js';
 import { HarnessError } from '../../../harness/core/errors.js';
 import { createLogger } from '../../../harness/core/log.js';
 import { loadKeys } from '../../../harness/image/keys.js';
+import { Accelerator } from '../../../harness/vm/accel.js';
 import { bootGuest, type BootRequest } from '../../../harness/vm/boot.js';
 import { fixture, tempDir } from '../../helpers.js';
+import { KVM_MS } from '../../../harness/core/timeouts.js';
 
 const arch = getArch('x86_64');
 
@@ -19,7 +21,7 @@ async function bootFake(t: Test, mode: string, extra: Partial<BootRequest> = {})
   const lines: string[] = [];
   const logger = createLogger('normal', { out: (s) => lines.push(s), live: false });
   const consoleLog = join(dir, 'console.log');
-  const err = await bootGuest({ arch, kernel: '/fake/bzImage', initrd: '/fake/initrd', keys: loadKeys(dir), consoleLog, logger, qemuBinary: fixture('procs/fake-qemu.sh'), accel: 'tcg', ...extra }).then(
+  const err = await bootGuest({ arch, kernel: '/fake/bzImage', initrd: '/fake/initrd', keys: loadKeys(dir), consoleLog, logger, qemuBinary: fixture('procs/fake-qemu.sh'), accel: Accelerator.fixed('tcg'), ...extra }).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -74,9 +76,25 @@ t.test('QEMU exiting after the kernel printed is a boot error naming the exit', 
   t.match(err.message, /did not reach SSH: QEMU exited \(code 0, signal null\) before SSH came up/);
 });
 
-// Last: once KVM failed, the rest of the process uses TCG.
 t.test('KVM refused falls back to software emulation', async (t) => {
-  const { err, log } = await bootFake(t, 'panic', { accel: 'kvm' });
+  const accel = Accelerator.fixed('kvm');
+  const { err, log } = await bootFake(t, 'panic', { accel });
   t.match(log, /KVM is not usable here \(qemu-system-x86_64: error: failed to set MSR/);
   t.match(err.message, /Kernel panic/, 'the TCG attempt booted the kernel');
+  t.equal(accel.accel, 'tcg', 'the run uses TCG from then on');
+});
+
+t.test('a KVM boot whose console stays silent falls back at once, not after a stall and a retry', async (t) => {
+  process.env.FAKE_QEMU_KVM = 'silent';
+  t.teardown(() => delete process.env.FAKE_QEMU_KVM);
+  const accel = Accelerator.fixed('kvm');
+  const started = Date.now();
+  const { err, log } = await bootFake(t, 'panic', { accel });
+  const ms = Date.now() - started;
+  t.match(log, /KVM is not usable here \(a KVM boot stalled: boot stalled: no console output for 4 s/);
+  t.notMatch(log, /booting once more/, 'not counted as a boot stall');
+  t.match(err.message, /Kernel panic/, 'the TCG attempt booted the kernel');
+  t.ok(ms < KVM_MS.firstLine + 3000, `fell back after ${ms} ms (the KVM first-line bound is ${KVM_MS.firstLine} ms)`);
+  t.equal(accel.accel, 'tcg');
+  t.match(accel.why, /KVM failed a boot in this run/);
 });

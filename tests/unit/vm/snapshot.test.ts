@@ -8,6 +8,7 @@ import { writeMarker } from '../../../harness/core/cache.js';
 import { HarnessError } from '../../../harness/core/errors.js';
 import { createLogger } from '../../../harness/core/log.js';
 import { loadKeys } from '../../../harness/image/keys.js';
+import { Accelerator } from '../../../harness/vm/accel.js';
 import { freshGuest, snapshotKey, type FreshGuestRequest } from '../../../harness/vm/snapshot.js';
 import { fixture, tempDir } from '../../helpers.js';
 
@@ -20,7 +21,7 @@ function request(t: Test, lines: string[]): FreshGuestRequest {
   writeFileSync(kernel, 'kernel one');
   writeFileSync(initrd, 'image one');
   const logger = createLogger('normal', { out: (s) => lines.push(s), live: false });
-  return { arch, kernel, initrd, keys: loadKeys(dir), consoleLog: join(dir, 'console.log'), logger, qemuBinary: fixture('procs/fake-qemu.sh'), accel: 'tcg', cacheDir: join(dir, 'cache'), snapshots: true };
+  return { arch, kernel, initrd, keys: loadKeys(dir), consoleLog: join(dir, 'console.log'), logger, qemuBinary: fixture('procs/fake-qemu.sh'), accel: Accelerator.fixed('tcg'), cacheDir: join(dir, 'cache'), snapshots: true };
 }
 
 t.test('the key follows the kernel, the image, the CPU and the command line, not the SSH port', async (t) => {
