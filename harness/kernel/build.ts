@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync, rmS
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { ArchRecord } from '../core/arch.js';
-import { hashOf, MARKER, readValidMarker, writeMarker, invalidate } from '../core/cache.js';
+import { hashOf, MARKER, readValidMarker, writeMarker, invalidate, writeFileAtomic } from '../core/cache.js';
 import { onCleanup } from '../core/children.js';
 import { entryLock, useEntry, withShared } from '../core/lock.js';
 import { treeSeed } from './source.js';
@@ -154,8 +154,9 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
 
     logger.info(`build ${arch.name}: ${makeCommand}`);
     logger.info(`build ${arch.name}: log in ${logPath}`);
-    const previous = Number(readMaybe(join(buildDir, '.klp-compiled-count')) ?? 0);
-    let compiled = 0;
+    // How far the build is: against the objects of the last full build of this config (any tree), at this build's own pace.
+    const statsFile = join(req.cacheDir, 'build-stats', `${arch.name}-${hashOf(fragmentText, cc)}.json`);
+    const progress = new BuildProgress(readBuildStats(statsFile));
     let lastReport = Date.now();
     await run('make', [...base, `-j${jobs}`, arch.imageTarget, 'modules'], {
       logPath,
@@ -164,23 +165,68 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
       onFailure: failureFor(arch, logPath),
       onLine: (line) => {
         if (/^\s+CC( \[M\])?\s/.test(line)) {
-          compiled++;
-          logger.status(arch.name, `build: ${compiled}${previous ? ` of ~${previous}` : ''} files compiled`);
+          progress.compiled++;
+          logger.status(arch.name, `build: ${progress.describe()}`);
         }
         logger.verbose(`build ${arch.name}: ${line}`);
         if (Date.now() - lastReport > 30_000) {
           lastReport = Date.now();
-          logger.info(`build ${arch.name}: ${compiled}${previous ? ` of ~${previous}` : ''} files compiled, ${Math.round((Date.now() - started) / 1000)} s`);
+          logger.info(`build ${arch.name}: ${progress.describe()}, ${Math.round((Date.now() - started) / 1000)} s so far`);
         }
       },
     });
-    if (compiled > 0) writeFileSync(join(buildDir, '.klp-compiled-count'), String(compiled));
+    writeBuildStats(statsFile, progress);
     await writeMarker(buildDir, key, { tree: req.treeKey, series: req.series, generation: req.generation, fragments: hashOf(fragmentText), compiler: cc }, [
       arch.imagePath,
       'Module.symvers',
       '.config',
     ]);
     return result(false);
+  }
+}
+
+/** The objects a full build of one config compiled, kept in the cache (build-stats/) for the next build's progress line. */
+interface BuildStats {
+  objects: number;
+}
+
+function readBuildStats(file: string): BuildStats | undefined {
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as BuildStats;
+    return Number.isInteger(v.objects) && v.objects > 0 ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Keeps the largest count seen: an incremental build compiles a few objects and says nothing about a full one. */
+function writeBuildStats(file: string, p: BuildProgress): void {
+  if (p.compiled === 0 || (p.expected ?? 0) >= p.compiled) return;
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileAtomic(file, JSON.stringify({ objects: p.compiled } satisfies BuildStats) + '\n');
+}
+
+/** A build's progress line: `987 of ~1,100 objects, about 40 s left` (a count alone before any full build of the config). */
+export class BuildProgress {
+  compiled = 0;
+  readonly expected?: number;
+  private readonly started: number;
+  constructor(
+    stats: BuildStats | undefined,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.expected = stats?.objects;
+    this.started = now();
+  }
+
+  describe(): string {
+    const n = (x: number) => x.toLocaleString('en-US');
+    if (!this.expected) return `${n(this.compiled)} objects compiled`;
+    const left = this.expected - this.compiled;
+    const elapsed = (this.now() - this.started) / 1000;
+    // The pace of this build so far (a loaded host is slower than the last one); nothing said until it has one.
+    const eta = this.compiled >= 20 && left > 0 ? `, about ${Math.max(1, Math.round((elapsed / this.compiled) * left))} s left` : left <= 0 ? ', linking' : '';
+    return `${n(this.compiled)} of ~${n(this.expected)} objects${eta}`;
   }
 }
 
