@@ -4,6 +4,7 @@
 import { archNames } from '../core/arch.js';
 import { killAll, wasInterrupted } from '../core/children.js';
 import { describeError, EXIT, exitCodeFor, usageError } from '../core/errors.js';
+import { checkTimeoutScale } from '../core/timeouts.js';
 import { createLogger } from '../core/log.js';
 import { KERNELS } from '../kernel/kernels.js';
 import { DEFAULT_KERNEL_SRC } from '../kernel/source.js';
@@ -75,6 +76,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return EXIT.ok;
     }
+    checkTimeoutScale();
     return await dispatch(command as Command, args);
   } catch (e) {
     const text = describeError(e);

@@ -14,6 +14,7 @@ import { parseShard, shardScenarios } from '../report/merge.js';
 import { formatSummary } from '../report/summary.js';
 import { pickScenarios } from '../scenarios/index.js';
 import { kselftest } from '../scenarios/kselftest.js';
+import { parseQemuChoice } from '../vm/qemu-dist.js';
 import { commandOptions, INPUTS, noPositionals, pathOption } from './options.js';
 
 const STAGES: Stage[] = ['source', 'build', 'image'];
@@ -30,6 +31,7 @@ export const parseRun = commandOptions('run', {
   sequential: { type: 'boolean' },
   jobs: { type: 'string' },
   'no-snapshot': { type: 'boolean' },
+  qemu: { type: 'string' },
   kselftest: { type: 'boolean' },
   ktap: { type: 'boolean' },
   verbose: { type: 'boolean' },
@@ -74,6 +76,7 @@ export async function runCommand(values: RunValues, positionals: string[], logge
     sequential: values.sequential,
     jobs: parseJobs(values.jobs),
     snapshots: !values['no-snapshot'],
+    qemu: values.qemu === undefined ? undefined : parseQemuChoice(values.qemu),
     outDir: pathOption(values.out),
     rebuild,
     logger,

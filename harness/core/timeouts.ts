@@ -1,6 +1,7 @@
 // Every timeout and every time bound in one place, in x86_64-under-TCG
 // milliseconds, scaled per arch (ppc64le under TCG is several times slower).
 import type { ArchRecord } from './arch.js';
+import { usageError } from './errors.js';
 
 /** Host-side deadlines: how long the harness waits before calling it a hang. */
 const BASE_MS = {
@@ -47,10 +48,20 @@ export const KVM_MS = { probe: 2_000, firstLine: 4_000 } as const;
 export type TimeoutName = keyof typeof BASE_MS;
 export type GuestBoundName = keyof typeof GUEST_BOUND_MS;
 
-/** Empty or unset counts as 1. */
-function extraScale(): number {
-  const raw = process.env.KLP_HARNESS_TIMEOUT_SCALE;
-  return (raw && Number(raw)) || 1;
+/** KLP_HARNESS_TIMEOUT_SCALE as a number; empty or unset counts as 1. */
+function extraScale(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.KLP_HARNESS_TIMEOUT_SCALE?.trim();
+  return raw ? Number(raw) : 1;
+}
+
+/** Checked at the door (cli/main.ts): anything but a positive number is a usage error, never taken silently. */
+export function checkTimeoutScale(env: NodeJS.ProcessEnv = process.env): void {
+  const n = extraScale(env);
+  if (!Number.isFinite(n) || n <= 0 || n > 1000) {
+    throw usageError(`KLP_HARNESS_TIMEOUT_SCALE='${env.KLP_HARNESS_TIMEOUT_SCALE}' is not a usable factor`, {
+      hint: 'give a positive number that stretches the host-side timeouts (e.g. 2 on a slow host), or unset it',
+    });
+  }
 }
 
 /** A host-side timeout for an arch, further multiplied by KLP_HARNESS_TIMEOUT_SCALE if set. */

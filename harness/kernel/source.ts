@@ -14,6 +14,8 @@ import { onCleanup } from '../core/children.js';
 import { projectPath } from '../core/paths.js';
 
 export const DEFAULT_KERNEL_SRC = '/usr/src/linux-source-6.1.tar.xz';
+/** What the top of a kernel tree that can livepatch has. */
+const KERNEL_TREE_FILES = ['Makefile', 'Kconfig', 'kernel/livepatch'];
 
 export interface SourceRequest {
   kernelSrc: string;
@@ -52,7 +54,7 @@ export async function sourceIdentity(path: string, cacheDir?: string, logger?: L
     // Unchanged on purpose: the default kernel's cache key (and so CI's warm cache) depends on it.
     return { kind: 'tarball', id: `tarball:${abs}:${st.size}:${st.mtimeMs}`, git: false };
   }
-  for (const f of ['Makefile', 'Kconfig', 'kernel/livepatch']) {
+  for (const f of KERNEL_TREE_FILES) {
     if (!existsSync(join(abs, f))) {
       throw usageError(`${abs} is not a kernel tree (no ${f})`, { hint: 'pass --kernel-src with the top of a Linux source tree' });
     }
@@ -318,6 +320,13 @@ async function unpack(req: SourceRequest, ident: { kind: string; git: boolean },
   if (ident.kind === 'tarball') {
     req.logger.info(`source: unpacking ${src}`);
     await run('tar', ['-xf', src, '-C', tmp, '--strip-components=1'], { logger: req.logger, onFailure: (f) => tarFailure(src, f.output, f.command) });
+    // Checked before any patch: a tarball of something else would otherwise end as a patch that "did not apply".
+    const missing = KERNEL_TREE_FILES.filter((f) => !existsSync(join(tmp, f)));
+    if (missing.length) {
+      throw usageError(`kernel source ${src} holds no kernel tree (its top folder has no ${missing.join(', ')})`, {
+        hint: 'pass --kernel-src with a Linux source tarball whose files sit under one top folder (linux-6.1/Makefile, ...), e.g. /usr/src/linux-source-6.1.tar.xz, or a kernel tree',
+      });
+    }
     return;
   }
   req.logger.info(`source: copying ${src} (the tree itself is not modified)`);

@@ -20,6 +20,7 @@ import { overallExit, type ArchReport, type BootReport, type RunReport } from '.
 import { writeReportFiles } from '../report/write.js';
 import type { Scenario } from '../scenarios/types.js';
 import { Accelerator } from '../vm/accel.js';
+import { DEFAULT_QEMU, qemuInstall, type QemuChoice, type QemuInstall } from '../vm/qemu-dist.js';
 import { freshGuest, type FreshGuest } from '../vm/snapshot.js';
 import { sshCommand } from '../vm/ssh.js';
 import { runOnGuest } from './on-guest.js';
@@ -42,6 +43,8 @@ export interface RunOptions {
   jobs?: number;
   /** false: every guest boots; default: guests after the first are restored from a snapshot of a booted one. */
   snapshots?: boolean;
+  /** Which QEMU runs the guests (vm/qemu-dist.ts; default DEFAULT_QEMU). */
+  qemu?: QemuChoice;
   /** Config fragments (common.config + one per arch); default kconfigs/. */
   kconfigDir?: string;
   /** Fragments appended after those (a debug variant); the build gets its own directory. */
@@ -112,6 +115,8 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   const initScript = readFileSync(projectPath('guest/init'), 'utf8');
   const rebuild = new Set(opts.rebuild ?? []);
   const slots = guestSlots(opts, report);
+  const qemu = await qemuInstall(opts.qemu ?? DEFAULT_QEMU, report.cacheDir, logger);
+  logger.info(`qemu: ${qemu.describe}`);
 
   // Kernel builds run one at a time; an arch's scenarios start as soon as its
   // artifacts are ready and run alongside the next build (or the other arch's VMs).
@@ -129,7 +134,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
       continue;
     }
     keepArtifacts(ar, artifacts, archOut);
-    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: src.tree, cacheDir: report.cacheDir, slots })
+    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: src.tree, cacheDir: report.cacheDir, slots, qemu })
       .catch((e) => recordArchError(ar, e, logger))
       .finally(() => logger.status(arch.name, ar.error ? `stopped: ${ar.error.kind} error` : `done: ${ar.scenarios.filter((x) => x.ok).length}/${ar.scenarios.length} scenarios passed`));
     if (opts.sequential) await archRun;
@@ -191,6 +196,7 @@ interface ArchGuests {
   tree: string;
   cacheDir: string;
   slots: Slots;
+  qemu: QemuInstall;
   /** Decided when the arch's first guest is due (vm/accel.ts). */
   accel?: Accelerator;
 }
@@ -205,7 +211,7 @@ interface ArchGuests {
 async function runGuests(g: ArchGuests): Promise<void> {
   const { opts, arch, ar, artifacts } = g;
   const planned = plannedRuns(arch, opts);
-  g.accel = await Accelerator.decide({ arch, cacheDir: g.cacheDir, logger: opts.logger });
+  g.accel = await Accelerator.decide({ arch, cacheDir: g.cacheDir, logger: opts.logger, qemuBinary: g.qemu.binaryFor(arch) });
   const wallStart = Date.now();
   let failure: { error: unknown } | undefined;
   const one = async (run: PlannedRun) => {
@@ -242,7 +248,7 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   g.ar.boots.push(bootRec);
   const initrd = g.artifacts.images.get(scenario.image ?? 'base')!.path;
   const commandFile = join(g.archOut, `qemu-command-${label}.txt`);
-  const booted = await freshGuest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, logger: opts.logger, cpu, cacheDir: g.cacheDir, snapshots: opts.snapshots !== false, accel: g.accel });
+  const booted = await freshGuest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, logger: opts.logger, cpu, cacheDir: g.cacheDir, snapshots: opts.snapshots !== false, accel: g.accel, qemuBinary: g.qemu.binaryFor(arch), qemuDataArgs: g.qemu.dataArgs });
   bootRec.bootMs = booted.bootMs;
   if (booted.restored) bootRec.restoredFrom = booted.restored.snapshot;
   if (booted.snapshotProblem) bootRec.snapshotProblem = booted.snapshotProblem;

@@ -30,6 +30,8 @@ export interface BootRequest {
   logger: Logger;
   cpu?: string;
   qemuBinary?: string;
+  /** Arguments that find the QEMU's firmware (-L for one run from the cache; vm/qemu-dist.ts). */
+  qemuDataArgs?: string[];
   extraAppend?: string[];
   /** Console silence before ready that counts as a stall (default: the bootSilence timeout). */
   silenceMs?: number;
@@ -118,6 +120,7 @@ export function startQemu(req: BootRequest, port: number, accel: Accel, incoming
     consoleLog: req.consoleLog,
     cpu: req.cpu,
     binary: req.qemuBinary,
+    dataArgs: req.qemuDataArgs,
     extraAppend: req.extraAppend,
     qmpSocket: req.qmpSocket,
     incoming,

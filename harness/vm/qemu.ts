@@ -20,8 +20,10 @@ export interface QemuOptions {
   accel?: 'kvm' | 'tcg';
   /** Called with each console line (--verbose streams them). */
   onConsoleLine?: (line: string) => void;
-  /** Replaces the QEMU binary (tests use a fake script). */
+  /** Replaces the QEMU binary (tests use a fake script; a backported QEMU from the cache). */
   binary?: string;
+  /** Put first on the command line: where this QEMU's firmware is (-L DIR). */
+  dataArgs?: string[];
   /** A QMP socket to create (saving a snapshot drives QEMU through it). */
   qmpSocket?: string;
   /** A saved guest state to start from instead of booting (a snapshot's state file). */
@@ -46,6 +48,7 @@ export function qemuArgs(o: QemuOptions): string[] {
   // trust_cpu: seed the crng from the CPU (RDRAND under TCG) so the SSH server does not wait for entropy.
   const append = [`console=${q.console}`, 'panic=-1', 'printk.time=1', 'random.trust_cpu=on', ...(o.extraAppend ?? [])];
   return [
+    ...(o.dataArgs ?? []),
     ...q.machineArgs,
     '-accel', accel,
     '-cpu', accel === 'kvm' ? 'host' : (o.cpu ?? q.cpuModels[0]!),

@@ -79,7 +79,7 @@ const qmpSocketPath = () => join(tmpdir(), `klp-qmp-${process.pid}-${++socketCou
 export async function snapshotKey(req: BootRequest): Promise<{ key: string; inputs: Record<string, string> }> {
   const binary = req.qemuBinary ?? req.arch.qemu.binary;
   // The accelerator is in the command line: a state saved under one restores only under it.
-  const args = qemuArgs({ arch: req.arch, accel: accelOf(req), kernel: req.kernel, initrd: req.initrd, sshPort: 0, consoleLog: '', cpu: req.cpu, extraAppend: req.extraAppend });
+  const args = qemuArgs({ arch: req.arch, accel: accelOf(req), dataArgs: req.qemuDataArgs, kernel: req.kernel, initrd: req.initrd, sshPort: 0, consoleLog: '', cpu: req.cpu, extraAppend: req.extraAppend });
   const inputs = { qemu: await versionOf(binary), args: args.join(' '), kernel: await sumOf(req.kernel), initrd: await sumOf(req.initrd) };
   return { key: `${req.arch.name}-${req.cpu ?? req.arch.qemu.cpuModels[0]}-${hashOf(...Object.values(inputs))}`, inputs };
 }

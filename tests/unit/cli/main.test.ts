@@ -123,3 +123,27 @@ t.test('output that is not a terminal has no escape sequences', async (t) => {
   // eslint-disable-next-line no-control-regex
   t.notMatch(r.stdout + r.stderr, /[\x1b\r]/, 'no ESC or carriage return');
 });
+
+t.test('KLP_HARNESS_TIMEOUT_SCALE that is not a positive number is bad usage, named', async (t) => {
+  for (const bad of ['abc', '0', '-2', 'Infinity']) {
+    const r = await runCli(['run', '--cache-dir', tempDir(t)], { env: { ...process.env, KLP_HARNESS_TIMEOUT_SCALE: bad } });
+    t.equal(r.code, EXIT.usage, `'${bad}' exits ${EXIT.usage}`);
+    t.match(r.stderr, new RegExp(`KLP_HARNESS_TIMEOUT_SCALE='${bad}' is not a usable factor`));
+    t.match(r.stderr, /give a positive number/);
+  }
+});
+
+t.test('a tarball that holds no kernel tree is bad usage naming the tarball, not a patch that did not apply', async (t) => {
+  const dir = tempDir(t);
+  const cache = join(dir, 'cache');
+  mkdirSync(join(dir, 'stuff/docs'), { recursive: true });
+  writeFileSync(join(dir, 'stuff/docs/README'), 'not a kernel\n');
+  const tarball = join(dir, 'not-a-kernel.tar.xz');
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('tar', ['-cJf', tarball, '-C', dir, 'stuff']);
+  const r = await runCli(['run', '--arch', 'x86_64', '--kernel-src', tarball, '--patches', okSeries(dir), '--cache-dir', cache]);
+  t.equal(r.code, EXIT.usage);
+  t.match(r.stderr, /not-a-kernel\.tar\.xz holds no kernel tree \(its top folder has no Makefile, Kconfig, kernel\/livepatch\)/);
+  t.notMatch(r.stderr, /did not apply/);
+  t.same(noPartialEntries(cache), [], 'no partial tree left');
+});
