@@ -23,10 +23,12 @@ import { loadKeys } from '../harness/image/keys.js';
 import { createLogger } from '../harness/core/log.js';
 import { readSeries } from '../harness/kernel/patches.js';
 import { PROJECT_ROOT } from '../harness/core/paths.js';
-import { prepareArch } from '../harness/pipeline/prepare.js';
+import { prepareRun, type PreparedRun } from '../harness/pipeline/prepare.js';
+import { parseQemuChoice, type QemuChoice } from '../harness/vm/qemu-dist.js';
+import { phaseTable, profileGuest, type PhaseFigure } from './profile-guest.js';
 import { runMain } from '../harness/pipeline/run.js';
 import { SCENARIOS } from '../harness/scenarios/index.js';
-import { DEFAULT_KERNEL_SRC, prepareSource } from '../harness/kernel/source.js';
+import { DEFAULT_KERNEL_SRC } from '../harness/kernel/source.js';
 
 const argv = process.argv.slice(2);
 const args = new Set(argv);
@@ -51,7 +53,6 @@ const arches: ArchRecord[] = Object.values(ARCHES);
 const cacheDir = cacheRoot();
 const series = readSeries(join(PROJECT_ROOT, 'patches'));
 const keys = loadKeys(cacheDir);
-const initScript = readFileSync(join(PROJECT_ROOT, 'guest/init'), 'utf8');
 const jobs = availableParallelism();
 
 say('# klp-harness benchmark');
@@ -150,21 +151,40 @@ if (!skipCold) {
   }
 }
 
-// Make sure the default cache is warm before timing warm runs.
-const src = await prepareSource({ kernelSrc: DEFAULT_KERNEL_SRC, series, cacheDir, logger });
-const prepared = new Map<string, Awaited<ReturnType<typeof prepareArch>>>();
-for (const arch of arches) prepared.set(arch.name, await prepareArch({ arch, src, keys, initScript, cacheDir, logger }));
+// The warm cache, once per QEMU compared (--qemu-list; the first is the one the matrix runs on).
+const qemuList = valueOf('--qemu-list', 'host,backports').split(',').map(parseQemuChoice);
+const preparedBy = new Map<QemuChoice, PreparedRun>();
+for (const q of qemuList) preparedBy.set(q, await prepareRun({ arches, cacheDir, logger, qemu: q }));
+const main = preparedBy.get(qemuList[0]!)!;
+const src = main.src;
+say(`- QEMU: ${[...preparedBy].map(([q, p]) => `${q}: ${p.qemu.describe}`).join('; ')}`);
+say();
+
+say('## Where a guest\'s emulated CPU goes: QEMU CPU per phase');
+say();
+say('One fresh guest per arch and QEMU (scripts/profile-guest.ts); QEMU user + system time from /proc around each phase.');
+say();
+const profiled: { arch: string; figures: PhaseFigure[] }[] = [];
+for (const [q, p] of preparedBy) {
+  for (const arch of arches) {
+    profiled.push({ arch: `${arch.name} (${q})`, figures: await profileGuest({ arch, artifacts: p.artifacts.get(arch.name)!, keys: p.keys, cacheDir, logger, qemu: p.qemu }) });
+  }
+}
+for (const l of phaseTable(profiled)) say(l);
+say();
 
 say(`## A fresh guest: restore from a snapshot vs boot, median of ${samples}`);
 say();
 say('To SSH answering (a restore also proves the guest\'s timers run: a 20 ms sleep over SSH).');
 say();
-say('| arch | boot median | boot slowest | restore median | restore slowest | note |');
-say('| --- | --- | --- | --- | --- | --- |');
+say('| arch | QEMU | boot median | boot slowest | restore median | restore slowest | note |');
+say('| --- | --- | --- | --- | --- | --- | --- |');
+for (const [q, p] of preparedBy)
 for (const arch of arches) {
-  const { build, image } = prepared.get(arch.name)!;
+  const { build, image } = p.artifacts.get(arch.name)!;
   const dir = mkdtempSync(join(tmpdir(), 'klp-bench-guest-'));
-  const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger, cacheDir, snapshots: true, accel: accelOf(arch) };
+  const accel = await Accelerator.decide({ arch, cacheDir, logger, qemuBinary: p.qemu.binaryFor(arch) });
+  const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger, cacheDir, snapshots: true, accel, qemuBinary: p.qemu.binaryFor(arch), qemuDataArgs: p.qemu.dataArgs };
   const boots: number[] = [];
   const restores: number[] = [];
   let note = '';
@@ -179,7 +199,7 @@ for (const arch of arches) {
   }
   rmSync(dir, { recursive: true, force: true });
   const slowest = (xs: number[]) => (xs.length ? sec(Math.max(...xs)) : '-');
-  say(`| ${arch.name} | ${sec(median(boots))} | ${slowest(boots)} | ${restores.length ? `${(median(restores) / 1000).toFixed(2)} s` : '-'} | ${slowest(restores)} | ${note} |`);
+  say(`| ${arch.name} | ${q} | ${sec(median(boots))} | ${slowest(boots)} | ${restores.length ? `${(median(restores) / 1000).toFixed(2)} s` : '-'} | ${slowest(restores)} | ${note} |`);
 }
 say();
 
@@ -194,7 +214,7 @@ for (const j of jobsList) {
   const runDir = mkdtempSync(join(tmpdir(), `klp-bench-run-j${j}-`));
   const cpu0 = process.cpuUsage();
   const w0 = Date.now();
-  const report = await runMain({ arches, scenarios: [...SCENARIOS], logger, outDir: runDir, jobs: j });
+  const report = await runMain({ arches, scenarios: [...SCENARIOS], logger, outDir: runDir, jobs: j, qemu: qemuList[0] });
   const wallMs = Date.now() - w0;
   const cpu = process.cpuUsage(cpu0);
   const all = report.arches.flatMap((a) => a.scenarios);
@@ -224,7 +244,7 @@ if (stallBoots > 0) {
   say(`## Boot stalls: ${stallBoots} x86_64 boots, four at a time on ${jobs} cores`);
   say();
   const arch = ARCHES.x86_64!;
-  const { build, image } = prepared.get(arch.name)!;
+  const { build, image } = main.artifacts.get(arch.name)!;
   const dir = mkdtempSync(join(tmpdir(), 'klp-bench-stalls-'));
   const slots = new Slots(4);
   let stalled = 0;

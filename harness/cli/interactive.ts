@@ -10,15 +10,14 @@ import { cacheRoot } from '../core/cache.js';
 import { guardRun } from '../core/children.js';
 import { EXIT, usageError } from '../core/errors.js';
 import { GuestOps, LP_SYSFS } from '../vm/guestops.js';
-import { loadKeys, type Keys } from '../image/keys.js';
+import type { Keys } from '../image/keys.js';
 import type { BuildResult } from '../kernel/build.js';
 import type { ModulesResult } from '../kernel/modules.js';
 import { commandOptions, INPUTS, noPositionals } from './options.js';
 import { checkCpus, inputOptions } from './run.js';
 import type { Logger } from '../core/log.js';
-import { readSeries } from '../kernel/patches.js';
-import { projectPath } from '../core/paths.js';
-import { prepareArch } from '../pipeline/prepare.js';
+import { prepareRun } from '../pipeline/prepare.js';
+import type { QemuChoice } from '../vm/qemu-dist.js';
 import { runStamp } from '../pipeline/run.js';
 import { sshCommand } from '../vm/ssh.js';
 import { preflight } from '../core/preflight.js';
@@ -26,7 +25,6 @@ import { initialOf, pendingPatchOf, reachStuck, STUCK_NAMES, stuckSetupOf } from
 import { runScenario } from '../scenarios/runner.js';
 import type { StuckSetup } from '../scenarios/types.js';
 import { blockingTasks, formatBlocking, Sleeper } from '../scenarios/sleeper.js';
-import { DEFAULT_KERNEL_SRC, prepareSource } from '../kernel/source.js';
 import { timeout } from '../core/timeouts.js';
 
 /** The options repro and shell take. */
@@ -45,6 +43,7 @@ export interface InteractiveOptions {
   patches?: string;
   kconfigDir?: string;
   kconfigExtra?: string[];
+  qemu?: QemuChoice;
   cacheDir?: string;
   cpu?: string;
   logger: Logger;
@@ -61,16 +60,14 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
   for (const line of guardRun(cacheDir)) o.logger.info(line);
   preflight([o.arch]);
   const logger = o.logger;
-  const series = readSeries(o.patches ?? projectPath('patches'));
-  const src = await prepareSource({ kernelSrc: o.kernelSrc ?? DEFAULT_KERNEL_SRC, series, cacheDir, logger });
-  const keys = loadKeys(cacheDir);
-  const initScript = readFileSync(projectPath('guest/init'), 'utf8');
-  const { build, image, modules } = await prepareArch({ arch: o.arch, src, keys, initScript, cacheDir, logger, kconfigDir: o.kconfigDir, kconfigExtra: o.kconfigExtra });
+  const prepared = await prepareRun({ arches: [o.arch], cacheDir, logger, kernelSrc: o.kernelSrc, patches: o.patches, kconfigDir: o.kconfigDir, kconfigExtra: o.kconfigExtra, qemu: o.qemu });
+  const { src, keys, qemu } = prepared;
+  const { build, image, modules } = prepared.artifacts.get(o.arch.name)!;
   const outDir = join(cacheDir, 'runs', `${runStamp()}-${o.scenario ? 'repro' : 'shell'}`);
   mkdirSync(outDir, { recursive: true });
   const consoleLog = join(outDir, `console-${o.arch.name}.log`);
-  const accel = await Accelerator.decide({ arch: o.arch, cacheDir, logger });
-  const booted = await bootGuest({ arch: o.arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger, cpu: o.cpu, accel });
+  const accel = await Accelerator.decide({ arch: o.arch, cacheDir, logger, qemuBinary: qemu.binaryFor(o.arch) });
+  const booted = await bootGuest({ arch: o.arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger, cpu: o.cpu, accel, qemuBinary: qemu.binaryFor(o.arch), qemuDataArgs: qemu.dataArgs });
   try {
     await using guest = booted;
     await useGuest(o, guest, { build, modules, tree: src.tree, keys, consoleLog, setup, print });

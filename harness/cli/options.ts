@@ -18,6 +18,7 @@ export const INPUTS = {
   kconfigs: { type: 'string' },
   'kconfig-extra': { type: 'string', multiple: true },
   'cache-dir': { type: 'string' },
+  qemu: { type: 'string' },
 } as const satisfies Options;
 
 /** Every subcommand's options, filled in by each subcommand's module (for the "belongs to" hint). */

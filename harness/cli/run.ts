@@ -31,7 +31,6 @@ export const parseRun = commandOptions('run', {
   sequential: { type: 'boolean' },
   jobs: { type: 'string' },
   'no-snapshot': { type: 'boolean' },
-  qemu: { type: 'string' },
   kselftest: { type: 'boolean' },
   ktap: { type: 'boolean' },
   verbose: { type: 'boolean' },
@@ -76,7 +75,6 @@ export async function runCommand(values: RunValues, positionals: string[], logge
     sequential: values.sequential,
     jobs: parseJobs(values.jobs),
     snapshots: !values['no-snapshot'],
-    qemu: values.qemu === undefined ? undefined : parseQemuChoice(values.qemu),
     outDir: pathOption(values.out),
     rebuild,
     logger,
@@ -96,8 +94,9 @@ export function parseJobs(value: string | undefined): number | undefined {
 }
 
 /** The kernel source, series, fragments and cache the options name (run, repro, shell). */
-export function inputOptions(values: { 'kernel-src'?: string; patches?: string; kconfigs?: string; 'kconfig-extra'?: string[]; 'cache-dir'?: string }) {
+export function inputOptions(values: { 'kernel-src'?: string; patches?: string; kconfigs?: string; 'kconfig-extra'?: string[]; 'cache-dir'?: string; qemu?: string }) {
   return {
+    qemu: values.qemu === undefined ? undefined : parseQemuChoice(values.qemu),
     kernelSrc: pathOption(values['kernel-src']),
     patches: values.patches === NO_PATCHES ? NO_PATCHES : pathOption(values.patches),
     kconfigDir: pathOption(values.kconfigs),

@@ -11,6 +11,13 @@ import { buildKernel, type BuildResult } from '../kernel/build.js';
 import type { KernelRecord } from '../kernel/kernels.js';
 import { buildGuestModules, type ModulesResult } from '../kernel/modules.js';
 import type { Scenario } from '../scenarios/types.js';
+import { readFileSync } from 'node:fs';
+import { loadKeys } from '../image/keys.js';
+import { readSeries } from '../kernel/patches.js';
+import { DEFAULT_KERNEL_SRC, prepareSource } from '../kernel/source.js';
+import { DEFAULT_QEMU, qemuInstall, type QemuChoice, type QemuInstall } from '../vm/qemu-dist.js';
+
+type SourceResult = Awaited<ReturnType<typeof prepareSource>>;
 
 /** A cached stage that `--rebuild` can redo. */
 export type Stage = 'source' | 'build' | 'image';
@@ -76,4 +83,44 @@ export async function prepareArch(o: PrepareRequest): Promise<ArchArtifacts> {
   }
   checkInterrupted();
   return { build, image: images.get('base')!, images, modules };
+}
+
+/** What prepareRun needs: the run's inputs, as the CLI options give them. */
+export interface RunInputs {
+  arches: ArchRecord[];
+  cacheDir: string;
+  logger: Logger;
+  kernelSrc?: string;
+  patches?: string;
+  kconfigDir?: string;
+  kconfigExtra?: string[];
+  absentOptions?: KernelRecord['absentOptions'];
+  rebuild?: Set<Stage>;
+  scenarios?: readonly Scenario[];
+  qemu?: QemuChoice;
+}
+
+/** Everything on the host a run's guests need: the patched source, keys, each arch's artifacts, the QEMU. */
+export interface PreparedRun {
+  src: SourceResult;
+  keys: Keys;
+  initScript: string;
+  artifacts: Map<string, ArchArtifacts>;
+  qemu: QemuInstall;
+  cacheDir: string;
+  logger: Logger;
+}
+
+/** The one way from inputs to host artifacts for tools that want them all at once (repro, shell, bench, profile, tests). */
+export async function prepareRun(i: RunInputs): Promise<PreparedRun> {
+  const series = readSeries(i.patches ?? projectPath('patches'));
+  const src = await prepareSource({ kernelSrc: i.kernelSrc ?? DEFAULT_KERNEL_SRC, series, cacheDir: i.cacheDir, logger: i.logger, rebuild: i.rebuild?.has('source') });
+  const keys = loadKeys(i.cacheDir);
+  const initScript = readFileSync(projectPath('guest/init'), 'utf8');
+  const artifacts = new Map<string, ArchArtifacts>();
+  for (const arch of i.arches) {
+    artifacts.set(arch.name, await prepareArch({ arch, src, keys, initScript, cacheDir: i.cacheDir, logger: i.logger, rebuild: i.rebuild, kconfigDir: i.kconfigDir, kconfigExtra: i.kconfigExtra, absentOptions: i.absentOptions, scenarios: i.scenarios }));
+  }
+  const qemu = await qemuInstall(i.qemu ?? DEFAULT_QEMU, i.cacheDir, i.logger);
+  return { src, keys, initScript, artifacts, qemu, cacheDir: i.cacheDir, logger: i.logger };
 }

@@ -1,0 +1,99 @@
+// Where a guest's emulated CPU goes: QEMU's user + system time (from /proc)
+// around each kind of thing a scenario does, on one fresh guest per arch.
+// Used by `npm run bench` (its "QEMU CPU per phase" table) and on its own:
+//   node dist/scripts/profile-guest.js [--arch x86_64,ppc64le] [--qemu host|backports]
+// Prints figures; asserts nothing.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArchList, type ArchRecord } from '../harness/core/arch.js';
+import type { Logger } from '../harness/core/log.js';
+import type { Keys } from '../harness/image/keys.js';
+import type { ArchArtifacts } from '../harness/pipeline/prepare.js';
+import { Accelerator } from '../harness/vm/accel.js';
+import { processCpuMs } from '../harness/vm/qemu.js';
+import type { QemuInstall } from '../harness/vm/qemu-dist.js';
+import { freshGuest } from '../harness/vm/snapshot.js';
+
+export interface PhaseFigure {
+  phase: string;
+  /** QEMU CPU over the phase, ms. */
+  cpuMs: number;
+  wallMs: number;
+  /** How many of the thing the phase did (per-item figures divide by it). */
+  count: number;
+}
+
+const REPEAT = 20;
+
+/** One guest of the arch, each phase measured by QEMU's CPU before and after it. */
+export async function profileGuest(o: { arch: ArchRecord; artifacts: ArchArtifacts; keys: Keys; cacheDir: string; logger: Logger; qemu: QemuInstall }): Promise<PhaseFigure[]> {
+  const { arch, artifacts } = o;
+  const dir = mkdtempSync(join(tmpdir(), `klp-profile-${arch.name}-`));
+  const accel = await Accelerator.decide({ arch, cacheDir: o.cacheDir, logger: o.logger, qemuBinary: o.qemu.binaryFor(arch) });
+  const req = {
+    arch,
+    kernel: artifacts.build.image,
+    initrd: artifacts.image.path,
+    keys: o.keys,
+    consoleLog: join(dir, 'console.log'),
+    logger: o.logger,
+    cacheDir: o.cacheDir,
+    snapshots: true,
+    accel,
+    qemuBinary: o.qemu.binaryFor(arch),
+    qemuDataArgs: o.qemu.dataArgs,
+  };
+  // The first guest may make the snapshot: not measured.
+  await (await freshGuest(req))[Symbol.asyncDispose]();
+  const out: PhaseFigure[] = [];
+  await using g = await freshGuest(req);
+  const cpu = () => processCpuMs(g.vm.pid) ?? 0;
+  out.push({ phase: g.restored ? 'restore to SSH answering' : 'boot to SSH answering', cpuMs: cpu(), wallMs: g.bootMs, count: 1 });
+  const measure = async (phase: string, count: number, fn: () => Promise<unknown>) => {
+    const c0 = cpu();
+    const w0 = Date.now();
+    await fn();
+    out.push({ phase, cpuMs: cpu() - c0, wallMs: Date.now() - w0, count });
+  };
+  const sh = (cmd: string) => g.ssh.exec(cmd, { timeoutMs: 60_000 * arch.timeoutScale });
+  await measure('idle guest, per second', 5, () => new Promise((r) => setTimeout(r, 5000)));
+  await measure('one SSH command (`true`)', REPEAT, async () => {
+    for (let i = 0; i < REPEAT; i++) await sh('true');
+  });
+  await measure('one sysfs read inside one command (a guest-side loop)', REPEAT, () => sh(`for i in $(seq ${REPEAT}); do cat /proc/uptime >/dev/null; done`));
+  await measure('a 100 ms guest-side poll, per second (usleep loop)', 3, () => sh('i=0; while [ $i -lt 30 ]; do usleep 100000; i=$((i+1)); done'));
+  const ko = artifacts.modules.modules['klp_sleeper.ko'];
+  if (ko) {
+    await g.ssh.put(readFileSync(ko), '/root/profile-sleeper.ko');
+    await measure('insmod + rmmod of klp_sleeper', 5, async () => {
+      for (let i = 0; i < 5; i++) await sh('insmod /root/profile-sleeper.ko && rmmod klp_sleeper');
+    });
+  }
+  rmSync(dir, { recursive: true, force: true });
+  return out;
+}
+
+/** The table for bench/RESULTS.md. */
+export function phaseTable(rows: { arch: string; figures: PhaseFigure[] }[]): string[] {
+  const lines = ['| arch | phase | QEMU CPU | wall | per item |', '| --- | --- | --- | --- | --- |'];
+  for (const { arch, figures } of rows) {
+    for (const f of figures) lines.push(`| ${arch} | ${f.phase} | ${(f.cpuMs / 1000).toFixed(2)} s | ${(f.wallMs / 1000).toFixed(2)} s | ${f.count > 1 ? `${(f.cpuMs / f.count).toFixed(0)} ms` : ''} |`);
+  }
+  return lines;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { prepareRun } = await import('../harness/pipeline/prepare.js');
+  const { cacheRoot } = await import('../harness/core/cache.js');
+  const { createLogger } = await import('../harness/core/log.js');
+  const { parseQemuChoice } = await import('../harness/vm/qemu-dist.js');
+  const argv = process.argv.slice(2);
+  const valueOf = (name: string) => argv[argv.indexOf(name) + 1];
+  const arches = parseArchList(argv.includes('--arch') ? valueOf('--arch')! : 'x86_64,ppc64le');
+  const p = await prepareRun({ arches, cacheDir: cacheRoot(), logger: createLogger('normal'), qemu: argv.includes('--qemu') ? parseQemuChoice(valueOf('--qemu')!) : undefined });
+  const rows = [];
+  for (const arch of arches) rows.push({ arch: arch.name, figures: await profileGuest({ arch, artifacts: p.artifacts.get(arch.name)!, keys: p.keys, cacheDir: p.cacheDir, logger: p.logger, qemu: p.qemu }) });
+  process.stdout.write(phaseTable(rows).join('\n') + '\n');
+}
