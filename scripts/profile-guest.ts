@@ -11,10 +11,9 @@ import { parseArchList, type ArchRecord } from '../harness/core/arch.js';
 import type { Logger } from '../harness/core/log.js';
 import type { Keys } from '../harness/image/keys.js';
 import type { ArchArtifacts } from '../harness/pipeline/prepare.js';
-import { Accelerator } from '../harness/vm/accel.js';
+import { GuestPool } from '../harness/vm/guest-pool.js';
 import { processCpuMs } from '../harness/vm/qemu.js';
 import type { QemuInstall } from '../harness/vm/qemu-dist.js';
-import { freshGuest } from '../harness/vm/snapshot.js';
 
 export interface PhaseFigure {
   phase: string;
@@ -31,24 +30,12 @@ const REPEAT = 20;
 export async function profileGuest(o: { arch: ArchRecord; artifacts: ArchArtifacts; keys: Keys; cacheDir: string; logger: Logger; qemu: QemuInstall }): Promise<PhaseFigure[]> {
   const { arch, artifacts } = o;
   const dir = mkdtempSync(join(tmpdir(), `klp-profile-${arch.name}-`));
-  const accel = await Accelerator.decide({ arch, cacheDir: o.cacheDir, logger: o.logger, qemuBinary: o.qemu.binaryFor(arch) });
-  const req = {
-    arch,
-    kernel: artifacts.build.image,
-    initrd: artifacts.image.path,
-    keys: o.keys,
-    consoleLog: join(dir, 'console.log'),
-    logger: o.logger,
-    cacheDir: o.cacheDir,
-    snapshots: true,
-    accel,
-    qemuBinary: o.qemu.binaryFor(arch),
-    qemuDataArgs: o.qemu.dataArgs,
-  };
+  const pool = new GuestPool({ cacheDir: o.cacheDir, logger: o.logger, qemu: o.qemu });
+  const req = { arch, kernel: artifacts.build.image, initrd: artifacts.image.path, keys: o.keys, consoleLog: join(dir, 'console.log') };
   // The first guest may make the snapshot: not measured.
-  await (await freshGuest(req))[Symbol.asyncDispose]();
+  await (await pool.guest(req))[Symbol.asyncDispose]();
   const out: PhaseFigure[] = [];
-  await using g = await freshGuest(req);
+  await using g = await pool.guest(req);
   const cpu = () => processCpuMs(g.vm.pid) ?? 0;
   out.push({ phase: g.restored ? 'restore to SSH answering' : 'boot to SSH answering', cpuMs: cpu(), wallMs: g.bootMs, count: 1 });
   const measure = async (phase: string, count: number, fn: () => Promise<unknown>) => {

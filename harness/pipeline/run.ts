@@ -19,9 +19,9 @@ import { DEFAULT_KERNEL_SRC, prepareSource } from '../kernel/source.js';
 import { overallExit, type ArchReport, type BootReport, type RunReport } from '../report/run-report.js';
 import { writeReportFiles } from '../report/write.js';
 import type { Scenario } from '../scenarios/types.js';
-import { Accelerator } from '../vm/accel.js';
-import { DEFAULT_QEMU, qemuInstall, type QemuChoice, type QemuInstall } from '../vm/qemu-dist.js';
-import { freshGuest, type FreshGuest } from '../vm/snapshot.js';
+import { GuestPool } from '../vm/guest-pool.js';
+import { DEFAULT_QEMU, qemuInstall, type QemuChoice } from '../vm/qemu-dist.js';
+import type { FreshGuest } from '../vm/snapshot.js';
 import { sshCommand } from '../vm/ssh.js';
 import { runOnGuest } from './on-guest.js';
 import { prepareArch, type ArchArtifacts, type Stage } from './prepare.js';
@@ -117,6 +117,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   const slots = guestSlots(opts, report);
   const qemu = await qemuInstall(opts.qemu ?? DEFAULT_QEMU, report.cacheDir, logger);
   logger.info(`qemu: ${qemu.describe}`);
+  const pool = new GuestPool({ cacheDir: report.cacheDir, logger, qemu, snapshots: opts.snapshots });
 
   // Kernel builds run one at a time; an arch's scenarios start as soon as its
   // artifacts are ready and run alongside the next build (or the other arch's VMs).
@@ -134,7 +135,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
       continue;
     }
     keepArtifacts(ar, artifacts, archOut);
-    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: src.tree, cacheDir: report.cacheDir, slots, qemu })
+    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: src.tree, cacheDir: report.cacheDir, slots, pool })
       .catch((e) => recordArchError(ar, e, logger))
       .finally(() => logger.status(arch.name, ar.error ? `stopped: ${ar.error.kind} error` : `done: ${ar.scenarios.filter((x) => x.ok).length}/${ar.scenarios.length} scenarios passed`));
     if (opts.sequential) await archRun;
@@ -196,9 +197,7 @@ interface ArchGuests {
   tree: string;
   cacheDir: string;
   slots: Slots;
-  qemu: QemuInstall;
-  /** Decided when the arch's first guest is due (vm/accel.ts). */
-  accel?: Accelerator;
+  pool: GuestPool;
 }
 
 /**
@@ -211,7 +210,7 @@ interface ArchGuests {
 async function runGuests(g: ArchGuests): Promise<void> {
   const { opts, arch, ar, artifacts } = g;
   const planned = plannedRuns(arch, opts);
-  g.accel = await Accelerator.decide({ arch, cacheDir: g.cacheDir, logger: opts.logger, qemuBinary: g.qemu.binaryFor(arch) });
+  const accel = await g.pool.accelFor(arch);
   const wallStart = Date.now();
   let failure: { error: unknown } | undefined;
   const one = async (run: PlannedRun) => {
@@ -232,7 +231,7 @@ async function runGuests(g: ArchGuests): Promise<void> {
   const order = (s: { name: string; cpu?: string }) => planned.findIndex((p) => p.scenario.name === s.name && p.cpu === s.cpu);
   ar.scenarios.sort((a, b) => order(a) - order(b));
   ar.scenariosWallMs = Date.now() - wallStart;
-  ar.accel = `${g.accel.accel}: ${g.accel.why}`;
+  ar.accel = `${accel.accel}: ${accel.why}`;
   if (failure) throw failure.error;
 }
 
@@ -248,7 +247,7 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   g.ar.boots.push(bootRec);
   const initrd = g.artifacts.images.get(scenario.image ?? 'base')!.path;
   const commandFile = join(g.archOut, `qemu-command-${label}.txt`);
-  const booted = await freshGuest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, logger: opts.logger, cpu, cacheDir: g.cacheDir, snapshots: opts.snapshots !== false, accel: g.accel, qemuBinary: g.qemu.binaryFor(arch), qemuDataArgs: g.qemu.dataArgs });
+  const booted = await g.pool.guest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, cpu });
   bootRec.bootMs = booted.bootMs;
   if (booted.restored) bootRec.restoredFrom = booted.restored.snapshot;
   if (booted.snapshotProblem) bootRec.snapshotProblem = booted.snapshotProblem;

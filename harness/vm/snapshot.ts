@@ -54,33 +54,38 @@ interface Snapshot {
   meta: SnapshotMeta;
 }
 
-/** Snapshots this process knows, by key: made or checked once, used by every guest after. */
-const known = new Map<string, Promise<Snapshot | undefined>>();
-/** Snapshots whose restore failed once: this process boots instead. */
-const unusable = new Map<string, string>();
-const fileSums = new Map<string, Promise<string>>();
-const qemuVersions = new Map<string, Promise<string>>();
-let socketCount = 0;
-
-/** The value for key, computed once per process. */
+/** The value for key, computed once per book. */
 function once<T>(cache: Map<string, T>, key: string, make: () => T): T {
   if (!cache.has(key)) cache.set(key, make());
   return cache.get(key)!;
 }
-const sumOf = (path: string) => once(fileSums, path, () => sha256File(path));
-const versionOf = (binary: string) => once(qemuVersions, binary, () => run(binary, ['--version']).then((r) => r.stdout.split('\n')[0] ?? ''));
-/** A fresh path for a QMP socket of this process (short: unix socket paths are limited to 108 bytes). */
-const qmpSocketPath = () => join(tmpdir(), `klp-qmp-${process.pid}-${++socketCount}.sock`);
+
+/**
+ * What one run knows about snapshots (its guest pool owns one): entries
+ * made or checked once and used by every guest after, those whose restore
+ * failed (the run boots instead), file sums and QEMU versions read once.
+ */
+export class SnapshotBook {
+  readonly known = new Map<string, Promise<Snapshot | undefined>>();
+  readonly unusable = new Map<string, string>();
+  private readonly fileSums = new Map<string, Promise<string>>();
+  private readonly qemuVersions = new Map<string, Promise<string>>();
+  private sockets = 0;
+  sumOf = (path: string) => once(this.fileSums, path, () => sha256File(path));
+  versionOf = (binary: string) => once(this.qemuVersions, binary, () => run(binary, ['--version']).then((r) => r.stdout.split('\n')[0] ?? ''));
+  /** A fresh path for a QMP socket (short: unix socket paths are limited to 108 bytes). */
+  qmpSocketPath = () => join(tmpdir(), `klp-qmp-${process.pid}-${++this.sockets}-${Math.random().toString(36).slice(2, 6)}.sock`);
+}
 
 /**
  * What a snapshot depends on: QEMU's version, its command line (without the
  * SSH port, which each guest picks anew) and the kernel and image contents.
  */
-export async function snapshotKey(req: BootRequest): Promise<{ key: string; inputs: Record<string, string> }> {
+export async function snapshotKey(req: BootRequest, book = new SnapshotBook()): Promise<{ key: string; inputs: Record<string, string> }> {
   const binary = req.qemuBinary ?? req.arch.qemu.binary;
   // The accelerator is in the command line: a state saved under one restores only under it.
   const args = qemuArgs({ arch: req.arch, accel: accelOf(req), dataArgs: req.qemuDataArgs, kernel: req.kernel, initrd: req.initrd, sshPort: 0, consoleLog: '', cpu: req.cpu, extraAppend: req.extraAppend });
-  const inputs = { qemu: await versionOf(binary), args: args.join(' '), kernel: await sumOf(req.kernel), initrd: await sumOf(req.initrd) };
+  const inputs = { qemu: await book.versionOf(binary), args: args.join(' '), kernel: await book.sumOf(req.kernel), initrd: await book.sumOf(req.initrd) };
   return { key: `${req.arch.name}-${req.cpu ?? req.arch.qemu.cpuModels[0]}-${hashOf(...Object.values(inputs))}`, inputs };
 }
 
@@ -96,9 +101,10 @@ export function versionAtLeast(versionLine: string, want: string): boolean {
 }
 
 /** A pristine guest for one scenario: restored from the snapshot when there is one (made first if not), else booted. */
-export async function freshGuest(req: FreshGuestRequest): Promise<FreshGuest> {
+export async function freshGuest(req: FreshGuestRequest, book = new SnapshotBook()): Promise<FreshGuest> {
   if (!req.snapshots) return bootGuest(req);
-  const { key, inputs } = await snapshotKey(req);
+  const { known, unusable } = book;
+  const { key, inputs } = await snapshotKey(req, book);
   const tooOld = req.arch.qemu.snapshotsFrom;
   if (tooOld && !unusable.has(key) && !versionAtLeast(inputs.qemu, tooOld.version)) {
     unusable.set(key, `no snapshot: ${tooOld.why} (this is ${inputs.qemu})`);
@@ -107,7 +113,7 @@ export async function freshGuest(req: FreshGuestRequest): Promise<FreshGuest> {
   const problem = unusable.get(key);
   if (problem) return { ...(await bootGuest(req)), snapshotProblem: problem };
   let snap = known.get(key);
-  if (!snap) known.set(key, (snap = snapshotEntry(req, key, inputs)));
+  if (!snap) known.set(key, (snap = snapshotEntry(req, key, inputs, book)));
   let s: Snapshot | undefined;
   try {
     s = await snap;
@@ -121,7 +127,7 @@ export async function freshGuest(req: FreshGuestRequest): Promise<FreshGuest> {
   }
   if (!s) return bootGuest(req);
   try {
-    return await restoreGuest(req, s);
+    return await restoreGuest(req, s, book);
   } catch (e) {
     if (wasInterrupted()) throw e;
     const why = `restore from ${s.dir} failed: ${(e as Error).message.split('\n')[0]}`;
@@ -132,7 +138,7 @@ export async function freshGuest(req: FreshGuestRequest): Promise<FreshGuest> {
 }
 
 /** The snapshot entry for a key: checked, or made under its exclusive lock (another run may be making it). */
-function snapshotEntry(req: FreshGuestRequest, key: string, inputs: Record<string, string>): Promise<Snapshot | undefined> {
+function snapshotEntry(req: FreshGuestRequest, key: string, inputs: Record<string, string>, book: SnapshotBook): Promise<Snapshot | undefined> {
   const dir = join(req.cacheDir, 'snapshots', key);
   const check = async () => {
     const marker = await readValidMarker(dir);
@@ -145,17 +151,17 @@ function snapshotEntry(req: FreshGuestRequest, key: string, inputs: Record<strin
     logger: req.logger,
     check,
     make: async () => {
-      await makeSnapshot(req, dir, key, inputs);
+      await makeSnapshot(req, dir, key, inputs, book);
       return (await check())!;
     },
   });
 }
 
 /** Boots a guest with a QMP socket, waits for SSH, saves its state to the entry and stops it. */
-async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, inputs: Record<string, string>): Promise<void> {
+async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, inputs: Record<string, string>, book: SnapshotBook): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const qmpSocket = qmpSocketPath();
+  const qmpSocket = book.qmpSocketPath();
   const consoleLog = join(dir, 'boot-console.log');
   req.logger.info(`snapshot ${req.arch.name}: booting the guest to save (${dir})`);
   try {
@@ -180,14 +186,14 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
 }
 
 /** Starts QEMU from the snapshot's state and connects; a taken port is retried, anything else thrown. */
-async function restoreGuest(req: FreshGuestRequest, s: Snapshot): Promise<FreshGuest> {
-  return pRetry(() => restoreOnce(req, s), { retries: 3, minTimeout: 0 });
+async function restoreGuest(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook): Promise<FreshGuest> {
+  return pRetry(() => restoreOnce(req, s, book), { retries: 3, minTimeout: 0 });
 }
 
-async function restoreOnce(req: FreshGuestRequest, s: Snapshot): Promise<FreshGuest> {
+async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook): Promise<FreshGuest> {
   const port = await (req.pickPort ?? freePort)();
   writeFileSync(req.consoleLog, `# klp-harness: restored from ${s.state}; the boot's console is ${join(s.dir, 'boot-console.log')}\n`);
-  const qmpSocket = qmpSocketPath();
+  const qmpSocket = book.qmpSocketPath();
   const vm = startQemu({ ...req, qmpSocket }, port, accelOf(req), s.state);
   // The boot's kernel reports count for this guest too: it is that boot, resumed.
   vm.events.push(...s.meta.bootEvents);
