@@ -88,14 +88,14 @@ t.test('downloaded packages: the newest version, checked against the index; a ta
   const log = createLogger('normal', (s) => lines.push(s));
   const first = await buildImage({ arch, cacheDir, initScript: '#!/bin/sh\n', keys, logger: log });
   const debs = join(cacheDir, 'apt/amd64/debs');
-  t.same(readdirSync(debs).filter((f) => f.endsWith('.deb')).sort(), ['busybox_1.10-1_amd64.deb', 'dropbear-bin_1.10-1_amd64.deb'], '1.10-1, not 1.9-1 (a text sort would pick that)');
+  t.same(readdirSync(debs).filter((f) => f.endsWith('.deb')).sort(), ['busybox-static_1.10-1_amd64.deb', 'dropbear-bin_1.10-1_amd64.deb'], '1.10-1, not 1.9-1 (a text sort would pick that)');
   t.same(readdirSync(debs).filter((f) => f.startsWith('.partial')), [], 'no temporary download left');
   t.equal(statSync(first.path).mode & 0o777, 0o600, 'the initramfs holding the guest host key is 0600');
   t.equal(statSync(join(cacheDir, 'keys')).mode & 0o777, 0o700, 'the keys directory is 0700');
-  writeFileSync(join(debs, 'busybox_1.10-1_amd64.deb'), 'tampered');
+  writeFileSync(join(debs, 'busybox-static_1.10-1_amd64.deb'), 'tampered');
   await buildImage({ arch, cacheDir, initScript: '#!/bin/sh\n', keys, logger: log, rebuild: true });
-  t.match(lines.join(''), /busybox_1\.10-1_amd64\.deb does not match the index's SHA256; fetching it again/);
-  t.equal(readFileSync(join(debs, 'busybox_1.10-1_amd64.deb'), 'utf8'), 'deb:busybox\n', 'replaced by the real one');
+  t.match(lines.join(''), /busybox-static_1\.10-1_amd64\.deb does not match the index's SHA256; fetching it again/);
+  t.equal(readFileSync(join(debs, 'busybox-static_1.10-1_amd64.deb'), 'utf8'), 'deb:busybox-static\n', 'replaced by the real one');
 });
 
 t.test('a planted tree with the right Makefile and a copied marker is not taken', async (t) => {
