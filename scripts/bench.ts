@@ -184,7 +184,7 @@ for (const arch of arches) {
   const { build, image } = p.artifacts.get(arch.name)!;
   const dir = mkdtempSync(join(tmpdir(), 'klp-bench-guest-'));
   const accel = await Accelerator.decide({ arch, cacheDir, logger, qemuBinary: p.qemu.binaryFor(arch) });
-  const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger, cacheDir, snapshots: true, accel, qemuBinary: p.qemu.binaryFor(arch), qemuDataArgs: p.qemu.dataArgs };
+  const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger, cacheDir, snapshots: true, accel, qemuBinary: p.qemu.binaryFor(arch), qemuDataArgs: p.qemu.dataArgs, qemuEnv: p.qemu.env };
   const boots: number[] = [];
   const restores: number[] = [];
   let note = '';

@@ -32,6 +32,8 @@ export interface BootRequest {
   qemuBinary?: string;
   /** Arguments that find the QEMU's firmware (-L for one run from the cache; vm/qemu-dist.ts). */
   qemuDataArgs?: string[];
+  /** Added to QEMU's environment (vm/qemu-dist.ts). */
+  qemuEnv?: Record<string, string>;
   extraAppend?: string[];
   /** Console silence before ready that counts as a stall (default: the bootSilence timeout). */
   silenceMs?: number;
@@ -121,6 +123,7 @@ export function startQemu(req: BootRequest, port: number, accel: Accel, incoming
     cpu: req.cpu,
     binary: req.qemuBinary,
     dataArgs: req.qemuDataArgs,
+    env: req.qemuEnv,
     extraAppend: req.extraAppend,
     qmpSocket: req.qmpSocket,
     incoming,

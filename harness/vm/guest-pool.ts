@@ -19,7 +19,7 @@ export interface PoolOptions {
 }
 
 /** What a guest is for: the request minus what the pool supplies. */
-export type GuestRequest = Omit<BootRequest, 'accel' | 'qemuBinary' | 'qemuDataArgs' | 'logger'>;
+export type GuestRequest = Omit<BootRequest, 'accel' | 'qemuBinary' | 'qemuDataArgs' | 'qemuEnv' | 'logger'>;
 
 export class GuestPool {
   readonly qemu: QemuInstall;
@@ -47,6 +47,7 @@ export class GuestPool {
         accel,
         qemuBinary: this.qemu.binaryFor(req.arch),
         qemuDataArgs: this.qemu.dataArgs,
+        qemuEnv: this.qemu.env,
         cacheDir: this.o.cacheDir,
         snapshots: this.o.snapshots !== false,
       },

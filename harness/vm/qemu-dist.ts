@@ -27,6 +27,8 @@ export interface QemuInstall {
   binaryFor(arch: ArchRecord): string;
   /** Arguments every QEMU command line of this installation starts with (-L for a fetched one's firmware). */
   dataArgs: string[];
+  /** Added to QEMU's environment. */
+  env?: Record<string, string>;
   /** What the run's log and report say about it. */
   describe: string;
 }
@@ -71,5 +73,7 @@ export async function qemuInstall(choice: QemuChoice, cacheDir: string, logger: 
   const bin = join(root, 'root/usr/bin');
   const data = join(root, 'root/usr/share/qemu');
   if (!existsSync(data)) throw usageError(`the backported QEMU in ${root} has no firmware directory`, { hint: `remove ${root} and run again` });
-  return { choice, binaryFor: (a) => join(bin, a.qemu.binary), dataArgs: ['-L', data], describe: `Debian's backported QEMU (${root})` };
+  // Its own modules only: the host's (another build) are refused with a line on stderr each, ahead of any real error.
+  const env = { QEMU_MODULE_DIR: join(root, 'root/usr/lib/x86_64-linux-gnu/qemu') };
+  return { choice, binaryFor: (a) => join(bin, a.qemu.binary), dataArgs: ['-L', data], env, describe: `Debian's backported QEMU (${root})` };
 }

@@ -24,6 +24,8 @@ export interface QemuOptions {
   binary?: string;
   /** Put first on the command line: where this QEMU's firmware is (-L DIR). */
   dataArgs?: string[];
+  /** Added to QEMU's environment (a QEMU from the cache: QEMU_MODULE_DIR, so it never loads the host's modules). */
+  env?: Record<string, string>;
   /** A QMP socket to create (saving a snapshot drives QEMU through it). */
   qmpSocket?: string;
   /** A saved guest state to start from instead of booting (a snapshot's state file). */
@@ -129,7 +131,8 @@ export class QemuVM {
       if (this.logBytes >= logMax) this.log.write(`\n# klp-harness: console log stopped at ${logMax} bytes; the rest was only watched for panics\n`);
     };
     // The kernel kills QEMU if node dies (setpriv --pdeathsig); its own group lets us end it whole.
-    const { child, group } = spawnGroup(binary, args, { name: binary, spawn: { stdio: ['ignore', 'pipe', 'pipe'] } });
+    const env = options.env ? { ...process.env, ...options.env } : undefined;
+    const { child, group } = spawnGroup(binary, args, { name: binary, spawn: { stdio: ['ignore', 'pipe', 'pipe'], env } });
     this.group = group;
     let resolveFatal!: (e: ConsoleEvent) => void;
     this.fatal = new Promise((r) => (resolveFatal = r));
