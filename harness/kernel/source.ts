@@ -360,7 +360,10 @@ async function copySibling(req: SourceRequest, base: string, key: string, tmp: s
       const m = await readValidMarker(sibling);
       if (!m?.manifest || !existsSync(join(sibling, APPLIED))) return undefined;
       req.logger.info(`source: copying trees/${name} (same source, series ${m.inputs.series}) instead of unpacking`);
-      await run('cp', ['-a', '--reflink=auto', sibling, tmp], { logger: req.logger });
+      // Hard links: a variant costs the files its series changes, not another 1.3 GB tree. Safe
+      // because nothing writes into a tree file in place: GNU patch (apply and revert) writes a
+      // new file and renames it over the old name, and kbuild builds with O= outside the tree.
+      await run('cp', ['-al', sibling, tmp], { logger: req.logger });
       return { key: name, tree: sibling, series: String(m.inputs.series), generation: String(m.meta?.generation) };
     });
     if (!seed) continue;

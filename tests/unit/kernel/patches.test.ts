@@ -123,6 +123,8 @@ t.test('another series gets a tree of its own, copied from the first: untouched 
   t.match(readFileSync(join(first.tree, 'kernel/livepatch/core.c'), 'utf8'), /line 2\n/, 'the first tree still has its series');
   t.equal(statSync(join(second.tree, 'untouched.c')).mtimeMs, old.getTime(), 'copied with its time: a copied build rebuilds only what the series change');
   t.same(treeSeed(second.tree)?.key, first.key, 'the copy records where it came from (for the build)');
+  t.equal(statSync(join(second.tree, 'untouched.c')).ino, statSync(join(first.tree, 'untouched.c')).ino, 'an unchanged file is a hard link: a variant costs only what its series changes');
+  t.not(statSync(join(second.tree, 'kernel/livepatch/core.c')).ino, statSync(join(first.tree, 'kernel/livepatch/core.c')).ino, 'a patched file is a file of its own');
 
   const bad = (await prepareSource({ kernelSrc: tree, series: readSeries(quilt(t, { 'c.patch': PATCH.replace('-line two', '-no such line') }, 'c.patch\n')), cacheDir, logger: silentLogger }).catch((e) => e)) as HarnessError;
   t.equal(bad.kind, 'patch');
