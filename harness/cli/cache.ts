@@ -74,9 +74,9 @@ export async function pruneCache(root: string, entries: CacheEntry[], maxAgeDays
 }
 
 export const parseCache = commandOptions('cache', {
-  'cache-dir': { type: 'string' },
-  prune: { type: 'boolean' },
-  'max-age': { type: 'string' },
+  'cache-dir': { type: 'string', arg: 'DIR', help: 'the cache to list (default: $KLP_HARNESS_CACHE or ~/.cache/klp-harness)' },
+  prune: { type: 'boolean', help: 'remove entries unused for --max-age days, and incomplete ones' },
+  'max-age': { type: 'string', arg: 'DAYS', help: 'with --prune: unused for this many days (default: 30)' },
 } as const);
 
 /** Lists the cache; with --prune removes what is old or incomplete. */

@@ -30,9 +30,9 @@ import { timeout } from '../core/timeouts.js';
 /** The options repro and shell take. */
 const INTERACTIVE = {
   ...INPUTS,
-  arch: { type: 'string' },
-  cpu: { type: 'string', multiple: true },
-  verbose: { type: 'boolean' },
+  arch: { type: 'string', arg: 'ARCH', help: 'the guest arch (x86_64 or ppc64le)' },
+  cpu: { type: 'string', multiple: true, arg: 'MODEL', help: "CPU model for QEMU (default: the arch's first)" },
+  verbose: { type: 'boolean', help: 'stream build output, commands and the guest console' },
 } as const;
 
 export interface InteractiveOptions {
@@ -112,7 +112,7 @@ async function useGuest(
   await booted.ssh.interactive();
 }
 
-export const parseRepro = commandOptions('repro', { ...INTERACTIVE, scenario: { type: 'string', multiple: true } } as const);
+export const parseRepro = commandOptions('repro', { ...INTERACTIVE, scenario: { type: 'string', multiple: true, arg: 'NAME', help: 'the scenario whose stuck transition to leave behind' } } as const);
 export const parseShell = commandOptions('shell', INTERACTIVE);
 
 /** `repro` and `shell`: one arch (and for repro one scenario), then the session. */

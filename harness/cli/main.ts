@@ -1,21 +1,19 @@
 // Command-line entry point: `klp-harness <subcommand> [options]`. Each
 // subcommand parses its own options (an option it does not take is bad
 // usage); errors become exit codes through the one error table.
-import { archNames } from '../core/arch.js';
 import { killAll, wasInterrupted } from '../core/children.js';
 import { describeError, EXIT, exitCodeFor, usageError } from '../core/errors.js';
 import { checkTimeoutScale } from '../core/timeouts.js';
 import { createLogger } from '../core/log.js';
-import { KERNELS } from '../kernel/kernels.js';
-import { DEFAULT_KERNEL_SRC } from '../kernel/source.js';
-import { SCENARIOS } from '../scenarios/index.js';
 import { cacheCommand, parseCache } from './cache.js';
 import { interactiveCommand, parseRepro, parseShell } from './interactive.js';
 import { mergeCommand, parseMerge } from './merge.js';
 import { parseReport, reportCommand } from './report.js';
 import { parseRun, runCommand, runLevel } from './run.js';
+import { optionsHelp } from './options.js';
 
-export const HELP = `Usage: klp-harness run [options]
+/** --help: the usage lines, then each subcommand's options from its own table (cli/options.ts). */
+export const helpText = () => `Usage: klp-harness run [options]
        klp-harness repro --arch ARCH --scenario NAME [options]
        klp-harness shell --arch ARCH [options]
        klp-harness merge --out DIR SUMMARY.json...
@@ -29,34 +27,13 @@ repro  boots one guest, leaves that scenario's transition stuck, lists what
 shell  boots one guest with the harness's modules in /root and opens a shell.
 report draws one page of pass/fail and timings over several runs (time order).
 
-Options of run (repro and shell take --arch, --cpu, --verbose and the
-kernel inputs --kernel-src, --patches, --kconfigs, --kconfig-extra, --cache-dir;
-repro also --scenario):
-  --arch LIST          comma-separated arches (default: ${archNames().join(',')})
-  --kernel LIST        Debian kernels to run, comma-separated: ${KERNELS.map((k) => k.name).join(', ')};
-                       each with its own series from patches/<version>/ (default: the one below)
-  --kernel-src PATH    kernel tarball or tree (default: ${DEFAULT_KERNEL_SRC});
-                       a tree is copied, never modified
-  --patches PATH       quilt directory (series + patches) or mbox (default: patches/);
-                       'none' runs the kernel source as it is
-  --kconfigs DIR       config fragments: common.config + <arch>.config (default: kconfigs/)
-  --kconfig-extra FILE one more fragment after those, e.g. kconfigs/debug.config
-                       (lockdep, for the race scenario); repeatable
-  --cache-dir DIR      build cache (default: $KLP_HARNESS_CACHE or ~/.cache/klp-harness)
-  --out DIR            where this run's logs and reports go (default: <cache>/runs/<time>)
-  --scenario NAME      run only this scenario; repeatable (${SCENARIOS.map((s) => s.name).join(', ')})
-  --cpu MODEL          CPU model for QEMU (default: each arch's first; repeatable)
-  --rebuild STAGE      redo a cached stage: source, build, image; repeatable
-  --kselftest          also run the kernel's livepatch selftests in each guest
-  --sequential         run the arches' VMs one after the other (default: alongside)
-  --jobs N             guests at once over all arches (default: 2 per core, as memory allows)
-  --no-snapshot        boot every guest (default: restore each from a snapshot of a booted one)
-  --shard I/N          run only the I-th of N deterministic parts of the scenario list
-  --verbose            stream build output, commands and the guest console
-  --quiet              print only the summary
-  --ktap               print the run's results as KTAP on stdout instead of the summary
-                       (also written to <out>/ktap.txt)
-  -h, --help           this text
+Options of run:
+${optionsHelp('run')}
+Options of repro (shell: the same but --scenario):
+${optionsHelp('repro')}
+Options of cache:
+${optionsHelp('cache')}
+Options of merge and report: --out (see the README).
 
 Exit codes: 0 passed, 1 tests failed, 2 kernel failed to configure/patch/build/boot,
             3 harness or host problem, 4 bad usage, 130 interrupted.
@@ -73,7 +50,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (!COMMANDS.includes(command as Command)) throw usageError(`unknown command '${command}'`, { hint: `use one of: ${COMMANDS.join(', ')} (see --help)` });
     if (args.includes('--help') || args.includes('-h')) {
-      process.stdout.write(HELP);
+      process.stdout.write(helpText());
       return EXIT.ok;
     }
     checkTimeoutScale();

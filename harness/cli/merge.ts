@@ -7,7 +7,7 @@ import { writeReportFiles } from '../report/write.js';
 import { SCENARIOS } from '../scenarios/index.js';
 import { commandOptions } from './options.js';
 
-export const parseMerge = commandOptions('merge', { out: { type: 'string' } } as const);
+export const parseMerge = commandOptions('merge', { out: { type: 'string', arg: 'DIR', help: 'where the merged report and JUnit file go' } } as const);
 
 export function mergeCommand({ values, positionals: files }: ReturnType<typeof parseMerge>): number {
   if (!values.out || files.length === 0) throw usageError('merge needs --out DIR and at least one summary.json');

@@ -1,24 +1,28 @@
-// Each subcommand declares its own options; parsing one of them rejects an
-// option it does not take, naming the subcommands that do take it.
+// Each subcommand declares its own options, each with the words --help
+// prints for it (the help is made from these tables, so it cannot drift);
+// parsing rejects an option the subcommand does not take, naming the
+// subcommands that do take it.
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { usageError } from '../core/errors.js';
 
-type Options = NonNullable<ParseArgsConfig['options']>;
+/** An option as parseArgs takes it, with what --help says of it (`arg` names its value). */
+type Option = NonNullable<ParseArgsConfig['options']>[string] & { help: string; arg?: string };
+type Options = Record<string, Option>;
 
 /** Options every subcommand takes. */
 export const COMMON = {
-  help: { type: 'boolean', short: 'h' },
+  help: { type: 'boolean', short: 'h', help: 'this text' },
 } as const satisfies Options;
 
 /** Where the kernel and the cache come from (run, repro, shell). */
 export const INPUTS = {
-  'kernel-src': { type: 'string' },
-  patches: { type: 'string' },
-  kconfigs: { type: 'string' },
-  'kconfig-extra': { type: 'string', multiple: true },
-  'cache-dir': { type: 'string' },
-  qemu: { type: 'string' },
+  'kernel-src': { type: 'string', arg: 'PATH', help: 'kernel tarball or tree (default: /usr/src/linux-source-6.1.tar.xz);\na tree is copied, never modified' },
+  patches: { type: 'string', arg: 'PATH', help: "quilt directory (series + patches) or mbox (default: patches/);\n'none' runs the kernel source as it is" },
+  kconfigs: { type: 'string', arg: 'DIR', help: 'config fragments: common.config + <arch>.config (default: kconfigs/)' },
+  'kconfig-extra': { type: 'string', multiple: true, arg: 'FILE', help: 'one more fragment after those, e.g. kconfigs/debug.config\n(lockdep, for the race scenario); repeatable' },
+  'cache-dir': { type: 'string', arg: 'DIR', help: 'build cache (default: $KLP_HARNESS_CACHE or ~/.cache/klp-harness)' },
+  qemu: { type: 'string', arg: 'WHICH', help: "host (default: the host's QEMU) or backports (Debian's\nbookworm-backports QEMU, fetched into the cache)" },
 } as const satisfies Options;
 
 /** Every subcommand's options, filled in by each subcommand's module (for the "belongs to" hint). */
@@ -59,3 +63,19 @@ export function noPositionals(command: string, positionals: string[]): void {
 export function pathOption(v: string | undefined): string | undefined {
   return v ? resolve(v) : undefined;
 }
+
+/** The options of a subcommand as --help lists them, from its table. */
+export function optionsHelp(command: string): string {
+  const opts = registry.get(command);
+  if (!opts) return '';
+  const lines: string[] = [];
+  for (const [name, o] of Object.entries(opts)) {
+    const head = `  ${o.short ? `-${o.short}, ` : ''}--${name}${o.arg ? ` ${o.arg}` : ''}`;
+    const [first, ...rest] = o.help.split('\n');
+    lines.push(`${head.padEnd(22)} ${first}`, ...rest.map((r) => `${' '.repeat(23)}${r}`));
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** Every registered subcommand and its options (for the tests: each option says what it does). */
+export const registeredOptions = (): ReadonlyMap<string, Options> => registry;

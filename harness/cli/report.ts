@@ -5,7 +5,7 @@ import { EXIT, usageError } from '../core/errors.js';
 import { loadRun, REPORT_USAGE, toTrendHTML } from '../report/trend.js';
 import { commandOptions } from './options.js';
 
-export const parseReport = commandOptions('report', { out: { type: 'string' } } as const);
+export const parseReport = commandOptions('report', { out: { type: 'string', arg: 'FILE', help: 'the page to write (default: trend.html)' } } as const);
 
 /** Reads the summaries, writes the page, says where. */
 export function reportCommand({ values, positionals: paths }: ReturnType<typeof parseReport>): number {

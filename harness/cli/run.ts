@@ -5,14 +5,14 @@ import { archNames, parseArchList, type ArchRecord } from '../core/arch.js';
 import { wasInterrupted } from '../core/children.js';
 import { EXIT, usageError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { parseKernelList } from '../kernel/kernels.js';
+import { KERNELS, parseKernelList } from '../kernel/kernels.js';
 import { NO_PATCHES } from '../kernel/patches.js';
 import { runKernels } from '../pipeline/kernel-matrix.js';
 import { runMain, type RunOptions, type Stage } from '../pipeline/run.js';
 import { toKTAP } from '../report/ktap.js';
 import { parseShard, shardScenarios } from '../report/merge.js';
 import { formatSummary } from '../report/summary.js';
-import { pickScenarios } from '../scenarios/index.js';
+import { pickScenarios, SCENARIOS } from '../scenarios/index.js';
 import { kselftest } from '../scenarios/kselftest.js';
 import { parseQemuChoice } from '../vm/qemu-dist.js';
 import { commandOptions, INPUTS, noPositionals, pathOption } from './options.js';
@@ -21,20 +21,20 @@ const STAGES: Stage[] = ['source', 'build', 'image'];
 
 export const parseRun = commandOptions('run', {
   ...INPUTS,
-  arch: { type: 'string' },
-  kernel: { type: 'string' },
-  out: { type: 'string' },
-  scenario: { type: 'string', multiple: true },
-  cpu: { type: 'string', multiple: true },
-  rebuild: { type: 'string', multiple: true },
-  shard: { type: 'string' },
-  sequential: { type: 'boolean' },
-  jobs: { type: 'string' },
-  'no-snapshot': { type: 'boolean' },
-  kselftest: { type: 'boolean' },
-  ktap: { type: 'boolean' },
-  verbose: { type: 'boolean' },
-  quiet: { type: 'boolean' },
+  arch: { type: 'string', arg: 'LIST', help: `comma-separated arches (default: ${archNames().join(',')})` },
+  kernel: { type: 'string', arg: 'LIST', help: `Debian kernels to run, comma-separated: ${KERNELS.map((k) => k.name).join(', ')};\neach with its own series from patches/<version>/ (default: --kernel-src)` },
+  out: { type: 'string', arg: 'DIR', help: "where this run's logs and reports go (default: <cache>/runs/<time>)" },
+  scenario: { type: 'string', multiple: true, arg: 'NAME', help: `run only this scenario; repeatable (${SCENARIOS.map((s) => s.name).join(', ')})` },
+  cpu: { type: 'string', multiple: true, arg: 'MODEL', help: "CPU model for QEMU (default: each arch's first; repeatable)" },
+  rebuild: { type: 'string', multiple: true, arg: 'STAGE', help: 'redo a cached stage: source, build, image; repeatable' },
+  shard: { type: 'string', arg: 'I/N', help: 'run only the I-th of N deterministic parts of the scenario list' },
+  sequential: { type: 'boolean', help: "run the arches' VMs one after the other (default: alongside)" },
+  jobs: { type: 'string', arg: 'N', help: 'guests at once over all arches (default: 2 per core, as memory allows)' },
+  'no-snapshot': { type: 'boolean', help: 'boot every guest (default: restore each from a snapshot of a booted one)' },
+  kselftest: { type: 'boolean', help: "also run the kernel's livepatch selftests in each guest" },
+  ktap: { type: 'boolean', help: "print the run's results as KTAP on stdout instead of the summary\n(also written to <out>/ktap.txt)" },
+  verbose: { type: 'boolean', help: 'stream build output, commands and the guest console' },
+  quiet: { type: 'boolean', help: 'print only the summary' },
 } as const);
 
 export type RunValues = ReturnType<typeof parseRun>['values'];

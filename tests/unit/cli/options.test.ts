@@ -55,3 +55,18 @@ t.test('--jobs takes a whole number of guests, 1 or more; anything else is bad u
   t.match(help.stdout, /--jobs N/);
   t.match(help.stdout, /--no-snapshot/);
 });
+
+t.test('--help is made from the option tables: every option of every subcommand is listed with what it does', async (t) => {
+  await import('../../../harness/cli/main.js'); // registers every subcommand's table
+  const { helpText } = await import('../../../harness/cli/main.js');
+  const { registeredOptions, optionsHelp } = await import('../../../harness/cli/options.js');
+  const help = helpText();
+  t.ok(registeredOptions().size >= 6, 'every subcommand registered');
+  for (const [command, opts] of registeredOptions()) {
+    for (const [name, o] of Object.entries(opts)) {
+      t.ok(o.help.trim().length > 3, `${command} --${name} says what it does`);
+      t.match(optionsHelp(command), new RegExp(`--${name}\\b`), `${command}'s help lists --${name}`);
+    }
+  }
+  for (const name of Object.keys(registeredOptions().get('run')!)) t.match(help, new RegExp(`--${name}\\b`), `--help lists run's --${name}`);
+});
