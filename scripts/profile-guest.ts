@@ -12,6 +12,7 @@ import type { Logger } from '../harness/core/log.js';
 import type { Keys } from '../harness/image/keys.js';
 import type { ArchArtifacts } from '../harness/pipeline/prepare.js';
 import { GuestPool } from '../harness/vm/guest-pool.js';
+import { guestSleep, TICK_OPEN } from '../harness/vm/guestops.js';
 import { processCpuMs } from '../harness/vm/qemu.js';
 import type { QemuInstall } from '../harness/vm/qemu-dist.js';
 
@@ -51,6 +52,7 @@ export async function profileGuest(o: { arch: ArchRecord; artifacts: ArchArtifac
   });
   await measure('one sysfs read inside one command (a guest-side loop)', REPEAT, () => sh(`for i in $(seq ${REPEAT}); do cat /proc/uptime >/dev/null; done`));
   await measure('a 100 ms guest-side poll, per second (usleep loop)', 3, () => sh('i=0; while [ $i -lt 30 ]; do usleep 100000; i=$((i+1)); done'));
+  await measure('a 100 ms guest-side poll, per second (read -t on a FIFO, as the harness polls)', 3, () => sh(`${TICK_OPEN}i=0; while [ $i -lt 30 ]; do ${guestSleep(100)} i=$((i+1)); done`));
   const ko = artifacts.modules.modules['klp_sleeper.ko'];
   if (ko) {
     await g.ssh.put(readFileSync(ko), '/root/profile-sleeper.ko');

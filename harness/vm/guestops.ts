@@ -26,11 +26,21 @@ export const LP_SYSFS = '/sys/kernel/livepatch';
 function pollScript(path: string, forMs: number, everyMs: number, body: string, first = ''): string {
   return (
     'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; now_ms; t0=$ms; ' +
-    `${first}e=0; ` +
+    `${TICK_OPEN}${first}e=0; ` +
     `while :; do read v 2>/dev/null < ${q(path)} || v=gone; now_ms; e=$(( ms - t0 )); ${body}` +
-    `[ $e -ge ${forMs} ] && break; usleep ${everyMs * 1000}; done;`
+    `[ $e -ge ${forMs} ] && break; ${guestSleep(everyMs)} done;`
   );
 }
+
+/** Opens guest/init's FIFO (made here if the image has none) on fd 9 for guestSleep (read-write: the open never blocks). */
+export const TICK_OPEN = '[ -p /run/klp-tick ] || mkfifo /run/klp-tick; exec 9<>/run/klp-tick; ';
+
+/**
+ * A sleep inside the guest's shell, for a script that ran TICK_OPEN: a read
+ * that times out on a FIFO nobody writes. No program is started (usleep
+ * was one per poll: under emulation 15-85 ms of QEMU CPU each).
+ */
+export const guestSleep = (ms: number) => `read -t ${ms / 1000} _ <&9;`;
 
 /** One reading of a sampled file at a moment of the guest's clock (uptime, ms). */
 export interface SamplePoint {
