@@ -14,6 +14,7 @@ import { parseShard, shardScenarios } from '../report/merge.js';
 import { formatSummary } from '../report/summary.js';
 import { pickScenarios } from '../scenarios/index.js';
 import { kselftest } from '../scenarios/kselftest.js';
+import type { PatchFeature } from '../scenarios/types.js';
 import { commandOptions, INPUTS, noPositionals, pathOption } from './options.js';
 
 const STAGES: Stage[] = ['source', 'build', 'image'];
@@ -31,6 +32,7 @@ export const parseRun = commandOptions('run', {
   jobs: { type: 'string' },
   'no-snapshot': { type: 'boolean' },
   kselftest: { type: 'boolean' },
+  require: { type: 'string' },
   ktap: { type: 'boolean' },
   verbose: { type: 'boolean' },
   quiet: { type: 'boolean' },
@@ -73,6 +75,7 @@ export async function runCommand(values: RunValues, positionals: string[], logge
     ...inputOptions(values),
     sequential: values.sequential,
     jobs: parseJobs(values.jobs),
+    require: parseRequire(values.require),
     snapshots: !values['no-snapshot'],
     outDir: pathOption(values.out),
     rebuild,
@@ -82,6 +85,17 @@ export async function runCommand(values: RunValues, positionals: string[], logge
   const report = kernels ? await runKernels(base, kernels) : await runMain(base);
   process.stdout.write(values.ktap ? toKTAP(report) : formatSummary(report));
   return wasInterrupted() ? EXIT.interrupted : report.exitCode;
+}
+
+const LEVERS: PatchFeature[] = ['signal', 'force', 'replace'];
+
+/** --require signal,force: per-patch files whose absence fails a scenario instead of skipping it. */
+export function parseRequire(value: string | undefined): PatchFeature[] | undefined {
+  if (value === undefined) return undefined;
+  const files = value.split(',').map((v) => v.trim()).filter(Boolean);
+  const unknown = files.filter((f) => !LEVERS.includes(f as PatchFeature));
+  if (unknown.length || !files.length) throw usageError(`bad --require '${value}'`, { hint: `name per-patch files, comma-separated: ${LEVERS.join(', ')}` });
+  return files as PatchFeature[];
 }
 
 /** --jobs N: a positive whole number of guests at once. */
