@@ -8,7 +8,7 @@ import type { GuestOps } from '../../../harness/vm/guestops.js';
 import { createLogger } from '../../../harness/core/log.js';
 import type { QemuVM } from '../../../harness/vm/qemu.js';
 import { runScenario } from '../../../harness/scenarios/runner.js';
-import type { Expectations, Scenario } from '../../../harness/scenarios/types.js';
+import { Inconclusive, type Expectations, type Scenario } from '../../../harness/scenarios/types.js';
 
 const NOTHING_PROMISED: Expectations = { promised: {}, required: [], noGeneration: 'no generation record for linux 9.9' };
 
@@ -79,6 +79,24 @@ t.test('a kernel with the file runs the scenario, and a failed check fails it', 
   t.equal(r.ok, false);
   t.equal(r.skipped, undefined);
   t.match(r.error, /never reached on a kernel without signal/);
+});
+
+t.test('an inconclusive run is marked so (to be run again), as the host\'s fault, never as a failed check', async (t) => {
+  const early: Scenario = {
+    name: 'early',
+    description: '',
+    async run(ctx) {
+      await ctx.step('write signal', async () => {
+        throw new Inconclusive('the kernel signalled first');
+      });
+    },
+  };
+  const r = await runScenario(early, fakeGuest([]));
+  t.equal(r.inconclusive, 'the kernel signalled first');
+  t.equal(r.ok, false);
+  t.equal(r.fault, 'infra');
+  t.match(r.error, /^inconclusive: the kernel signalled first/);
+  t.notOk(r.steps.some((s) => s.checks.some((c) => !c.ok)), 'no check failed');
 });
 
 t.test('an unexplained taint fails a scenario whose checks all held', async (t) => {
