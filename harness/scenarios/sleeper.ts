@@ -254,20 +254,31 @@ export class Sleeper {
     return margin;
   }
 
-  /** Guest shell: the printk times of the first blocker's "is sleeping" lines in dmesg file `file`, as "try <seconds>" lines. */
-  private triesScript(file: string): string {
-    const pid = this.shared.blockers[0];
-    return pid ? `grep ${q(`:${pid} is sleeping on function`)} ${file} | sed -n 's/^\\[ *\\([0-9.]*\\)\\].*/try \\1/p'; ` : '';
-  }
-
   /** The kernel's measured time between tries (its last few), 1 s until two are seen. */
   private static spacing(tries: number[]): number {
     const last = tries.slice(-5);
     return last.length > 1 ? (last.at(-1)! - last[0]!) / (last.length - 1) : 1000;
   }
 
-  private static triesOf(stdout: string): number[] {
-    return [...stdout.matchAll(/^try (\d+)\.(\d+)$/gm)].map((m) => Number(m[1]) * 1000 + Number(m[2]!.padEnd(3, '0').slice(0, 3)));
+  /** Guest shell: the kernel's livepatch lines of interest, each prefixed "d " (read after a write, split by their printk time). */
+  private static readonly KERNEL_LINES = `dmesg | grep -E 'klp_try_switch_task: |${AUTO_SIGNAL_LINE}' | sed 's/^/d /'`;
+
+  /**
+   * What the kernel said before and after a write at `atMs` (guest uptime),
+   * by its printk times (no dmesg before the write: under load each fork
+   * costs up to a second, which would delay the lever): whether its own
+   * signal came first, the first blocker's tries before the write, and the
+   * lines after it.
+   */
+  private splitAtWrite(stdout: string, atMs: number): { ownFirst: boolean; tries: number[]; after: string[] } {
+    const lines = [...stdout.matchAll(/^d \[\s*(\d+)\.(\d+)\] (.*)$/gm)].map((m) => ({ at: Number(m[1]) * 1000 + Number(m[2]!.padEnd(3, '0').slice(0, 3)), text: m[3]! }));
+    const before = lines.filter((l) => l.at < atMs);
+    const pid = this.shared.blockers[0];
+    return {
+      ownFirst: before.some((l) => l.text.includes(AUTO_SIGNAL_LINE)),
+      tries: pid ? before.filter((l) => l.text.includes(`:${pid} is sleeping on function`)).map((l) => l.at) : [],
+      after: lines.filter((l) => l.at >= atMs).map((l) => l.text),
+    };
   }
 
   /**
@@ -276,12 +287,14 @@ export class Sleeper {
    * verdict about the lever is possible: Inconclusive (the run is repeated).
    */
   async signalOnce(s: StepApi, what = 'write 1 to signal'): Promise<WriteResult> {
-    const r = await this.ops.runTimed(`dmesg > /tmp/klp-d0; echo "own $(grep -c ${q(AUTO_SIGNAL_LINE)} /tmp/klp-d0)"; ${this.triesScript('/tmp/klp-d0')}if { echo 1 > ${q(this.file('signal'))}; } 2>/tmp/klp-sw; then echo "w ok"; else read m < /tmp/klp-sw; echo "w $m"; fi`);
-    const own = Number(/^own (\d+)/m.exec(r.stdout)?.[1] ?? 0);
+    const r = await this.ops.run(`read u _ < /proc/uptime; echo "at $u"; if { echo 1 > ${q(this.file('signal'))}; } 2>/tmp/klp-sw; then echo "w ok"; else read m < /tmp/klp-sw; echo "w $m"; fi; ${Sleeper.KERNEL_LINES}`);
+    const at = /^at (\d+)\.(\d+)/m.exec(r.stdout);
+    const atMs = at ? Number(at[1]) * 1000 + Number(at[2]!.padEnd(3, '0').slice(0, 3)) : NaN;
     const w = /^w (.*)$/m.exec(r.stdout)?.[1] ?? 'no write happened';
-    this.ctx.event(`1 written to ${this.patch}/signal`, r.atMs);
-    this.margin(r.atMs, Sleeper.triesOf(r.stdout));
-    if (own > 0) throw new Inconclusive(`the kernel signalled first ("signaling remaining tasks" was in dmesg before ${this.patch}/signal was written)`);
+    const seen = this.splitAtWrite(r.stdout, atMs);
+    this.ctx.event(`1 written to ${this.patch}/signal`, atMs);
+    this.margin(atMs, seen.tries);
+    if (seen.ownFirst) throw new Inconclusive(`the kernel signalled first ("signaling remaining tasks" came before ${this.patch}/signal was written)`);
     const outcome = w === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(w)?.[1]?.trim() ?? w };
     s.accepted(what, outcome);
     return outcome;
@@ -361,23 +374,21 @@ export class Sleeper {
     // The blocker's patch_state, sampled with the transition: when it left the initial state.
     const body = `${watch ? `if [ -z "$sw" ]; then read b 2>/dev/null < /proc/${watch}/patch_state || b=gone; [ "$b" != ${q(initialState)} ] && sw=$e; fi; ` : ''}[ "$v" = 0 ] && break; [ "$v" = gone ] && break; `;
     const script =
-      `dmesg > /tmp/klp-d0; n0=$(wc -l < /tmp/klp-d0); echo "own $(grep -c ${q(AUTO_SIGNAL_LINE)} /tmp/klp-d0)"; ${this.triesScript('/tmp/klp-d0')}sw=; ` +
+      `sw=; ` +
       `${pollScript(this.file('transition'), timeoutMs, 100, body, writes)} echo "end $v $e $t0"; echo "switched $sw"; ` +
-      `dmesg | tail -n +$((n0 + 1)) | grep -E 'klp_try_switch_task: |${AUTO_SIGNAL_LINE}' | sed 's/^/d /'`;
+      Sleeper.KERNEL_LINES;
     const r = await this.ops.run(script, timeoutMs + timeout('guestCommand', this.ctx.arch));
     const lines = r.stdout.trim().split('\n');
-    const own = Number(/^own (\d+)/m.exec(r.stdout)?.[1] ?? 0);
     const [, v = '', ms = 'NaN', t0 = 'NaN'] = (lines.find((l) => l.startsWith('end ')) ?? '').split(/\s+/);
     const waitedMs = Number(ms);
     const atMs = Number(t0);
     const switched = /^switched (\d+)/m.exec(r.stdout)?.[1];
     const writesDone = lines.filter((l) => l.startsWith('w ')).map((l) => l.slice(2)).map((m) => (m === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(m)?.[1]?.trim() ?? m }));
-    const after = lines.filter((l) => l.startsWith('d ')).map((l) => l.slice(2));
     this.ctx.event(`${value} written to ${this.patch}/${lever}${times > 1 ? ` (x${times})` : ''}`, atMs);
-    const tries = Sleeper.triesOf(r.stdout);
+    const { ownFirst, tries, after } = this.splitAtWrite(r.stdout, atMs);
     if (lever === 'signal') {
       this.margin(atMs, tries);
-      if (own > 0) throw new Inconclusive(`the kernel signalled first ("signaling remaining tasks" was in dmesg before ${this.patch}/signal was written)`);
+      if (ownFirst) throw new Inconclusive(`the kernel signalled first ("signaling remaining tasks" came before ${this.patch}/signal was written)`);
     }
     s.accepted(`write ${value} to ${lever}`, writesDone[0] ?? { ok: false, error: 'no write happened' });
     // A repeat may find the transition already over (EINVAL): both are right.
