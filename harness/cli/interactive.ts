@@ -23,7 +23,8 @@ import { sshCommand } from '../vm/ssh.js';
 import { preflight } from '../core/preflight.js';
 import { initialOf, pendingPatchOf, reachStuck, STUCK_NAMES, stuckSetupOf } from '../scenarios/matrix.js';
 import { runScenario } from '../scenarios/runner.js';
-import type { StuckSetup } from '../scenarios/types.js';
+import type { Expectations, StuckSetup } from '../scenarios/types.js';
+import { expectationsOf } from '../pipeline/expectations.js';
 import { blockingTasks, formatBlocking, Sleeper } from '../scenarios/sleeper.js';
 import { timeout } from '../core/timeouts.js';
 
@@ -61,7 +62,7 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
   preflight([o.arch]);
   const logger = o.logger;
   const prepared = await prepareRun({ arches: [o.arch], cacheDir, logger, kernelSrc: o.kernelSrc, patches: o.patches, kconfigDir: o.kconfigDir, kconfigExtra: o.kconfigExtra, qemu: o.qemu });
-  const { src, keys, qemu } = prepared;
+  const { src, keys, qemu, series } = prepared;
   const { build, image, modules } = prepared.artifacts.get(o.arch.name)!;
   const outDir = join(cacheDir, 'runs', `${runStamp()}-${o.scenario ? 'repro' : 'shell'}`);
   mkdirSync(outDir, { recursive: true });
@@ -70,7 +71,7 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
   const booted = await bootGuest({ arch: o.arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger, cpu: o.cpu, accel, qemuBinary: qemu.binaryFor(o.arch), qemuDataArgs: qemu.dataArgs, qemuEnv: qemu.env });
   try {
     await using guest = booted;
-    await useGuest(o, guest, { build, modules, tree: src.tree, keys, consoleLog, setup, print });
+    await useGuest(o, guest, { build, modules, tree: src.tree, keys, consoleLog, setup, print, expect: expectationsOf({}, src.version, series) });
   } finally {
     print(`VM stopped. Console log: ${consoleLog}`);
   }
@@ -81,7 +82,7 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
 async function useGuest(
   o: InteractiveOptions,
   booted: Booted,
-  h: { build: BuildResult; modules: ModulesResult; tree: string; keys: Keys; consoleLog: string; setup?: StuckSetup; print: (s: string) => void },
+  h: { build: BuildResult; modules: ModulesResult; tree: string; keys: Keys; consoleLog: string; setup?: StuckSetup; print: (s: string) => void; expect: Expectations },
 ): Promise<void> {
   const { build, modules, print, setup } = h;
   const logger = o.logger;
@@ -95,7 +96,7 @@ async function useGuest(
   if (setup && o.scenario) {
     const report = await runScenario(
       { name: `repro-${o.scenario}`, description: '', run: (ctx) => reachStuck(ctx, new Sleeper(ctx), setup).then(() => {}) },
-      { arch: o.arch, ops, build, tree: h.tree, modules, vm: booted.vm, logger },
+      { arch: o.arch, ops, build, tree: h.tree, modules, vm: booted.vm, logger, expect: h.expect },
       o.cpu,
     );
     if (!report.ok) print(`Setting up the stuck state did not go as expected:\n${report.error ?? ''}`);

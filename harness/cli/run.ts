@@ -15,6 +15,7 @@ import { formatSummary } from '../report/summary.js';
 import { pickScenarios, SCENARIOS } from '../scenarios/index.js';
 import { kselftest } from '../scenarios/kselftest.js';
 import { parseQemuChoice } from '../vm/qemu-dist.js';
+import type { PatchFeature } from '../scenarios/types.js';
 import { commandOptions, INPUTS, noPositionals, pathOption } from './options.js';
 
 const STAGES: Stage[] = ['source', 'build', 'image'];
@@ -32,6 +33,7 @@ export const parseRun = commandOptions('run', {
   jobs: { type: 'string', arg: 'N', help: 'guests at once over all arches (default: 2 per core, as memory allows)' },
   'no-snapshot': { type: 'boolean', help: 'boot every guest (default: restore each from a snapshot of a booted one)' },
   kselftest: { type: 'boolean', help: "also run the kernel's livepatch selftests in each guest" },
+  require: { type: 'string', arg: 'FILES', help: 'per-patch files that must be there, e.g. signal,force: a scenario\nthat would skip (or leave a step unchecked) for lack of one fails' },
   ktap: { type: 'boolean', help: "print the run's results as KTAP on stdout instead of the summary\n(also written to <out>/ktap.txt)" },
   verbose: { type: 'boolean', help: 'stream build output, commands and the guest console' },
   quiet: { type: 'boolean', help: 'print only the summary' },
@@ -74,6 +76,7 @@ export async function runCommand(values: RunValues, positionals: string[], logge
     ...inputOptions(values),
     sequential: values.sequential,
     jobs: parseJobs(values.jobs),
+    require: parseRequire(values.require),
     snapshots: !values['no-snapshot'],
     outDir: pathOption(values.out),
     rebuild,
@@ -83,6 +86,17 @@ export async function runCommand(values: RunValues, positionals: string[], logge
   const report = kernels ? await runKernels(base, kernels) : await runMain(base);
   process.stdout.write(values.ktap ? toKTAP(report) : formatSummary(report));
   return wasInterrupted() ? EXIT.interrupted : report.exitCode;
+}
+
+const LEVERS: PatchFeature[] = ['signal', 'force', 'replace'];
+
+/** --require signal,force: per-patch files whose absence fails a scenario instead of skipping it. */
+export function parseRequire(value: string | undefined): PatchFeature[] | undefined {
+  if (value === undefined) return undefined;
+  const files = value.split(',').map((v) => v.trim()).filter(Boolean);
+  const unknown = files.filter((f) => !LEVERS.includes(f as PatchFeature));
+  if (unknown.length || !files.length) throw usageError(`bad --require '${value}'`, { hint: `name per-patch files, comma-separated: ${LEVERS.join(', ')}` });
+  return files as PatchFeature[];
 }
 
 /** --jobs N: a positive whole number of guests at once. */

@@ -15,8 +15,12 @@ const BASE_MS = {
   transition: 10_000,
   /** A blocker's task to reach its sleep, a released reader to return. */
   blockerState: 10_000,
-  /** The kernel's own fake signal comes after 15 retries of about 1 s each. */
-  autoSignal: 60_000,
+  /**
+   * The kernel's own fake signal comes with its 16th try, about 1 s apart,
+   * but a loaded guest stretches them (2.5 s each seen here: 40 s); the
+   * verdict is the count of tries, so the wait is generous.
+   */
+  autoSignal: 90_000,
   /** Any copy into the guest over SSH (ssh.put) that names no deadline of its own. */
   fileCopy: 60_000,
 };

@@ -3,8 +3,9 @@
 // package comes from (one pinned suite: a combined list would pick another
 // suite's build of the same version line), which series of ours restores the
 // signal file on it, and what of our config fragments that kernel does not
-// have. Everything else about a kernel is found in its tree or its guest.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+// have. What upstream's code of each generation does (the expectations of
+// the scenarios) is in GENERATIONS below, written down with its source.
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { aptState, aptUpdate, compareDebVersions, downloadDebs } from '../image/apt.js';
 import { usageError } from '../core/errors.js';
@@ -114,19 +115,88 @@ export function withoutOptions(fragmentText: string, options: readonly string[])
 }
 
 /**
- * Which patches a forced transition pins (keeps their module), read from the
- * tree's own klp_force_transition(): since 5.1x only the patches being
- * removed; before (5.10), every patch registered then, the one being
- * enabled too. Read from the source, not guessed from a version.
+ * What upstream's livepatch code of one kernel generation does, written
+ * down once from its source (never read from the tree under test, which a
+ * series may have changed): the scenarios' expectations about force and the
+ * kernel's own signal come from here. `npm run test:kernels` cross-checks
+ * each record against the pristine source, before any series is applied.
  */
-export function forcePinsOf(tree: string): 'removed' | 'all' {
-  try {
-    const text = readFileSync(join(tree, 'kernel/livepatch/transition.c'), 'utf8');
-    const fn = text.slice(text.indexOf('void klp_force_transition(void)'));
-    const body = fn.slice(0, fn.indexOf('\n}\n'));
-    // KLP_UNPATCHED was renamed KLP_TRANSITION_UNPATCHED in 6.12.
-    return /klp_target_state\s*==\s*KLP_(TRANSITION_)?UNPATCHED/.test(body) ? 'removed' : 'all';
-  } catch {
-    return 'removed';
-  }
+export interface Generation {
+  /** major.minor */
+  line: string;
+  /**
+   * Which patches a forced transition pins (sets `forced`, so the module
+   * reference is kept): 'removed' = the patch itself when unpatching, the
+   * replaced ones when a replace patch is forced in; 'all' = every patch
+   * registered at the time, the one being enabled too.
+   */
+  forcePins: 'removed' | 'all';
+  /**
+   * SIGNALS_TIMEOUT: the kernel sends its own fake signal in the try that
+   * follows this many failed tries (klp_signals_cnt == SIGNALS_TIMEOUT),
+   * and prints "signaling remaining tasks" only then.
+   */
+  signalsTimeout: number;
+  /** Per-patch files upstream has (besides enabled and transition); `signal` went in 5.1. */
+  patchFiles: readonly PatchFile[];
+  /** Where the above can be read upstream. */
+  source: string;
+}
+
+/** Per-patch sysfs files a lever or a reading may need. */
+export type PatchFile = 'signal' | 'force' | 'replace';
+
+export const GENERATIONS: readonly Generation[] = [
+  {
+    line: '5.10',
+    forcePins: 'all',
+    signalsTimeout: 15,
+    patchFiles: ['force'],
+    source: 'v5.10 kernel/livepatch/transition.c: klp_force_transition() sets forced on klp_for_each_patch(); SIGNALS_TIMEOUT 15 (upstream narrowed the rule between 5.10 and 6.1)',
+  },
+  {
+    line: '6.1',
+    forcePins: 'removed',
+    signalsTimeout: 15,
+    patchFiles: ['force'],
+    source: 'v6.1 kernel/livepatch/transition.c: klp_force_transition() sets forced only if klp_target_state == KLP_UNPATCHED, else on the replaced patches of a replace patch; SIGNALS_TIMEOUT 15',
+  },
+  {
+    line: '6.12',
+    forcePins: 'removed',
+    signalsTimeout: 15,
+    patchFiles: ['force', 'replace'],
+    source: 'v6.12 kernel/livepatch/transition.c: as 6.1 with KLP_TRANSITION_UNPATCHED; core.c adds the read-only replace attribute',
+  },
+  {
+    line: '7.2',
+    forcePins: 'removed',
+    signalsTimeout: 15,
+    patchFiles: ['force', 'replace'],
+    source: 'v7.2 kernel/livepatch/transition.c: as 6.12; core.c adds stack_order',
+  },
+];
+
+/** The record for a kernel version ("6.1.192" -> 6.1), or undefined for a generation we have none for. */
+export function generationOf(version: string): Generation | undefined {
+  const line = /^(\d+\.\d+)/.exec(version)?.[1];
+  return GENERATIONS.find((g) => g.line === line);
+}
+
+/**
+ * Compares a record with a pristine (unpatched) transition.c: which rule
+ * klp_force_transition() has and the value of SIGNALS_TIMEOUT. Returns the
+ * disagreements, none when the record holds. Only for checking the records
+ * (`npm run test:kernels`); never an expectation of a run.
+ */
+export function crossCheck(g: Generation, pristineTransitionC: string): string[] {
+  const out: string[] = [];
+  const fn = pristineTransitionC.slice(pristineTransitionC.indexOf('void klp_force_transition(void)'));
+  const body = fn.slice(0, fn.indexOf('\n}\n'));
+  // KLP_UNPATCHED was renamed KLP_TRANSITION_UNPATCHED in 6.12.
+  const pins = /klp_target_state\s*==\s*KLP_(TRANSITION_)?UNPATCHED/.test(body) ? 'removed' : /klp_for_each_patch/.test(body) ? 'all' : 'unknown';
+  if (pins !== g.forcePins) out.push(`klp_force_transition() pins '${pins}', the record says '${g.forcePins}'`);
+  const timeout = Number(/#define\s+SIGNALS_TIMEOUT\s+(\d+)/.exec(pristineTransitionC)?.[1] ?? NaN);
+  if (timeout !== g.signalsTimeout) out.push(`SIGNALS_TIMEOUT is ${timeout}, the record says ${g.signalsTimeout}`);
+  return out;
 }

@@ -14,7 +14,17 @@ export interface Patch {
 export interface Series {
   origin: string;
   patches: Patch[];
+  /**
+   * The series' own record of the per-patch sysfs files it adds (its `adds`
+   * file, one name a line): a run expects them, so one missing is the series
+   * failing, not a kernel without the lever. Undefined when the series keeps
+   * no record (an mbox, `none`).
+   */
+  adds?: string[];
 }
+
+/** The file in a quilt directory naming the per-patch files the series adds. */
+export const ADDS_FILE = 'adds';
 
 /** `--patches none`: the kernel source as it is, without any series. */
 export const NO_PATCHES = 'none';
@@ -72,7 +82,9 @@ function readQuilt(dir: string): Series {
     }
     return strip === undefined ? { name, text: readFileSync(real, 'utf8') } : { name, text: readFileSync(real, 'utf8'), strip };
   });
-  return { origin: dir, patches };
+  const addsFile = join(dir, ADDS_FILE);
+  const adds = existsSync(addsFile) ? readFileSync(addsFile, 'utf8').split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean) : undefined;
+  return adds ? { origin: dir, patches, adds } : { origin: dir, patches };
 }
 
 /** A series line's options: quilt's -pN (also -p N) is honoured; anything else is refused by name. */

@@ -11,7 +11,7 @@ import type { BuildResult } from '../kernel/build.js';
 import type { ModulesResult } from '../kernel/modules.js';
 import type { ScenarioOutcome } from '../report/run-report.js';
 import { runScenario } from '../scenarios/runner.js';
-import type { Scenario } from '../scenarios/types.js';
+import type { Expectations, Scenario } from '../scenarios/types.js';
 import type { Booted } from '../vm/boot.js';
 import { GuestOps } from '../vm/guestops.js';
 
@@ -24,6 +24,7 @@ export interface GuestRun {
   tree: string;
   modules: ModulesResult;
   logger: Logger;
+  expect: Expectations;
   /** Where dmesg-<label>.txt and blocking-tasks-<label>.txt go. */
   archOut: string;
   /** Called with the outcome as soon as the scenario ends (before dmesg is fetched), so an interrupt's reports have it. */
@@ -38,7 +39,7 @@ export async function runOnGuest(g: GuestRun): Promise<void> {
   const uname = (await ops.must('uname -m')).trim();
   if (uname !== arch.unameMachine) throw new HarnessError('boot', `guest reports uname -m '${uname}', expected '${arch.unameMachine}'`, { arch: arch.name });
   logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name}`);
-  const sr: ScenarioOutcome = await runScenario(scenario, { arch, ops, build: g.build, tree: g.tree, modules: g.modules, vm: booted.vm, logger }, cpu);
+  const sr: ScenarioOutcome = await runScenario(scenario, { arch, ops, build: g.build, tree: g.tree, modules: g.modules, vm: booted.vm, logger, expect: g.expect }, cpu);
   if (wasInterrupted()) sr.interrupted = true;
   g.record(sr);
   // A guest that died, hung or was stopped has no dmesg to give (its console log has the story);

@@ -102,6 +102,7 @@ export interface RunInputs {
 
 /** Everything on the host a run's guests need: the patched source, keys, each arch's artifacts, the QEMU. */
 export interface PreparedRun {
+  series: ReturnType<typeof readSeries>;
   src: SourceResult;
   keys: Keys;
   initScript: string;
@@ -122,5 +123,5 @@ export async function prepareRun(i: RunInputs): Promise<PreparedRun> {
     artifacts.set(arch.name, await prepareArch({ arch, src, keys, initScript, cacheDir: i.cacheDir, logger: i.logger, rebuild: i.rebuild, kconfigDir: i.kconfigDir, kconfigExtra: i.kconfigExtra, absentOptions: i.absentOptions, scenarios: i.scenarios }));
   }
   const qemu = await qemuInstall(i.qemu ?? DEFAULT_QEMU, i.cacheDir, i.logger);
-  return { src, keys, initScript, artifacts, qemu, cacheDir: i.cacheDir, logger: i.logger };
+  return { series, src, keys, initScript, artifacts, qemu, cacheDir: i.cacheDir, logger: i.logger };
 }

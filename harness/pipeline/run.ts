@@ -16,9 +16,10 @@ import { loadKeys, type Keys } from '../image/keys.js';
 import type { KernelRecord } from '../kernel/kernels.js';
 import { NO_PATCHES, readSeries } from '../kernel/patches.js';
 import { DEFAULT_KERNEL_SRC, prepareSource } from '../kernel/source.js';
-import { overallExit, type ArchReport, type BootReport, type RunReport } from '../report/run-report.js';
+import { overallExit, type ArchReport, type BootReport, type RunReport, type ScenarioOutcome } from '../report/run-report.js';
 import { writeReportFiles } from '../report/write.js';
-import type { Scenario } from '../scenarios/types.js';
+import type { Expectations, PatchFeature, Scenario } from '../scenarios/types.js';
+import { expectationsOf } from './expectations.js';
 import { GuestPool } from '../vm/guest-pool.js';
 import { DEFAULT_QEMU, qemuInstall, type QemuChoice } from '../vm/qemu-dist.js';
 import type { FreshGuest } from '../vm/snapshot.js';
@@ -54,6 +55,8 @@ export interface RunOptions {
   logger: Logger;
   /** CPU models per arch to run the scenarios on; default: the arch's first. */
   cpus?: (arch: ArchRecord) => string[];
+  /** Per-patch files the run demands (--require): a scenario that would skip for lack of one fails. */
+  require?: PatchFeature[];
   /** What was asked for before sharding (recorded so that `merge` can tell a missing shard). */
   selection?: RunReport['selection'];
 }
@@ -110,7 +113,9 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   const { logger } = opts;
   logger.info(`run: artifacts in ${report.outDir}`);
   preflight(opts.arches);
-  const src = await sourceStage(opts, report);
+  const { src, series } = await sourceStage(opts, report);
+  const expect = expectationsOf(opts, src.version, series);
+  logger.info(`expectations: ${expect.generation ? `generation record ${expect.generation.line} (force pins ${expect.generation.forcePins}, own signal after ${expect.generation.signalsTimeout} failed tries)` : expect.noGeneration}; per-patch files promised: ${Object.entries(expect.promised).map(([f, why]) => `${f} (${why})`).join(', ') || 'none'}${expect.required.length ? `; required: ${expect.required.join(', ')}` : ''}`);
   const keys = loadKeys(report.cacheDir);
   const initScript = readFileSync(projectPath('guest/init'), 'utf8');
   const rebuild = new Set(opts.rebuild ?? []);
@@ -135,7 +140,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
       continue;
     }
     keepArtifacts(ar, artifacts, archOut);
-    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: src.tree, cacheDir: report.cacheDir, slots, pool })
+    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: src.tree, cacheDir: report.cacheDir, slots, pool, expect })
       .catch((e) => recordArchError(ar, e, logger))
       .finally(() => logger.status(arch.name, ar.error ? `stopped: ${ar.error.kind} error` : `done: ${ar.scenarios.filter((x) => x.ok).length}/${ar.scenarios.length} scenarios passed`));
     if (opts.sequential) await archRun;
@@ -164,7 +169,7 @@ async function sourceStage(opts: RunOptions, report: RunReport) {
   for (const a of opts.arches) logger.status(a.name, 'waiting: one kernel build at a time');
   Object.assign(report.source, { reused: src.reused, durationMs: src.durationMs, tree: src.tree, treeKey: src.key, series: src.series, generation: src.generation });
   logger.info(`source: linux ${src.version} with ${series.patches.length} patch(es) ${src.reused ? 'reused from cache' : 'prepared'} (${src.tree})`);
-  return src;
+  return { src, series };
 }
 
 /** Puts what was built into the arch's report and its folder. */
@@ -198,6 +203,7 @@ interface ArchGuests {
   cacheDir: string;
   slots: Slots;
   pool: GuestPool;
+  expect: Expectations;
 }
 
 /**
@@ -217,13 +223,28 @@ async function runGuests(g: ArchGuests): Promise<void> {
     if (failure) return;
     checkInterrupted();
     const { scenario, cpu } = run;
-    opts.logger.status(arch.name, `guest: ${cpu} for ${scenario.name}`);
-    const { booted, bootRec } = await guestFor(g, run);
-    try {
-      await runOnGuest({ arch, scenario, cpu, booted, build: artifacts.build, tree: g.tree, modules: artifacts.modules, logger: opts.logger, archOut: g.archOut, record: (sr) => ar.scenarios.push(sr) });
-    } finally {
-      await booted[Symbol.asyncDispose]();
-      bootRec.cpuMs = booted.vm.cpuMs;
+    // An inconclusive run (the kernel's own signal came before the lever) is run once more on a fresh guest.
+    let last: ScenarioOutcome | undefined;
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      opts.logger.status(arch.name, `guest: ${cpu} for ${scenario.name}`);
+      const { booted, bootRec } = await guestFor(g, run);
+      const first = last;
+      try {
+        await runOnGuest({
+          arch, scenario, cpu, booted, build: artifacts.build, tree: g.tree, modules: artifacts.modules, logger: opts.logger, archOut: g.archOut, expect: g.expect,
+          record: (sr) => {
+            if (first) ar.scenarios.splice(ar.scenarios.indexOf(first), 1);
+            sr.attempts = attempt;
+            if (first?.inconclusive) sr.retried = `first run inconclusive: ${first.inconclusive}`;
+            ar.scenarios.push((last = sr));
+          },
+        });
+      } finally {
+        await booted[Symbol.asyncDispose]();
+        bootRec.cpuMs = booted.vm.cpuMs;
+      }
+      if (!last?.inconclusive || attempt === 2) break;
+      opts.logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name} inconclusive (${last.inconclusive}); running it once more`);
     }
   };
   await Promise.all(longestFirst(planned).map((run) => g.slots.use(() => one(run)).catch((e: unknown) => void (failure ??= { error: e }))));

@@ -25,6 +25,12 @@ export function formatSummary(r: RunReport): string {
     if (a.error) out.push(`    error: ${a.error.kind}: ${a.error.message}`);
   }
   if (r.interrupted) out.push(`  interrupted: ${r.interrupted}; scenarios marked INTERRUPTED did not run to their end`);
+  const all = r.arches.flatMap((a) => a.scenarios);
+  const skipped = all.filter((s) => s.skipped).length;
+  const passed = all.filter((s) => s.ok && !s.skipped).length;
+  out.push(`  ${passed} passed, ${all.length - passed - skipped} failed, ${skipped} skipped`);
+  for (const s of all.filter((x) => x.unchecked?.length)) out.push(`    not checked in ${s.arch} ${s.name}${s.cpu ? `/${s.cpu}` : ''}: ${s.unchecked!.join('; ')}`);
+  for (const s of all.filter((x) => x.retried)) out.push(`    ${s.arch} ${s.name}${s.cpu ? `/${s.cpu}` : ''} ran twice: ${s.retried}`);
   out.push(`  total: ${secs(r.durationMs)}, exit code ${r.exitCode}`);
   out.push(`  artifacts: ${r.outDir}`);
   out.push(`  summary:   ${r.outDir}/summary.json`);

@@ -5,15 +5,20 @@ import { basename } from 'node:path';
 import { describeError, faultOf, HarnessError } from '../core/errors.js';
 import { LP_SYSFS } from '../vm/guestops.js';
 import { blockingTasks, formatBlocking } from './sleeper.js';
-import { CheckFailed, Skipped, type Check, type Scenario, type ScenarioContext, type ScenarioReport, type StepApi, type Unit } from './types.js';
+import { CheckFailed, Inconclusive, Skipped, type Check, type Expectations, type PatchFeature, type Scenario, type ScenarioContext, type ScenarioReport, type StepApi, type Unit } from './types.js';
 
 export async function runScenario(
   scenario: Scenario,
-  base: Omit<ScenarioContext, 'step' | 'timing' | 'copyIn' | 'cpu' | 'requireFeatures' | 'event' | 'series'>,
+  base: Omit<ScenarioContext, 'step' | 'timing' | 'copyIn' | 'cpu' | 'requireFeatures' | 'has' | 'unchecked' | 'event' | 'series'>,
   cpu?: string,
 ): Promise<ScenarioReport> {
   const started = Date.now();
   const report: ScenarioReport = { name: scenario.name, arch: base.arch.name, cpu, ok: true, steps: [], durationMs: 0, timings: {}, casesAreChecks: scenario.casesAreChecks };
+  // Promised per-patch files found missing: failed checks of their own step, the scenario's verdict at its end.
+  const missing: Check[] = [];
+  const recordMissing = () => {
+    if (missing.length && !report.steps.some((st) => st.name === MISSING_STEP)) report.steps.push({ name: MISSING_STEP, checks: missing, durationMs: 0 });
+  };
   const ctx: ScenarioContext = {
     ...base,
     cpu,
@@ -27,8 +32,26 @@ export async function runScenario(
     requireFeatures: async (patch) => {
       for (const f of scenario.needs ?? []) {
         const path = `${LP_SYSFS}/${patch}/${f}`;
-        if (!(await base.ops.exists(path))) throw new Skipped(`this kernel has no ${path} (a kernel without the series that adds '${f}'); the scenario writes it`);
+        if (await base.ops.exists(path)) continue;
+        const promise = promiseOf(base.expect, f);
+        if (promise) {
+          missing.push(missingCheck(path, promise));
+          throw new CheckFailed(`${MISSING_STEP}: ${path}`);
+        }
+        throw new Skipped(`this kernel has no ${path}, and the run's inputs do not promise it (${inputsWithout(base.expect, f)}); the scenario writes it`);
       }
+    },
+    has: async (patch, f, what) => {
+      const path = `${LP_SYSFS}/${patch}/${f}`;
+      if (await base.ops.exists(path)) return true;
+      const promise = promiseOf(base.expect, f);
+      if (promise) missing.push(missingCheck(path, promise));
+      else ctx.unchecked(`${what}: this kernel has no ${path} (${inputsWithout(base.expect, f)})`);
+      return false;
+    },
+    unchecked: (what) => {
+      (report.unchecked ??= []).push(what);
+      base.logger.info(`  ${report.arch}${cpu ? `/${cpu}` : ''} ${scenario.name}: not checked: ${what}`);
     },
     timing: (name, ms) => (report.timings[name] = ms),
     copyIn: async (hostPath) => {
@@ -58,8 +81,19 @@ export async function runScenario(
   };
   try {
     await scenario.run(ctx);
+    recordMissing();
+    if (missing.length) throw new CheckFailed(`${MISSING_STEP}: ${missing.map((c) => c.what).join(', ')}`);
   } catch (e) {
-    if (e instanceof Skipped) {
+    recordMissing();
+    if (e instanceof Inconclusive) {
+      report.inconclusive = e.message;
+      report.ok = false;
+      report.error = `inconclusive: ${e.message}`;
+      report.fault = 'infra';
+      base.logger.info(`  ${report.arch}${cpu ? `/${cpu}` : ''} ${scenario.name}: inconclusive: ${e.message}`);
+      return finish(report, started);
+    }
+    if (e instanceof Skipped && !missing.length) {
       report.skipped = e.message;
       base.logger.info(`  ${report.arch}${cpu ? `/${cpu}` : ''} ${scenario.name}: skipped: ${e.message}`);
       return finish(report, started);
@@ -84,6 +118,24 @@ export async function runScenario(
     report.error ??= e instanceof CheckFailed ? `check failed in ${e.message}` : String(e);
   }
   return finish(report, started);
+}
+
+const MISSING_STEP = 'per-patch files the run\'s inputs promise';
+
+/** Where the promise of a file comes from (the generation record, the series' record, --require), or undefined. */
+function promiseOf(expect: Expectations, f: PatchFeature): string | undefined {
+  const why = [expect.promised[f], expect.required.includes(f) ? `--require ${f}` : undefined].filter(Boolean);
+  return why.length ? why.join('; ') : undefined;
+}
+
+/** Says what the inputs are when they do not promise a file. */
+function inputsWithout(expect: Expectations, f: PatchFeature): string {
+  const gen = expect.generation ? `upstream ${expect.generation.line} has no '${f}'` : (expect.noGeneration ?? 'no generation record');
+  return `${gen}, and the series under test does not say it adds '${f}'`;
+}
+
+function missingCheck(path: string, promise: string): Check {
+  return { what: `${path} (promised: ${promise})`, expected: 'present', actual: 'absent: the series under test failed to add it', ok: false };
 }
 
 /** The check helpers of one step, recording into `checks`. */

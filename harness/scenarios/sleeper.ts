@@ -1,9 +1,9 @@
 // Driving guest/modules in the guest: the klp_sleeper blockers and the
 // klp_sleeper_lp livepatch, and reading what blocks a transition.
-import type { GuestOps, SamplePoint } from '../vm/guestops.js';
+import { pollScript, type GuestOps, type SamplePoint, type WriteResult } from '../vm/guestops.js';
 import { q } from '../vm/ssh.js';
 import { guestBound, timeout } from '../core/timeouts.js';
-import type { ScenarioContext, StepApi, StuckSetup } from './types.js';
+import { Inconclusive, type ScenarioContext, type StepApi, type StuckSetup } from './types.js';
 
 export const LP = 'klp_sleeper_lp';
 /** The atomic-replace livepatch of the same function. */
@@ -14,6 +14,36 @@ export const PAYLOAD = 'klp-sleeper payload 0123456789abcdefghijklmnopqrstuvwxyz
 export type BlockerName = StuckSetup['blocker'] | 'probe';
 export type UserBlocker = Extract<BlockerName, `user-${string}`>;
 export type Lever = 'signal' | 'force' | 'enabled';
+/** How the leader of a thread-blocker process spends its time while its second thread blocks. */
+export type LeaderMode = 'busy' | 'sleep';
+
+/** The guest program whose second thread reads a blocker file (guest/modules/thread-blocker.c). */
+export const THREAD_BLOCKER = 'thread-blocker';
+
+const AUTO_SIGNAL_LINE = 'livepatch: signaling remaining tasks';
+
+/** What the kernel's dynamic-debug lines printed after a lever's write say. */
+export interface AfterWrite {
+  /** Per blocker pid: retries that still found it in a patched function. */
+  blockerRetries: Map<number, number>;
+  /** Other tasks a retry waited on ("is running", or asleep in a patched function): "comm:pid reason". */
+  others: string[];
+}
+
+/** Reads the dynamic-debug lines printed after a write: what each retry said about which task. */
+export function parseAfterWrite(lines: string[], blockers: number[]): AfterWrite {
+  const blockerRetries = new Map(blockers.map((p) => [p, 0]));
+  const others = new Set<string>();
+  for (const l of lines) {
+    const m = /klp_try_switch_task: (.+):(\d+) (is sleeping on function \S+|is running|has an unreliable stack)/.exec(l);
+    if (!m) continue;
+    const pid = Number(m[2]);
+    if (blockerRetries.has(pid)) {
+      if (m[3]!.startsWith('is sleeping')) blockerRetries.set(pid, blockerRetries.get(pid)! + 1);
+    } else others.add(`${m[1]}:${pid} ${m[3]}`);
+  }
+  return { blockerRetries, others: [...others] };
+}
 
 export interface BlockerStatus {
   sleeping: number;
@@ -95,6 +125,8 @@ export class Sleeper {
   constructor(
     private readonly ctx: ScenarioContext,
     readonly patch: string = LP,
+    /** Shared by the Sleepers of one scenario: when each patch's transition started, the blockers started. */
+    private readonly shared: { startedAt: Map<string, number>; blockers: number[] } = { startedAt: new Map(), blockers: [] },
   ) {}
   private get ops() {
     return this.ctx.ops;
@@ -102,7 +134,12 @@ export class Sleeper {
 
   /** The same blockers, driving another livepatch. */
   withPatch(patch: string): Sleeper {
-    return new Sleeper(this.ctx, patch);
+    return new Sleeper(this.ctx, patch, this.shared);
+  }
+
+  /** Every blocker pid (or tid) started in this scenario. */
+  get blockerPids(): number[] {
+    return [...this.shared.blockers];
   }
 
   async load(s: StepApi): Promise<void> {
@@ -125,22 +162,30 @@ export class Sleeper {
     return this.ops.write(`${DEBUGFS}/control`, cmd);
   }
 
-  /** Starts a blocker and waits until a task sleeps in klp_sleeper_block(); returns its pid. */
-  async start(name: BlockerName, s: StepApi): Promise<number> {
+  /**
+   * Starts a blocker and waits until a task sleeps in klp_sleeper_block();
+   * returns its pid. With `thread`, a user blocker's read is made by the
+   * second thread of thread-blocker (its tid is returned), the leader busy
+   * or asleep elsewhere.
+   */
+  async start(name: BlockerName, s: StepApi, thread?: LeaderMode): Promise<number> {
     if (name.startsWith('user-')) {
       const out = `/tmp/reader-${name}`;
+      const reader = thread ? `/root/${THREAD_BLOCKER} ${thread} ${DEBUGFS}/${name}` : `cat ${DEBUGFS}/${name}`;
+      if (thread) await this.ops.must(`chmod +x /root/${THREAD_BLOCKER}`);
       // setsid: the reader must outlive this SSH command.
-      await this.ops.must(`setsid sh -c ${q(`cat ${DEBUGFS}/${name} > ${out}.out 2> ${out}.err; echo $? > ${out}.rc`)} < /dev/null > /dev/null 2>&1 &`);
+      await this.ops.must(`setsid sh -c ${q(`${reader} > ${out}.out 2> ${out}.err; echo $? > ${out}.rc`)} < /dev/null > /dev/null 2>&1 &`);
     } else {
       s.accepted(`start ${name}`, await this.control(`start ${name}`));
     }
     const sleeping = await this.waitStatus(name, (st) => st.sleeping === 1);
     s.equal(`${name} task sleeps in klp_sleeper_block()`, sleeping?.sleeping ?? 'none', 1);
+    if (sleeping?.pid) this.shared.blockers.push(sleeping.pid);
     return sleeping?.pid ?? 0;
   }
 
-  async waitStatus(name: BlockerName, pred: (s: BlockerStatus) => boolean): Promise<BlockerStatus | undefined> {
-    const end = Date.now() + timeout('blockerState', this.ctx.arch);
+  async waitStatus(name: BlockerName, pred: (s: BlockerStatus) => boolean, timeoutMs = timeout('blockerState', this.ctx.arch)): Promise<BlockerStatus | undefined> {
+    const end = Date.now() + timeoutMs;
     let st: BlockerStatus | undefined;
     while (Date.now() < end) {
       st = await this.blocker(name);
@@ -172,11 +217,87 @@ export class Sleeper {
     const r = await this.ops.runTimed(`insmod /root/${this.patch}.ko`);
     s.equal(`insmod ${this.patch}.ko`, r.code ?? 'no exit status', 0);
     this.ctx.event(`${this.patch} loaded`, r.atMs);
+    this.shared.startedAt.set(this.patch, r.atMs);
     if (r.code === 0) await this.ctx.requireFeatures(this.patch);
   }
 
   file(name: string) {
     return this.ops.patchFile(this.patch, name);
+  }
+
+  /** Writes 0 to enabled (a reversal or an unpatching starts), noting when on the guest clock. */
+  async disableTimed(s: StepApi, what = 'write 0 to enabled'): Promise<void> {
+    const r = await this.ops.runTimed(`echo 0 > ${q(this.file('enabled'))}`);
+    s.accepted(what, { ok: r.code === 0, error: /write error: (.*)$/m.exec(r.stderr)?.[1]?.trim() ?? r.stderr.trim() });
+    this.ctx.event(`0 written to ${this.patch}/enabled`, r.atMs);
+    this.shared.startedAt.set(this.patch, r.atMs);
+  }
+
+  /**
+   * The margin from a write to the kernel's own signal, from the kernel's
+   * own tries: each try that found the first blocker in the function
+   * printed a line (printk time); the own signal comes with try
+   * SIGNALS_TIMEOUT + 1 (the generation record). The tries' spacing is
+   * measured (a loaded host stretches it), 1 s assumed before two are seen.
+   * Reported per scenario as signalMarginMs.
+   */
+  private margin(atMs: number, tries: number[]): number | undefined {
+    const gen = this.ctx.expect.generation;
+    if (!gen || !tries.length || !Number.isFinite(atMs)) return undefined;
+    const every = Sleeper.spacing(tries);
+    const due = tries[0]! + gen.signalsTimeout * every;
+    const margin = Math.round(due - atMs);
+    this.ctx.timing('signalMarginMs', margin);
+    this.ctx.logger.info(
+      `  ${this.ctx.arch.name}${this.ctx.cpu ? `/${this.ctx.cpu}` : ''}: signal written to ${this.patch} after try ${tries.length} of ${gen.signalsTimeout + 1} (the kernel's own signal comes with the last; ${(every / 1000).toFixed(2)} s per try): ${(margin / 1000).toFixed(2)} s before it`,
+    );
+    return margin;
+  }
+
+  /** The kernel's measured time between tries (its last few), 1 s until two are seen. */
+  private static spacing(tries: number[]): number {
+    const last = tries.slice(-5);
+    return last.length > 1 ? (last.at(-1)! - last[0]!) / (last.length - 1) : 1000;
+  }
+
+  /** Guest shell: the kernel's livepatch lines of interest, each prefixed "d " (read after a write, split by their printk time). */
+  private static readonly KERNEL_LINES = `dmesg | grep -E 'klp_try_switch_task: |${AUTO_SIGNAL_LINE}' | sed 's/^/d /'`;
+
+  /**
+   * What the kernel said before and after a write at `atMs` (guest uptime),
+   * by its printk times (no dmesg before the write: under load each fork
+   * costs up to a second, which would delay the lever): whether its own
+   * signal came first, the first blocker's tries before the write, and the
+   * lines after it.
+   */
+  private splitAtWrite(stdout: string, atMs: number): { ownFirst: boolean; tries: number[]; after: string[] } {
+    const lines = [...stdout.matchAll(/^d \[\s*(\d+)\.(\d+)\] (.*)$/gm)].map((m) => ({ at: Number(m[1]) * 1000 + Number(m[2]!.padEnd(3, '0').slice(0, 3)), text: m[3]! }));
+    const before = lines.filter((l) => l.at < atMs);
+    const pid = this.shared.blockers[0];
+    return {
+      ownFirst: before.some((l) => l.text.includes(AUTO_SIGNAL_LINE)),
+      tries: pid ? before.filter((l) => l.text.includes(`:${pid} is sleeping on function`)).map((l) => l.at) : [],
+      after: lines.filter((l) => l.at >= atMs).map((l) => l.text),
+    };
+  }
+
+  /**
+   * Writes 1 to signal once, in one guest command with a look at dmesg
+   * just before it. When the kernel's own signal was already sent, no
+   * verdict about the lever is possible: Inconclusive (the run is repeated).
+   */
+  async signalOnce(s: StepApi, what = 'write 1 to signal'): Promise<WriteResult> {
+    const r = await this.ops.run(`read u _ < /proc/uptime; echo "at $u"; if { echo 1 > ${q(this.file('signal'))}; } 2>/tmp/klp-sw; then echo "w ok"; else read m < /tmp/klp-sw; echo "w $m"; fi; ${Sleeper.KERNEL_LINES}`);
+    const at = /^at (\d+)\.(\d+)/m.exec(r.stdout);
+    const atMs = at ? Number(at[1]) * 1000 + Number(at[2]!.padEnd(3, '0').slice(0, 3)) : NaN;
+    const w = /^w (.*)$/m.exec(r.stdout)?.[1] ?? 'no write happened';
+    const seen = this.splitAtWrite(r.stdout, atMs);
+    this.ctx.event(`1 written to ${this.patch}/signal`, atMs);
+    this.margin(atMs, seen.tries);
+    if (seen.ownFirst) throw new Inconclusive(`the kernel signalled first ("signaling remaining tasks" came before ${this.patch}/signal was written)`);
+    const outcome = w === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(w)?.[1]?.trim() ?? w };
+    s.accepted(what, outcome);
+    return outcome;
   }
 
   /** What the kernel said about task `pid` while trying to switch it. */
@@ -234,22 +355,59 @@ export class Sleeper {
   }
 
   /**
-   * Writes a lever and times the transition's end on the guest clock from
-   * the write: it must be accepted, and the transition done within the
-   * arch's remedy bound. Returns the guest-clock milliseconds.
+   * Writes a lever and waits for the transition's end in one guest command,
+   * timed on the guest clock from the write. The lever's effect is judged
+   * by what the kernel says about the blockers after the write: retries
+   * that still found one in a patched function (its dynamic-debug lines),
+   * and when its patch_state left the initial state. The transition must
+   * end within the arch's bound; when it took longer only because retries
+   * waited on other tasks that were running (load), that is reported with
+   * their pids instead of failing the lever. For signal, a kernel whose own
+   * signal came before the write makes the run inconclusive.
    */
-  async lever(s: StepApi, lever: Lever, value: '0' | '1', initialState: '0' | '1', times = 1): Promise<number> {
-    const r = await this.ops.writeThenWait(this.file(lever), value, this.patch, timeout('transition', this.ctx.arch), times);
-    s.accepted(`write ${value} to ${lever}`, r.writes[0] ?? { ok: false, error: 'no write happened' });
+  async lever(s: StepApi, lever: Lever, value: '0' | '1', initialState: '0' | '1', opts: { times?: number; blockers?: number[] } = {}): Promise<number> {
+    const times = opts.times ?? 1;
+    const blockers = opts.blockers ?? this.blockerPids;
+    const watch = blockers[0];
+    const timeoutMs = timeout('transition', this.ctx.arch);
+    const writes = Array.from({ length: times }, (_, i) => `if { echo ${q(value)} > ${q(this.file(lever))}; } 2>/tmp/klp-w${i}; then echo "w ok"; else read m < /tmp/klp-w${i}; echo "w $m"; fi; `).join('');
+    // The blocker's patch_state, sampled with the transition: when it left the initial state.
+    const body = `${watch ? `if [ -z "$sw" ]; then read b 2>/dev/null < /proc/${watch}/patch_state || b=gone; [ "$b" != ${q(initialState)} ] && sw=$e; fi; ` : ''}[ "$v" = 0 ] && break; [ "$v" = gone ] && break; `;
+    const script =
+      `sw=; ` +
+      `${pollScript(this.file('transition'), timeoutMs, 100, body, writes)} echo "end $v $e $t0"; echo "switched $sw"; ` +
+      Sleeper.KERNEL_LINES;
+    const r = await this.ops.run(script, timeoutMs + timeout('guestCommand', this.ctx.arch));
+    const lines = r.stdout.trim().split('\n');
+    const [, v = '', ms = 'NaN', t0 = 'NaN'] = (lines.find((l) => l.startsWith('end ')) ?? '').split(/\s+/);
+    const waitedMs = Number(ms);
+    const atMs = Number(t0);
+    const switched = /^switched (\d+)/m.exec(r.stdout)?.[1];
+    const writesDone = lines.filter((l) => l.startsWith('w ')).map((l) => l.slice(2)).map((m) => (m === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(m)?.[1]?.trim() ?? m }));
+    this.ctx.event(`${value} written to ${this.patch}/${lever}${times > 1 ? ` (x${times})` : ''}`, atMs);
+    const { ownFirst, tries, after } = this.splitAtWrite(r.stdout, atMs);
+    if (lever === 'signal') {
+      this.margin(atMs, tries);
+      if (ownFirst) throw new Inconclusive(`the kernel signalled first ("signaling remaining tasks" came before ${this.patch}/signal was written)`);
+    }
+    s.accepted(`write ${value} to ${lever}`, writesDone[0] ?? { ok: false, error: 'no write happened' });
     // A repeat may find the transition already over (EINVAL): both are right.
-    r.writes.slice(1).forEach((w, i) => s.match(`repeated write ${i + 2} of ${value} to ${lever}`, w.ok ? 'accepted' : w.error, /^(accepted|Invalid argument)$/));
-    const done = r.value === '0' || r.value === 'gone';
-    this.ctx.event(`${value} written to ${this.patch}/${lever}${times > 1 ? ` (x${times})` : ''}`, r.atMs);
-    if (done) this.ctx.event(`${this.patch} transition done`, r.atMs + r.waitedMs);
-    await this.checkDone(s, `transition finished after writing ${value} to ${lever}`, done ? 'done' : `transition=${r.value}`, initialState);
-    s.atMost(`${lever} write -> transition done (guest clock)`, r.waitedMs, guestBound('remedyToDone', this.ctx.arch), 'ms');
-    this.ctx.timing('remedyToDoneMs', r.waitedMs);
-    return r.waitedMs;
+    writesDone.slice(1).forEach((w, i) => s.match(`repeated write ${i + 2} of ${value} to ${lever}`, w.ok ? 'accepted' : w.error, /^(accepted|Invalid argument)$/));
+    const done = v === '0' || v === 'gone';
+    if (done) this.ctx.event(`${this.patch} transition done`, atMs + waitedMs);
+    await this.checkDone(s, `transition finished after writing ${value} to ${lever}`, done ? 'done' : `transition=${v}`, initialState);
+    const seen = parseAfterWrite(after, blockers);
+    for (const [pid, n] of seen.blockerRetries) s.atMost(`retries after the write that still found pid ${pid} in a patched function (the kernel's dynamic debug)`, n, 1, 'count');
+    if (switched !== undefined) this.ctx.timing('blockerSwitchedMs', Number(switched));
+    // The transition ends at the kernel's next try once the blocker has switched: allow two of its tries as it spaces them now (a loaded guest stretches them).
+    const every = Sleeper.spacing(tries);
+    const bound = Math.max(guestBound('remedyToDone', this.ctx.arch), Math.round(2 * every + 500));
+    if (done && waitedMs > bound && seen.others.length) {
+      // Not the lever: the kernel's retries waited on tasks that were merely running.
+      this.ctx.unchecked(`${lever} write -> transition done within ${(bound / 1000).toFixed(2)} s: it took ${(waitedMs / 1000).toFixed(2)} s, the kernel's retries waiting on other tasks (load): ${seen.others.join(', ')}; the blockers left the initial state ${switched !== undefined ? `${(Number(switched) / 1000).toFixed(2)} s` : 'by the end'} after the write`);
+    } else s.atMost(`${lever} write -> transition done (guest clock; the kernel tries every ${(every / 1000).toFixed(2)} s)`, waitedMs, bound, 'ms');
+    this.ctx.timing('remedyToDoneMs', waitedMs);
+    return waitedMs;
   }
 
   /** Keeps the sampled `transition` and blocker `patch_state` readings for the report's timeline. */

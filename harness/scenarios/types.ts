@@ -7,6 +7,7 @@ import type { GuestOps } from '../vm/guestops.js';
 import type { Logger } from '../core/log.js';
 import type { ModulesResult } from '../kernel/modules.js';
 import type { QemuVM } from '../vm/qemu.js';
+import type { Generation, PatchFile } from '../kernel/kernels.js';
 
 export interface Check {
   what: string;
@@ -48,8 +49,16 @@ export interface ScenarioReport {
   timeline?: TimelineEvent[];
   /** Readings sampled over time on the guest's clock (transition, a blocker's patch_state). */
   series?: { name: string; points: { atMs: number; value: string }[] }[];
-  /** Set when the kernel lacks a file the scenario needs: why it was not run (ok stays true). */
+  /** Set when the kernel lacks a file the scenario needs and the run's inputs do not promise it: why it was not run (ok stays true). */
   skipped?: string;
+  /** What the scenario could not check, and why (an optional lever the inputs do not promise, no generation record). */
+  unchecked?: string[];
+  /** Set when a verdict could not be reached for a reason that is not the kernel's (the kernel's own signal came first); the scenario is run again once. */
+  inconclusive?: string;
+  /** Runs it took (2 after an inconclusive first run). */
+  attempts?: number;
+  /** Why the first run did not count (set on the second run). */
+  retried?: string;
   /** Set when the scenario did not fail on a check but because the kernel ('kernel') or the host ('infra') failed. */
   fault?: 'kernel' | 'infra';
 }
@@ -62,6 +71,21 @@ export interface TimelineEvent {
 
 /** What a scenario's host-side preparation gets: the built kernel, before any guest boots. */
 export type HostContext = Pick<ScenarioContext, 'arch' | 'build' | 'tree' | 'modules' | 'logger'>;
+
+/**
+ * What the run's inputs say the kernel under test must do: the expectations
+ * of its verdicts, never read from the tree under test or the guest.
+ */
+export interface Expectations {
+  /** The record of what upstream's code of this kernel generation does; undefined when we keep none for it. */
+  generation?: Generation;
+  /** Why there is no generation record (e.g. "no record for linux 4.19"). */
+  noGeneration?: string;
+  /** Per-patch files the inputs promise, each with where the promise comes from. */
+  promised: Partial<Record<PatchFeature, string>>;
+  /** Files the run demands (--require): absent is a failure, never a skip. */
+  required: PatchFeature[];
+}
 
 export interface ScenarioContext {
   arch: ArchRecord;
@@ -83,15 +107,27 @@ export interface ScenarioContext {
   series(name: string, points: { atMs: number; value: string }[]): void;
   /** The CPU model the guest runs on. */
   cpu?: string;
+  /** The run's expectations (generation record, promised and required files). */
+  expect: Expectations;
   /**
-   * Once a patch is loaded: ends the scenario as skipped when the kernel
-   * lacks a per-patch file it needs (detected in sysfs, never by version).
+   * Once a patch is loaded: for each file in the scenario's `needs` that
+   * sysfs lacks, fails the scenario when the inputs promise it (or
+   * --require names it), else ends it as skipped, saying why.
    */
   requireFeatures(patch: string): Promise<void>;
+  /**
+   * Whether an optional per-patch file (`uses`) is there. Absent but
+   * promised or required: a failed check recorded now, the scenario goes on
+   * and fails at its end. Absent and not promised: false, and noted as not
+   * checked with `what`.
+   */
+  has(patch: string, file: PatchFeature, what: string): Promise<boolean>;
+  /** Notes something the scenario could not check, and why. */
+  unchecked(what: string): void;
 }
 
 /** Per-patch sysfs files a scenario may need beyond enabled/transition. */
-export type PatchFeature = 'signal' | 'force' | 'replace';
+export type PatchFeature = PatchFile;
 
 /** What a write to a sysfs or debugfs file did: accepted, or the kernel's error text. */
 export interface WriteOutcome {
@@ -125,8 +161,10 @@ export interface Scenario {
   image?: 'base' | 'kselftest';
   /** How the scenario makes its transition stick; `klp-harness repro` stops there. */
   stuck?: StuckSetup;
-  /** Per-patch files it writes; a kernel without one skips the scenario, saying why. */
+  /** Per-patch files it cannot do without; absent: a failure when the inputs promise them, else a skip. */
   needs?: PatchFeature[];
+  /** Per-patch files it writes when there (checked with ctx.has); absent and not promised: noted as not checked. */
+  uses?: PatchFeature[];
   /** Host-side artifacts it needs (cached), made before any guest of the run boots. */
   prepare?(host: HostContext): Promise<void>;
   run(ctx: ScenarioContext): Promise<void>;
@@ -141,6 +179,8 @@ export interface StuckSetup {
    * the first patch's function while an atomic-replace patch loads.
    */
   direction: 'patching' | 'unpatching' | 'replacing';
+  /** A user blocker whose read is made by the second thread of a process, its leader running ('busy') or asleep elsewhere ('sleep'). */
+  thread?: 'busy' | 'sleep';
 }
 
 /** A check of a guest reading did not hold: the 'assertion' kind of the error table. */
@@ -152,3 +192,6 @@ export class CheckFailed extends HarnessError {
 
 /** Thrown when the kernel under test lacks what a scenario needs; the message says what. */
 export class Skipped extends Error {}
+
+/** Thrown when no verdict can be reached for a reason that is not the kernel's; the scenario runs once more. */
+export class Inconclusive extends Error {}

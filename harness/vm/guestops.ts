@@ -23,7 +23,7 @@ export const LP_SYSFS = '/sys/kernel/livepatch';
  * $ms comes from /proc/uptime ("12.34" -> 12340; the "1" prefix keeps "0.09"
  * from reading as octal).
  */
-function pollScript(path: string, forMs: number, everyMs: number, body: string, first = ''): string {
+export function pollScript(path: string, forMs: number, everyMs: number, body: string, first = ''): string {
   return (
     'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; now_ms; t0=$ms; ' +
     `${TICK_OPEN}${first}e=0; ` +

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { readSeries } from '../../../harness/kernel/patches.js';
 import { runCli } from '../../cli-helpers.js';
+import { parseRequire } from '../../../harness/cli/run.js';
+import { projectPath } from '../../../harness/core/paths.js';
 
 t.test('a missing --kconfig-extra fragment is bad input, named', async (t) => {
   const cache = mkdtempSync(join(tmpdir(), 'klp-opt-'));
@@ -18,11 +20,25 @@ t.test('--patches none is the empty series, not a path', async (t) => {
   t.throws(() => readSeries(join(tmpdir(), 'no-such-series-dir')), /does not exist/);
 });
 
+t.test('--require names per-patch files; anything else is bad usage', async (t) => {
+  t.same(parseRequire('signal,force'), ['signal', 'force']);
+  t.equal(parseRequire(undefined), undefined);
+  t.throws(() => parseRequire('signal,banana'), /bad --require 'signal,banana'/);
+  t.throws(() => parseRequire(','), /bad --require/);
+});
+
+t.test('a series keeps its own record of the per-patch files it adds', async (t) => {
+  t.same(readSeries(projectPath('patches')).adds, ['signal'], 'patches/adds');
+  t.same(readSeries(projectPath('patches/5.10')).adds, ['signal']);
+  t.equal(readSeries('none').adds, undefined, 'no series, no promise');
+});
+
 t.test('--help names the new options', async (t) => {
   const r = await runCli(['--help']);
   t.equal(r.code, 0);
   t.match(r.stdout, /--kconfig-extra FILE/);
   t.match(r.stdout, /--ktap/);
+  t.match(r.stdout, /--require FILES/);
   t.match(r.stdout, /'none' runs the kernel source as it is/);
 });
 

@@ -1,25 +1,29 @@
-// Kernel records and what is read from a kernel tree rather than assumed.
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// Kernel records: the generation records the verdicts expect (owned, never
+// read from the tree under test) and their cross-check against a pristine source.
 import t from 'tap';
-import { forcePinsOf, KERNELS, parseKernelList, withoutOptions } from '../../../harness/kernel/kernels.js';
+import { crossCheck, generationOf, GENERATIONS, KERNELS, parseKernelList, withoutOptions } from '../../../harness/kernel/kernels.js';
 
-/** A tree holding only kernel/livepatch/transition.c with this klp_force_transition() body. */
-function tree(body: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'klp-tree-'));
-  mkdirSync(join(dir, 'kernel/livepatch'), { recursive: true });
-  writeFileSync(join(dir, 'kernel/livepatch/transition.c'), `static int x;\n\nvoid klp_force_transition(void)\n{\n${body}\n}\n\nvoid later(void)\n{\n}\n`);
-  return dir;
-}
+/** A transition.c with this klp_force_transition() body and SIGNALS_TIMEOUT. */
+const transitionC = (body: string, timeout = 15) => `#define SIGNALS_TIMEOUT ${timeout}\nstatic int x;\n\nvoid klp_force_transition(void)\n{\n${body}\n}\n\nvoid later(void)\n{\n}\n`;
+const PINS_ALL = '\tklp_for_each_patch(patch)\n\t\tpatch->forced = true;';
+const PINS_REMOVED = '\tif (klp_target_state == KLP_UNPATCHED)\n\t\tklp_transition_patch->forced = true;\n\telse if (klp_transition_patch->replace) {\n\t\tklp_for_each_patch(patch) {\n\t\t\tif (patch != klp_transition_patch)\n\t\t\t\tpatch->forced = true;\n\t\t}\n\t}';
 
-t.test('which patches force pins is read from klp_force_transition() of the tree', async (t) => {
-  // 5.10: every patch.
-  t.equal(forcePinsOf(tree('\tklp_for_each_patch(patch)\n\t\tpatch->forced = true;')), 'all');
-  // 6.1: only the patches being removed.
-  t.equal(forcePinsOf(tree('\tif (klp_target_state == KLP_UNPATCHED)\n\t\tklp_transition_patch->forced = true;')), 'removed');
-  // 6.12 and 7.2 renamed the state.
-  t.equal(forcePinsOf(tree('\tif (klp_target_state == KLP_TRANSITION_UNPATCHED)\n\t\tklp_transition_patch->forced = true;')), 'removed');
+t.test('a generation record per kernel line, picked by the version of the input', async (t) => {
+  t.same(GENERATIONS.map((g) => g.line), KERNELS.map((k) => k.line), 'one record per --kernel line');
+  t.equal(generationOf('6.1.192')?.forcePins, 'removed');
+  t.equal(generationOf('5.10.226')?.forcePins, 'all');
+  t.equal(generationOf('6.12.5')?.signalsTimeout, 15);
+  t.equal(generationOf('4.19.0'), undefined, 'no record: nothing is guessed');
+  for (const g of GENERATIONS) t.match(g.source, new RegExp(`^v${g.line} kernel/livepatch/transition\\.c`), `${g.line} names where it was read`);
+});
+
+t.test('the cross-check against a pristine transition.c finds a record that disagrees', async (t) => {
+  const g61 = generationOf('6.1')!;
+  t.same(crossCheck(g61, transitionC(PINS_REMOVED)), [], '6.1 rule, 15');
+  t.same(crossCheck(generationOf('6.12')!, transitionC(PINS_REMOVED.replace('KLP_UNPATCHED', 'KLP_TRANSITION_UNPATCHED'))), [], 'the 6.12 name of the state');
+  t.same(crossCheck(generationOf('5.10')!, transitionC(PINS_ALL)), [], '5.10 rule');
+  t.match(crossCheck(g61, transitionC(PINS_ALL)), [/pins 'all', the record says 'removed'/]);
+  t.match(crossCheck(g61, transitionC(PINS_REMOVED, 30)), [/SIGNALS_TIMEOUT is 30, the record says 15/]);
 });
 
 t.test('options a kernel lacks are left out of the fragments, set or unset', async (t) => {
