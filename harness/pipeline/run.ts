@@ -237,7 +237,7 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   g.ar.boots.push(bootRec);
   const initrd = g.artifacts.images.get(scenario.image ?? 'base')!.path;
   const commandFile = join(g.archOut, `qemu-command-${label}.txt`);
-  const booted = await freshGuest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, logger: opts.logger, cpu, cacheDir: g.cacheDir, snapshots: opts.snapshots !== false });
+  const booted = await freshGuest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, logger: opts.logger, cpu, cacheDir: g.cacheDir, snapshots: opts.snapshots !== false, extraAppend: scenario.kernelArgs ? [...scenario.kernelArgs(arch)] : undefined });
   bootRec.bootMs = booted.bootMs;
   if (booted.restored) bootRec.restoredFrom = booted.restored.snapshot;
   if (booted.snapshotProblem) bootRec.snapshotProblem = booted.snapshotProblem;

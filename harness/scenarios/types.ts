@@ -127,6 +127,8 @@ export interface Scenario {
   stuck?: StuckSetup;
   /** Per-patch files it writes; a kernel without one skips the scenario, saying why. */
   needs?: PatchFeature[];
+  /** Words its guests' kernel command line gets besides the usual ones (e.g. no_rfi_flush). */
+  kernelArgs?(arch: ArchRecord): readonly string[];
   /** Host-side artifacts it needs (cached), made before any guest of the run boots. */
   prepare?(host: HostContext): Promise<void>;
   run(ctx: ScenarioContext): Promise<void>;
