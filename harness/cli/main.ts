@@ -47,6 +47,8 @@ repro also --scenario):
   --cpu MODEL          CPU model for QEMU (default: each arch's first; repeatable)
   --rebuild STAGE      redo a cached stage: source, build, image; repeatable
   --kselftest          also run the kernel's livepatch selftests in each guest
+  --known-failures FILE failures with a known cause, reported as XFAIL (they do not fail
+                       the run) or XPASS when they pass (default: known-failures.json)
   --sequential         run the arches' VMs one after the other (default: alongside)
   --jobs N             guests at once over all arches (default: 2 per core, as memory allows)
   --no-snapshot        boot every guest (default: restore each from a snapshot of a booted one)

@@ -9,10 +9,12 @@ import { parseKernelList } from '../kernel/kernels.js';
 import { NO_PATCHES } from '../kernel/patches.js';
 import { runKernels } from '../pipeline/kernel-matrix.js';
 import { runMain, type RunOptions, type Stage } from '../pipeline/run.js';
+import { PROJECT_ROOT, projectPath } from '../core/paths.js';
+import { KNOWN_FAILURES_FILE, loadKnownFailures } from '../report/known-failures.js';
 import { toKTAP } from '../report/ktap.js';
 import { parseShard, shardScenarios } from '../report/merge.js';
 import { formatSummary } from '../report/summary.js';
-import { pickScenarios } from '../scenarios/index.js';
+import { ALL_SCENARIOS, pickScenarios } from '../scenarios/index.js';
 import { kselftest } from '../scenarios/kselftest.js';
 import { commandOptions, INPUTS, noPositionals, pathOption } from './options.js';
 
@@ -31,6 +33,7 @@ export const parseRun = commandOptions('run', {
   jobs: { type: 'string' },
   'no-snapshot': { type: 'boolean' },
   kselftest: { type: 'boolean' },
+  'known-failures': { type: 'string' },
   ktap: { type: 'boolean' },
   verbose: { type: 'boolean' },
   quiet: { type: 'boolean' },
@@ -66,8 +69,12 @@ export async function runCommand(values: RunValues, positionals: string[], logge
   const kernels = values.kernel ? parseKernelList(values.kernel) : undefined;
   if (kernels && values['kernel-src']) throw usageError('--kernel and --kernel-src name the kernel twice', { hint: 'give one of them' });
   if (kernels && kernels.length > 1 && values.patches) throw usageError('--patches with several --kernel values', { hint: 'each kernel takes its own series from patches/<version>/; give one kernel with --patches' });
+  // Read before anything is built: a bad file is bad usage (exit 4), naming the file.
+  const asked = pathOption(values['known-failures']);
+  const knownFailures = loadKnownFailures(asked ?? projectPath(KNOWN_FAILURES_FILE), { arches: archNames(), scenarios: ALL_SCENARIOS.map((x) => x.name), root: PROJECT_ROOT }, asked !== undefined);
   const base: RunOptions = {
     arches,
+    knownFailures,
     scenarios,
     selection: { scenarios: selected, shard },
     ...inputOptions(values),
