@@ -9,10 +9,12 @@ import { KERNELS, parseKernelList } from '../kernel/kernels.js';
 import { NO_PATCHES } from '../kernel/patches.js';
 import { runKernels } from '../pipeline/kernel-matrix.js';
 import { runMain, type RunOptions, type Stage } from '../pipeline/run.js';
+import { PROJECT_ROOT, projectPath } from '../core/paths.js';
+import { KNOWN_FAILURES_FILE, loadKnownFailures } from '../report/known-failures.js';
 import { toKTAP } from '../report/ktap.js';
 import { parseShard, shardScenarios } from '../report/merge.js';
 import { formatSummary } from '../report/summary.js';
-import { pickScenarios, SCENARIOS } from '../scenarios/index.js';
+import { ALL_SCENARIOS, pickScenarios, SCENARIOS } from '../scenarios/index.js';
 import { kselftest } from '../scenarios/kselftest.js';
 import { parseQemuChoice } from '../vm/qemu-dist.js';
 import type { PatchFeature } from '../scenarios/types.js';
@@ -33,6 +35,7 @@ export const parseRun = commandOptions('run', {
   jobs: { type: 'string', arg: 'N', help: 'guests at once over all arches (default: 2 per core, as memory allows)' },
   'no-snapshot': { type: 'boolean', help: 'boot every guest (default: restore each from a snapshot of a booted one)' },
   kselftest: { type: 'boolean', help: "also run the kernel's livepatch selftests in each guest" },
+  'known-failures': { type: 'string', arg: 'FILE', help: 'failures with a known cause, reported as XFAIL (they do not fail\nthe run) or XPASS when they pass (default: known-failures.json)' },
   require: { type: 'string', arg: 'FILES', help: 'per-patch files that must be there, e.g. signal,force: a scenario\nthat would skip (or leave a step unchecked) for lack of one fails' },
   ktap: { type: 'boolean', help: "print the run's results as KTAP on stdout instead of the summary\n(also written to <out>/ktap.txt)" },
   verbose: { type: 'boolean', help: 'stream build output, commands and the guest console' },
@@ -69,8 +72,12 @@ export async function runCommand(values: RunValues, positionals: string[], logge
   const kernels = values.kernel ? parseKernelList(values.kernel) : undefined;
   if (kernels && values['kernel-src']) throw usageError('--kernel and --kernel-src name the kernel twice', { hint: 'give one of them' });
   if (kernels && kernels.length > 1 && values.patches) throw usageError('--patches with several --kernel values', { hint: 'each kernel takes its own series from patches/<version>/; give one kernel with --patches' });
+  // Read before anything is built: a bad file is bad usage (exit 4), naming the file.
+  const asked = pathOption(values['known-failures']);
+  const knownFailures = loadKnownFailures(asked ?? projectPath(KNOWN_FAILURES_FILE), { arches: archNames(), scenarios: ALL_SCENARIOS.map((x) => x.name), root: PROJECT_ROOT }, asked !== undefined);
   const base: RunOptions = {
     arches,
+    knownFailures,
     scenarios,
     selection: { scenarios: selected, shard },
     ...inputOptions(values),

@@ -46,6 +46,14 @@ export interface ArchRecord {
    * (POWER9 has scv, POWER8 only sc), proven from AT_HWCAP2 in the guest.
    */
   readonly syscallByCpu?: Readonly<Record<string, 'scv' | 'sc'>>;
+  /**
+   * Kernel command-line words that turn off the L1D flush on the way back to
+   * user space, and the kernel's log line saying they did. ppc64's fallback
+   * flush (rfscv_flush_fallback, chosen under QEMU's cap-cfpc=broken) uses
+   * r7/r8 as scratch, which decides whether a restarted scv call gets its
+   * arguments back (scenarios/restart-notify.ts runs with and without).
+   */
+  readonly exitFlushOff?: { readonly args: readonly string[]; readonly proof: string };
   /** Extra flags for the out-of-tree guest modules (ccflags-y). */
   readonly moduleCflags: string;
   /** Flags for the guest's own user programs (guest/modules/restart-canary.c): the oldest CPU model run. */
@@ -103,6 +111,7 @@ const PPC64LE: ArchRecord = {
   timeoutScale: 4,
   guestClockScale: 1.5,
   syscallByCpu: { power9: 'scv', power8: 'sc' },
+  exitFlushOff: { args: ['no_rfi_flush'], proof: 'rfi-flush: disabled on command line' },
   // Tail calls in patched functions have corrupted the TOC on ppc64 (kpatch #1002).
   moduleCflags: '-fno-optimize-sibling-calls',
   userCflags: ['-mcpu=power8'],

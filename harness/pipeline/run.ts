@@ -16,6 +16,7 @@ import { loadKeys, type Keys } from '../image/keys.js';
 import type { KernelRecord } from '../kernel/kernels.js';
 import { NO_PATCHES, readSeries } from '../kernel/patches.js';
 import { DEFAULT_KERNEL_SRC, prepareSource } from '../kernel/source.js';
+import { applyKnownFailures, type KnownFailures } from '../report/known-failures.js';
 import { overallExit, type ArchReport, type BootReport, type RunReport, type ScenarioOutcome } from '../report/run-report.js';
 import { writeReportFiles } from '../report/write.js';
 import type { Expectations, PatchFeature, Scenario } from '../scenarios/types.js';
@@ -57,6 +58,8 @@ export interface RunOptions {
   cpus?: (arch: ArchRecord) => string[];
   /** Per-patch files the run demands (--require): a scenario that would skip for lack of one fails. */
   require?: PatchFeature[];
+  /** Failures with a known cause (known-failures.json): reported as expected, they do not fail the run. */
+  knownFailures?: KnownFailures;
   /** What was asked for before sharding (recorded so that `merge` can tell a missing shard). */
   selection?: RunReport['selection'];
 }
@@ -89,12 +92,13 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
     arches: [],
     exitCode: EXIT.ok,
     selection: opts.selection,
+    knownFailures: opts.knownFailures && { path: opts.knownFailures.path, entries: opts.knownFailures.entries.length },
   };
   for (const line of guardRun(cacheDir)) opts.logger.info(line);
   // However the run ends, an interrupted one leaves its reports: from here
   // when it unwinds, from the exit hook when something kept it from that.
   const planned = new Map(opts.arches.map((a) => [a.name, plannedRuns(a, opts)]));
-  const finish = () => writeReports(report, planned, started);
+  const finish = () => writeReports(report, planned, started, opts.knownFailures);
   const forgetHook = onCleanup(() => wasInterrupted() && finish());
   try {
     await runStages(opts, report);
@@ -268,7 +272,7 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   g.ar.boots.push(bootRec);
   const initrd = g.artifacts.images.get(scenario.image ?? 'base')!.path;
   const commandFile = join(g.archOut, `qemu-command-${label}.txt`);
-  const booted = await g.pool.guest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, cpu });
+  const booted = await g.pool.guest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, cpu, extraAppend: scenario.kernelArgs ? [...scenario.kernelArgs(arch)] : undefined });
   bootRec.bootMs = booted.bootMs;
   if (booted.restored) bootRec.restoredFrom = booted.restored.snapshot;
   if (booted.snapshotProblem) bootRec.snapshotProblem = booted.snapshotProblem;
@@ -290,7 +294,7 @@ function plannedRuns(arch: ArchRecord, opts: RunOptions): PlannedRun[] {
  * scenario without a report gets one marked interrupted, so the reports say
  * what finished and what did not.
  */
-function writeReports(report: RunReport, planned: Map<string, PlannedRun[]>, started: number): void {
+function writeReports(report: RunReport, planned: Map<string, PlannedRun[]>, started: number, known?: KnownFailures): void {
   if (wasInterrupted()) {
     report.interrupted = interruptReason();
     for (const [archName, runs] of planned) {
@@ -303,6 +307,7 @@ function writeReports(report: RunReport, planned: Map<string, PlannedRun[]>, sta
     }
   }
   report.durationMs = Date.now() - started;
+  applyKnownFailures(report, known);
   report.exitCode = overallExit(report);
   writeReportFiles(report);
 }

@@ -8,11 +8,13 @@ import { esc } from './escape.js';
 import type { ArchReport, RunReport, ScenarioOutcome } from './run-report.js';
 import type { TimelineEvent } from '../scenarios/types.js';
 
-export type Result = 'PASS' | 'FAIL' | 'SKIP' | 'INTERRUPTED';
+export type Result = 'PASS' | 'FAIL' | 'SKIP' | 'INTERRUPTED' | 'XFAIL' | 'XPASS';
 
 export function resultOf(s: ScenarioOutcome): Result {
   if (s.interrupted) return 'INTERRUPTED';
   if (s.skipped) return 'SKIP';
+  // Decided by known-failures.json: an expected failure, or a pass of one listed as failing.
+  if (s.known) return s.known.status === 'xfail' ? 'XFAIL' : 'XPASS';
   return s.ok ? 'PASS' : 'FAIL';
 }
 
@@ -30,7 +32,7 @@ th { background: #eef1f4; font-weight: 600; font-size: 13px; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 a { color: #1f5fbf; text-decoration: none; } a:hover { text-decoration: underline; }
 .badge { display: inline-block; min-width: 86px; text-align: center; padding: 1px 6px; border-radius: 3px; font-size: 12px; font-weight: 700; color: #fff; }
-.PASS { background: #2e7d32; } .FAIL { background: #c62828; } .SKIP { background: #78828c; } .INTERRUPTED { background: #e08a00; }
+.PASS { background: #2e7d32; } .FAIL { background: #c62828; } .SKIP { background: #78828c; } .INTERRUPTED { background: #e08a00; } .XFAIL { background: #6a1b9a; } .XPASS { background: #ad1457; }
 .muted { color: #6b747d; } .mono, pre { font: 12px/1.35 ui-monospace, "DejaVu Sans Mono", monospace; }
 `;
 
@@ -61,7 +63,7 @@ export function toHTML(r: RunReport, dir = r.outDir): string {
 <style>${BASE_CSS}${PAGE_CSS}</style></head>
 <body><main>
 <h1>klp-harness run ${esc(r.started)} <span class="badge ${r.exitCode === 0 ? 'PASS' : r.interrupted ? 'INTERRUPTED' : 'FAIL'}">exit ${r.exitCode}</span></h1>
-<p class="meta"><span>${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped, ${count('INTERRUPTED')} interrupted</span><span>took ${secs(r.durationMs)}</span>${r.interrupted ? `<span>interrupted: ${esc(r.interrupted)}</span>` : ''}</p>
+<p class="meta"><span>${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped, ${count('INTERRUPTED')} interrupted${count('XFAIL') + count('XPASS') ? `, ${count('XFAIL')} expected failures, ${count('XPASS')} unexpected passes` : ''}</span><span>took ${secs(r.durationMs)}</span>${r.interrupted ? `<span>interrupted: ${esc(r.interrupted)}</span>` : ''}</p>
 <p class="meta muted"><span>kernel source: <span class="mono">${esc(r.source.kernelSrc)}</span></span><span>patches: <span class="mono">${esc(r.source.patches)}</span></span></p>
 <p class="artifacts">${files(['harness.log', 'summary.json', 'junit.xml', 'ktap.txt'])}</p>
 ${r.arches.map((a) => archTables(a, r.outDir, dir)).join('\n')}
@@ -141,7 +143,8 @@ function shortName(p: string): string {
 function scenarioSection(a: ArchReport, s: ScenarioOutcome, outDir: string, dir: string): string {
   const r = resultOf(s);
   const failed = s.steps.flatMap((st) => st.checks.filter((c) => !c.ok).map((c) => ({ step: st.name, ...c })));
-  const why = s.skipped ?? (s.ok ? undefined : s.error);
+  const known = s.known ? `${s.known.status === 'xfail' ? 'expected failure' : 'XPASS: listed as a known failure, but passed'}: ${s.known.because.join('; ')}` : undefined;
+  const why = [known, s.skipped ?? (s.ok ? undefined : s.error)].filter(Boolean).join('\n') || undefined;
   const rowsOf = (cs: { step: string; what: string; expected: string; actual: string }[], cls: string) =>
     `<table class="checks ${cls}"><thead><tr><th>step</th><th>check</th><th>expected</th><th>actual</th></tr></thead><tbody>${cs
       .map((c) => `<tr class="check"><td>${esc(c.step)}</td><td>${esc(c.what)}</td><td class="expected"><pre>${esc(c.expected)}</pre></td><td class="actual"><pre>${esc(c.actual)}</pre></td></tr>`)

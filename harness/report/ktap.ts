@@ -3,7 +3,11 @@
 // kernel), nested one per scenario (and CPU), nested one per check. A
 // failed check is followed by diagnostic lines with what was expected and
 // what the guest said; a skipped scenario carries `# SKIP` and its reason.
-import type { RunReport } from './run-report.js';
+// A failure known-failures.json expects is `not ok ... # TODO <reason>` (and
+// so are its failed checks); a listed scenario that passed is
+// `ok ... # TODO <reason>` with an `# XPASS` line: TAP's TODO, which KTAP
+// inherits ("not expected to pass at the moment").
+import type { RunReport, ScenarioOutcome } from './run-report.js';
 import type { ScenarioReport } from '../scenarios/types.js';
 
 const INDENT = '    ';
@@ -16,25 +20,45 @@ interface Node {
   name: string;
   ok: boolean;
   skip?: string;
+  /** A TODO directive's text: an expected failure (not ok) or an unexpected pass (ok). */
+  todo?: string;
   diagnostics?: string[];
   children?: Node[];
 }
 
 /** The leaves a KTAP reader counts: a test without subtests is one. */
-export function ktapCounts(r: RunReport): { total: number; passed: number; failed: number; skipped: number } {
-  const counts = { total: 0, passed: 0, failed: 0, skipped: 0 };
+/** (`failed` counts every `not ok`, TODO ones too, as kunit.py parse does; `xfail` and `xpass` count the TODO leaves.) */
+export function ktapCounts(r: RunReport): { total: number; passed: number; failed: number; skipped: number; xfail: number; xpass: number } {
+  const counts = { total: 0, passed: 0, failed: 0, skipped: 0, xfail: 0, xpass: 0 };
   const walk = (n: Node) => {
     if (n.children?.length) return n.children.forEach(walk);
     counts.total++;
     if (n.skip !== undefined) counts.skipped++;
     else if (n.ok) counts.passed++;
     else counts.failed++;
+    if (n.todo !== undefined) counts[n.ok ? 'xpass' : 'xfail']++;
   };
   treeOf(r).forEach(walk);
   return counts;
 }
 
-function scenarioNode(s: ScenarioReport): Node {
+function scenarioNode(s: ScenarioOutcome): Node {
+  const node = plainScenarioNode(s);
+  if (!s.known) return node;
+  const todo = name(`known failure: ${s.known.because.join('; ')}`);
+  if (s.known.status === 'xpass') {
+    node.todo = todo;
+    node.diagnostics = [...(node.diagnostics ?? []), ...diag('XPASS: listed in known-failures.json but passed; remove its entry')];
+    // A leaf scenario carries the directive itself; with checks, so does each one (they all passed).
+    for (const c of node.children ?? []) c.todo = todo;
+    return node;
+  }
+  node.todo = todo;
+  for (const c of node.children ?? []) if (!c.ok) c.todo = todo;
+  return node;
+}
+
+function plainScenarioNode(s: ScenarioReport): Node {
   const title = name(`${s.name}${s.cpu ? ` ${s.cpu}` : ''}`);
   if (s.skipped) return { name: title, ok: true, skip: name(s.skipped) };
   const children: Node[] = s.steps.flatMap((st) =>
@@ -55,7 +79,8 @@ function treeOf(r: RunReport): Node[] {
     const title = name(`${a.kernel ? `${a.kernel} ` : ''}${a.arch}${a.kernelVersion ? ` linux-${a.kernelVersion}` : ''}`);
     const children = a.scenarios.map(scenarioNode);
     if (a.error) children.push({ name: 'pipeline', ok: false, diagnostics: diag(`${a.error.kind}: ${a.error.message}`) });
-    return { name: title, ok: children.every((c) => c.ok), children };
+    // An expected failure (TODO) does not make its parent fail.
+    return { name: title, ok: children.every((c) => c.ok || c.todo !== undefined), children };
   });
 }
 
@@ -66,7 +91,7 @@ function emit(nodes: Node[], depth: number, out: string[], header?: string) {
   out.push(`${pad}1..${nodes.length}`);
   nodes.forEach((n, i) => {
     if (n.children?.length) emit(n.children, depth + 1, out, n.name);
-    const directive = n.skip !== undefined ? ` # SKIP ${n.skip}` : '';
+    const directive = n.skip !== undefined ? ` # SKIP ${n.skip}` : n.todo !== undefined ? ` # TODO ${n.todo}` : '';
     out.push(`${pad}${n.ok ? 'ok' : 'not ok'} ${i + 1} ${n.name}${directive}`);
     for (const d of n.diagnostics ?? []) out.push(`${pad}${d}`);
   });

@@ -45,6 +45,7 @@ export function mergeReports(reports: RunReport[], order: readonly string[], out
     outDir,
     cacheDir: reports[0]!.cacheDir,
     source: reports[0]!.source,
+    knownFailures: reports.find((r) => r.knownFailures)?.knownFailures,
     arches: [...arches.values()].sort((a, b) => (a.kernel ?? '').localeCompare(b.kernel ?? '', 'en', { numeric: true }) || a.arch.localeCompare(b.arch)),
     exitCode: 0,
   };

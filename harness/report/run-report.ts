@@ -2,6 +2,7 @@
 // Every report format (summary, JUnit, KTAP, HTML, trend, merge) reads these.
 import { EXIT, exitForOutcome } from '../core/errors.js';
 import type { ScenarioReport } from '../scenarios/types.js';
+import type { KnownOutcome } from './known-failures.js';
 
 export interface ArchReport {
   arch: string;
@@ -35,8 +36,12 @@ export interface BootReport {
   cpuMs?: number;
 }
 
-/** A scenario's report; `interrupted` when the run was stopped before it finished (or before it began). */
-export type ScenarioOutcome = ScenarioReport & { interrupted?: boolean };
+/**
+ * A scenario's report; `interrupted` when the run was stopped before it
+ * finished (or before it began); `known` when known-failures.json decided it
+ * (an expected failure, or a pass of one listed as failing).
+ */
+export type ScenarioOutcome = ScenarioReport & { interrupted?: boolean; known?: KnownOutcome };
 
 export interface RunReport {
   started: string;
@@ -50,6 +55,8 @@ export interface RunReport {
   exitCode: number;
   /** The scenarios asked for (before --shard) and the shard this run is. */
   selection?: { scenarios: string[]; shard?: { index: number; count: number } };
+  /** The known-failures file the run read, and how many entries it had. */
+  knownFailures?: { path: string; entries: number };
   /** Guests at once: the limit, how it was chosen, and the most seen running together. */
   jobs?: { size: number; chosen: string; peak: number };
 }
@@ -57,7 +64,8 @@ export interface RunReport {
 /** The most serious outcome wins: usage > infra > kernel > tests failed > ok. */
 export function overallExit(r: RunReport): number {
   if (r.interrupted) return EXIT.interrupted;
-  const scenarioCode = (s: ScenarioOutcome) => (s.interrupted ? EXIT.interrupted : exitForOutcome(s.ok, s.fault));
+  // An expected failure (known-failures.json) does not fail the run.
+  const scenarioCode = (s: ScenarioOutcome) => (s.interrupted ? EXIT.interrupted : s.known?.status === 'xfail' ? EXIT.ok : exitForOutcome(s.ok, s.fault));
   const codes = r.arches.flatMap((a) => [a.error?.exitCode ?? EXIT.ok, ...a.scenarios.map(scenarioCode)]);
   for (const c of [EXIT.interrupted, EXIT.usage, EXIT.infra, EXIT.kernelFailed, EXIT.testsFailed]) if (codes.includes(c)) return c;
   return EXIT.ok;

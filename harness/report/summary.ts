@@ -1,4 +1,5 @@
 // The human summary printed at the end of a run.
+import { knownCounts } from './known-failures.js';
 import type { ArchReport, RunReport } from './run-report.js';
 
 const secs = (ms?: number) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`);
@@ -16,21 +17,29 @@ export function formatSummary(r: RunReport): string {
         const { stuckSeenMs, remedyToDoneMs, ...rest } = s.timings;
         const other = Object.entries(rest).map(([k, v]) => `${k}=${secs(v)}`).join(' ');
         const checks = s.steps.reduce((n, st) => n + st.checks.length, 0);
-        const result = s.skipped ? 'SKIP' : s.ok ? 'PASS' : s.interrupted ? 'INTERRUPTED' : s.fault ? `FAIL (${s.fault})` : 'FAIL';
+        const result = s.skipped ? 'SKIP' : s.known ? (s.known.status === 'xfail' ? 'XFAIL' : 'XPASS') : s.ok ? 'PASS' : s.interrupted ? 'INTERRUPTED' : s.fault ? `FAIL (${s.fault})` : 'FAIL';
         return [s.name, s.cpu ?? '', result, String(checks), secs(stuckSeenMs), secs(remedyToDoneMs), secs(s.durationMs), other];
       });
       out.push(...table(['scenario', 'cpu', 'result', 'checks', 'stuck seen', 'remedy->done', 'total', 'other'], rows).map((l) => `    ${l}`));
     }
     for (const s of a.scenarios.filter((x) => x.skipped)) out.push(`    skipped ${s.name}${s.cpu ? `/${s.cpu}` : ''}: ${s.skipped}`);
+    for (const s of a.scenarios.filter((x) => x.known)) {
+      const what = s.known!.status === 'xfail' ? 'expected failure' : 'XPASS (listed as failing, passed: remove its entry)';
+      out.push(`    ${s.known!.status} ${s.name}${s.cpu ? `/${s.cpu}` : ''}: ${what}: ${s.known!.because.join('; ')}`);
+    }
     if (a.error) out.push(`    error: ${a.error.kind}: ${a.error.message}`);
   }
   if (r.interrupted) out.push(`  interrupted: ${r.interrupted}; scenarios marked INTERRUPTED did not run to their end`);
   const all = r.arches.flatMap((a) => a.scenarios);
   const skipped = all.filter((s) => s.skipped).length;
-  const passed = all.filter((s) => s.ok && !s.skipped).length;
-  out.push(`  ${passed} passed, ${all.length - passed - skipped} failed, ${skipped} skipped`);
+  const passed = all.filter((s) => s.ok && !s.skipped && !s.known).length;
+  const known = knownCounts(r);
+  const expected = known.xfail || known.xpass ? `, ${known.xfail} expected failures (XFAIL), ${known.xpass} unexpected passes (XPASS)` : '';
+  out.push(`  ${passed} passed, ${all.length - passed - skipped - known.xfail - known.xpass} failed, ${skipped} skipped${expected}`);
   for (const s of all.filter((x) => x.unchecked?.length)) out.push(`    not checked in ${s.arch} ${s.name}${s.cpu ? `/${s.cpu}` : ''}: ${s.unchecked!.join('; ')}`);
   for (const s of all.filter((x) => x.retried)) out.push(`    ${s.arch} ${s.name}${s.cpu ? `/${s.cpu}` : ''} ran twice: ${s.retried}`);
+  // Its own line: expected failures do not fail the run, unexpected passes are to be removed from the list.
+  if (r.knownFailures) out.push(`  known failures: ${known.xfail} expected (XFAIL), ${known.xpass} unexpected passes (XPASS); ${r.knownFailures.entries} entries in ${r.knownFailures.path}`);
   out.push(`  total: ${secs(r.durationMs)}, exit code ${r.exitCode}`);
   out.push(`  artifacts: ${r.outDir}`);
   out.push(`  summary:   ${r.outDir}/summary.json`);

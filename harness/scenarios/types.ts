@@ -165,6 +165,8 @@ export interface Scenario {
   needs?: PatchFeature[];
   /** Per-patch files it writes when there (checked with ctx.has); absent and not promised: noted as not checked. */
   uses?: PatchFeature[];
+  /** Words its guests' kernel command line gets besides the usual ones (e.g. no_rfi_flush). */
+  kernelArgs?(arch: ArchRecord): readonly string[];
   /** Host-side artifacts it needs (cached), made before any guest of the run boots. */
   prepare?(host: HostContext): Promise<void>;
   run(ctx: ScenarioContext): Promise<void>;

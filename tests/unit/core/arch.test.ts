@@ -41,3 +41,13 @@ t.test('QEMU arguments come from the record: console, machine, port on loopback 
 t.test('timeouts scale per arch', async (t) => {
   t.equal(timeout('bootToSsh', getArch('ppc64le')), timeout('bootToSsh', getArch('x86_64')) * getArch('ppc64le').timeoutScale);
 });
+
+t.test("the restart scenario's flush-off variant: ppc64le's words reach the kernel command line; x86_64 has none", async (t) => {
+  const ppc = getArch('ppc64le');
+  t.same(ppc.exitFlushOff?.args, ['no_rfi_flush']);
+  // The machine line keeps cap-cfpc=broken: the kernel then uses the fallback flush (rfscv_flush_fallback) the variant turns off.
+  t.match(ppc.qemu.machineArgs.join(' '), /cap-cfpc=broken/);
+  const args = qemuArgs({ arch: ppc, kernel: '/k', initrd: '/i', sshPort: 1, consoleLog: '/c', extraAppend: [...ppc.exitFlushOff!.args] });
+  t.match(args[args.indexOf('-append') + 1], / no_rfi_flush$/);
+  t.equal(getArch('x86_64').exitFlushOff, undefined);
+});
