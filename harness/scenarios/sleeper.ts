@@ -21,6 +21,8 @@ export type LeaderMode = 'busy' | 'sleep';
 export const THREAD_BLOCKER = 'thread-blocker';
 
 const AUTO_SIGNAL_LINE = 'livepatch: signaling remaining tasks';
+/** Written to /dev/kmsg just before a lever's write (Sleeper.MARK_WRITE). */
+const WRITE_MARK = 'klp-harness: lever write';
 
 /** What the kernel's dynamic-debug lines printed after a lever's write say. */
 export interface AfterWrite {
@@ -261,7 +263,14 @@ export class Sleeper {
   }
 
   /** Guest shell: the kernel's livepatch lines of interest, each prefixed "d " (read after a write, split by their printk time). */
-  private static readonly KERNEL_LINES = `dmesg | grep -E 'klp_try_switch_task: |${AUTO_SIGNAL_LINE}' | sed 's/^/d /'`;
+  private static readonly KERNEL_LINES = `dmesg | grep -E 'klp_try_switch_task: |${AUTO_SIGNAL_LINE}|${WRITE_MARK}' | sed 's/^/d /'`;
+  /**
+   * Put in the kernel's log just before a lever's write: its printk time is
+   * the write's time on the clock of the kernel's own lines. /proc/uptime
+   * is another clock (seen on ppc64le under emulation: printk times over a
+   * second ahead of it, so lines from before a write were counted after it).
+   */
+  private static readonly MARK_WRITE = `echo "${WRITE_MARK}" > /dev/kmsg; `;
 
   /**
    * What the kernel said before and after a write at `atMs` (guest uptime),
@@ -270,14 +279,19 @@ export class Sleeper {
    * signal came first, the first blocker's tries before the write, and the
    * lines after it.
    */
-  private splitAtWrite(stdout: string, atMs: number): { ownFirst: boolean; tries: number[]; after: string[] } {
-    const lines = [...stdout.matchAll(/^d \[\s*(\d+)\.(\d+)\] (.*)$/gm)].map((m) => ({ at: Number(m[1]) * 1000 + Number(m[2]!.padEnd(3, '0').slice(0, 3)), text: m[3]! }));
-    const before = lines.filter((l) => l.at < atMs);
+  private splitAtWrite(stdout: string, atMs: number): { ownFirst: boolean; tries: number[]; after: string[]; splitAt: number } {
+    const all = [...stdout.matchAll(/^d \[\s*(\d+)\.(\d+)\] (.*)$/gm)].map((m) => ({ at: Number(m[1]) * 1000 + Number(m[2]!.padEnd(3, '0').slice(0, 3)), text: m[3]! }));
+    // The last mark is this write's (the log keeps the earlier ones): the split on the kernel's own clock.
+    const mark = all.filter((l) => l.text.includes(WRITE_MARK)).at(-1);
+    const splitAt = mark?.at ?? atMs;
+    const lines = all.filter((l) => !l.text.includes(WRITE_MARK));
+    const before = lines.filter((l) => l.at < splitAt);
     const pid = this.shared.blockers[0];
     return {
       ownFirst: before.some((l) => l.text.includes(AUTO_SIGNAL_LINE)),
       tries: pid ? before.filter((l) => l.text.includes(`:${pid} is sleeping on function`)).map((l) => l.at) : [],
-      after: lines.filter((l) => l.at >= atMs).map((l) => l.text),
+      after: lines.filter((l) => l.at >= splitAt).map((l) => l.text),
+      splitAt,
     };
   }
 
@@ -287,13 +301,13 @@ export class Sleeper {
    * verdict about the lever is possible: Inconclusive (the run is repeated).
    */
   async signalOnce(s: StepApi, what = 'write 1 to signal'): Promise<WriteResult> {
-    const r = await this.ops.run(`read u _ < /proc/uptime; echo "at $u"; if { echo 1 > ${q(this.file('signal'))}; } 2>/tmp/klp-sw; then echo "w ok"; else read m < /tmp/klp-sw; echo "w $m"; fi; ${Sleeper.KERNEL_LINES}`);
+    const r = await this.ops.run(`read u _ < /proc/uptime; echo "at $u"; ${Sleeper.MARK_WRITE}if { echo 1 > ${q(this.file('signal'))}; } 2>/tmp/klp-sw; then echo "w ok"; else read m < /tmp/klp-sw; echo "w $m"; fi; ${Sleeper.KERNEL_LINES}`);
     const at = /^at (\d+)\.(\d+)/m.exec(r.stdout);
     const atMs = at ? Number(at[1]) * 1000 + Number(at[2]!.padEnd(3, '0').slice(0, 3)) : NaN;
     const w = /^w (.*)$/m.exec(r.stdout)?.[1] ?? 'no write happened';
     const seen = this.splitAtWrite(r.stdout, atMs);
     this.ctx.event(`1 written to ${this.patch}/signal`, atMs);
-    this.margin(atMs, seen.tries);
+    this.margin(seen.splitAt, seen.tries);
     if (seen.ownFirst) throw new Inconclusive(`the kernel signalled first ("signaling remaining tasks" came before ${this.patch}/signal was written)`);
     const outcome = w === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(w)?.[1]?.trim() ?? w };
     s.accepted(what, outcome);
@@ -370,7 +384,7 @@ export class Sleeper {
     const blockers = opts.blockers ?? this.blockerPids;
     const watch = blockers[0];
     const timeoutMs = timeout('transition', this.ctx.arch);
-    const writes = Array.from({ length: times }, (_, i) => `if { echo ${q(value)} > ${q(this.file(lever))}; } 2>/tmp/klp-w${i}; then echo "w ok"; else read m < /tmp/klp-w${i}; echo "w $m"; fi; `).join('');
+    const writes = Sleeper.MARK_WRITE + Array.from({ length: times }, (_, i) => `if { echo ${q(value)} > ${q(this.file(lever))}; } 2>/tmp/klp-w${i}; then echo "w ok"; else read m < /tmp/klp-w${i}; echo "w $m"; fi; `).join('');
     // The blocker's patch_state, sampled with the transition: when it left the initial state.
     const body = `${watch ? `if [ -z "$sw" ]; then read b 2>/dev/null < /proc/${watch}/patch_state || b=gone; [ "$b" != ${q(initialState)} ] && sw=$e; fi; ` : ''}[ "$v" = 0 ] && break; [ "$v" = gone ] && break; `;
     const script =
@@ -385,9 +399,9 @@ export class Sleeper {
     const switched = /^switched (\d+)/m.exec(r.stdout)?.[1];
     const writesDone = lines.filter((l) => l.startsWith('w ')).map((l) => l.slice(2)).map((m) => (m === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(m)?.[1]?.trim() ?? m }));
     this.ctx.event(`${value} written to ${this.patch}/${lever}${times > 1 ? ` (x${times})` : ''}`, atMs);
-    const { ownFirst, tries, after } = this.splitAtWrite(r.stdout, atMs);
+    const { ownFirst, tries, after, splitAt } = this.splitAtWrite(r.stdout, atMs);
     if (lever === 'signal') {
-      this.margin(atMs, tries);
+      this.margin(splitAt, tries);
       if (ownFirst) throw new Inconclusive(`the kernel signalled first ("signaling remaining tasks" came before ${this.patch}/signal was written)`);
     }
     s.accepted(`write ${value} to ${lever}`, writesDone[0] ?? { ok: false, error: 'no write happened' });
