@@ -130,8 +130,9 @@ export const kselftest: Scenario = {
         rmSync(scratch, { recursive: true, force: true });
       }
       const install = inTree
-        ? 'tar -x -C / -f /tmp/modules.tar && mkdir -p /root/kselftest && tar -x -C /root/kselftest -f /tmp/kselftest.tar && modprobe --dry-run test_klp_livepatch && echo installed'
-        : 'mkdir -p /root/kselftest && tar -x -C /root/kselftest -f /tmp/kselftest.tar && tar -x -C /root/kselftest/livepatch -f /tmp/modules.tar && modinfo -F name /root/kselftest/livepatch/test_modules/test_klp_livepatch.ko >/dev/null && echo installed';
+        ? 'tar -x -C / -f /tmp/modules.tar && mkdir -p /root/kselftest && tar -x -C /root/kselftest -f /tmp/kselftest.tar && /sbin/modprobe --dry-run test_klp_livepatch && echo installed'
+        : 'mkdir -p /root/kselftest && tar -x -C /root/kselftest -f /tmp/kselftest.tar && tar -x -C /root/kselftest/livepatch -f /tmp/modules.tar && /sbin/modinfo -F name /root/kselftest/livepatch/test_modules/test_klp_livepatch.ko >/dev/null && echo installed';
+      // kmod's tools by path: the static busybox's shell runs its own applets first (modprobe without --dry-run).
       const r = await ctx.ops.run(install);
       s.equal(`test modules installed (${inTree ? 'modprobe --dry-run' : 'modinfo test_modules/'} test_klp_livepatch)`, r.stdout.trim() || r.stderr.trim(), 'installed');
       s.equal('upstream scripts found', String(scripts.length > 0 && existsSync(join(tree, SELFTEST_DIR, scripts[0]!))), 'true');

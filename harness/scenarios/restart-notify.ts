@@ -169,6 +169,7 @@ function restartScenario(name: string, flushOff: boolean): Scenario {
       const paths = entryPaths(ctx.arch.syscallByCpu, ctx.cpu);
       await ctx.step('the canary and the kernel command line', async (s) => {
         await canaryIn(ctx);
+        s.equal(`/root/${CANARY} in the guest, executable`, (await ctx.ops.run(`[ -x /root/${CANARY} ] && echo executable`)).stdout.trim(), 'executable');
         const flush = await exitFlush(ctx);
         ctx.logger.info(`  ${ctx.arch.name}${ctx.cpu ? `/${ctx.cpu}` : ''} ${name}: entry paths ${paths.join(', ')}; exit flush: ${flush.replace(/\n/g, '; ') || 'no line'}`);
         if (flushOff && off) {
