@@ -18,7 +18,7 @@ import { Slots } from '../harness/pipeline/slots.js';
 import type { RunReport } from '../harness/report/run-report.js';
 import { makeArgs } from '../harness/kernel/build.js';
 import { cacheRoot } from '../harness/core/cache.js';
-import { run } from '../harness/core/exec.js';
+import { run } from '../harness/proc/exec.js';
 import { loadKeys } from '../harness/image/keys.js';
 import { createLogger } from '../harness/core/log.js';
 import { readSeries } from '../harness/kernel/patches.js';

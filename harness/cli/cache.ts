@@ -3,7 +3,7 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { cacheRoot, MARKER } from '../core/cache.js';
 import { EXIT, usageError } from '../core/errors.js';
-import { run } from '../core/exec.js';
+import { run } from '../proc/exec.js';
 import { alive, describeHolders, entryLock, tryExclusive } from '../core/lock.js';
 import { commandOptions, noPositionals, pathOption } from './options.js';
 

@@ -7,7 +7,7 @@ import { archNames, getArch, type ArchRecord } from '../core/arch.js';
 import { Accelerator } from '../vm/accel.js';
 import { bootGuest, type Booted } from '../vm/boot.js';
 import { cacheRoot } from '../core/cache.js';
-import { guardRun } from '../core/children.js';
+import { guardRun } from '../proc/supervisor.js';
 import { EXIT, usageError } from '../core/errors.js';
 import { GuestOps, LP_SYSFS } from '../vm/guestops.js';
 import type { Keys } from '../image/keys.js';

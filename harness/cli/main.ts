@@ -1,7 +1,7 @@
 // Command-line entry point: `klp-harness <subcommand> [options]`. Each
 // subcommand parses its own options (an option it does not take is bad
 // usage); errors become exit codes through the one error table.
-import { killAll, wasInterrupted } from '../core/children.js';
+import { killAll, wasInterrupted } from '../proc/supervisor.js';
 import { describeError, EXIT, exitCodeFor, usageError } from '../core/errors.js';
 import { checkTimeoutScale } from '../core/timeouts.js';
 import { createLogger } from '../core/log.js';

@@ -2,7 +2,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { archNames, parseArchList, type ArchRecord } from '../core/arch.js';
-import { wasInterrupted } from '../core/children.js';
+import { wasInterrupted } from '../proc/supervisor.js';
 import { EXIT, usageError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { KERNELS, parseKernelList } from '../kernel/kernels.js';

@@ -9,7 +9,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { infraError } from './errors.js';
+import { pollUntil } from './poll.js';
+import { hostMs } from './timeouts.js';
 import type { Logger } from './log.js';
+import { procStat } from '../proc/stat.js';
 
 export type LockMode = 'shared' | 'exclusive';
 
@@ -45,15 +48,8 @@ export function entryLock(cacheDir: string, entry: string): string {
 
 const holdersDir = (lock: string) => `${lock}.holders`;
 
-/** Whether a process of this pid exists (EPERM: it does, owned by someone else). */
-export const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
+/** Whether a process of this pid exists (a holder's record has no start time: the pid alone). */
+export const alive = (pid: number) => procStat(pid) !== undefined;
 
 /** The live holders recorded for a lock; records of processes that are gone are removed. */
 export function lockHolders(lock: string): Holder[] {
@@ -122,11 +118,8 @@ async function acquire(lock: string, mode: LockMode, what: string, logger?: Logg
     const started = Date.now();
     const others = () => lockHolders(lock).filter((h) => h.pid !== process.pid);
     // A holder writes its record just after it gets the lock: give it a moment.
-    let holders = others();
-    for (let i = 0; i < 5 && holders.length === 0; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      holders = others();
-    }
+    const seen = await pollUntil(others, (h) => h.length > 0, { everyMs: 50, deadlineMs: hostMs('lockRecord') });
+    const holders = seen.ok ? seen.value : seen.last ?? [];
     logger?.info(`lock: waiting for ${what} (${mode}): held by ${describeHolders(holders)}; lock file ${lock}`);
     child = (await spawnFlock(lock, mode, true))!;
     logger?.info(`lock: got ${what} (${mode}) after ${((Date.now() - started) / 1000).toFixed(1)} s`);

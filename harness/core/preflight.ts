@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import type { ArchRecord } from './arch.js';
 import { infraError } from './errors.js';
-import { findOnPath } from './procs.js';
+import { findOnPath } from '../proc/guards.js';
 
 export interface Requirement {
   /** A command looked up in PATH, or an absolute file path. */

@@ -49,6 +49,50 @@ const GUEST_BOUND_MS = {
  */
 export const KVM_MS = { probe: 2_000, firstLine: 4_000 } as const;
 
+/**
+ * Host-side waits that do not grow with the guest's speed: how often a poll
+ * looks, how long a socket QEMU is still creating may take, grace periods.
+ * Not scaled per arch; KLP_HARNESS_TIMEOUT_SCALE stretches the deadlines
+ * among them through `hostMs`.
+ */
+const HOST_MS = {
+  /** QEMU's QMP socket to answer after QEMU started (it creates it at once). */
+  qmpConnect: 10_000,
+  /** Between two QMP status reads while a migration or a restore runs. */
+  qmpPoll: 50,
+  /** Between two reads of QEMU's run state after a restore began. */
+  restorePoll: 20,
+  /** Between two reads of a blocker module's state in the guest. */
+  blockerPoll: 200,
+  /** One SSH handshake (ssh2's readyTimeout); retried until the boot's deadline. */
+  sshHandshake: 8_000,
+  /** After a failed command: how long QEMU's exit may take to be noticed, so a dead guest is reported as such. */
+  deathNotice: 300,
+  /** After a failed boot: for the fatal console line (a panic) to arrive before QEMU is stopped. */
+  lastConsoleLine: 300,
+  /** After closing SSH and before saving a snapshot: for the guest's server to see the session end. */
+  sshCloseSettle: 300,
+  /** QEMU's grace after a QMP quit / SIGTERM before SIGKILL. */
+  vmStopGrace: 3_000,
+  /** After an interrupt: SIGKILL to every child group after this, exit 130 after interruptExit at the latest. */
+  interruptKill: 1_500,
+  interruptExit: 3_500,
+  /** How long a holder may take to write its record after it got a lock. */
+  lockRecord: 250,
+  /** The race canary's line on the console after the race ends. */
+  canaryLine: 3_000,
+  /** A restored guest's first 20 ms sleep (timers run) over SSH, before the arch's scale. */
+  restoredTimers: 5_000,
+} as const;
+
+export type HostWait = keyof typeof HOST_MS;
+
+/** A host-side wait; the ones that are deadlines grow with KLP_HARNESS_TIMEOUT_SCALE, intervals and graces do not. */
+export function hostMs(name: HostWait): number {
+  const deadline = name === 'qmpConnect' || name === 'sshHandshake' || name === 'canaryLine' || name === 'restoredTimers';
+  return deadline ? Math.round(HOST_MS[name] * extraScale()) : HOST_MS[name];
+}
+
 export type TimeoutName = keyof typeof BASE_MS;
 export type GuestBoundName = keyof typeof GUEST_BOUND_MS;
 

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import { join } from 'node:path';
 import { sha256File } from '../core/cache.js';
 import { infraError } from '../core/errors.js';
-import { run, tail } from '../core/exec.js';
+import { run, tail } from '../proc/exec.js';
 import type { Logger } from '../core/log.js';
 
 export interface AptState {

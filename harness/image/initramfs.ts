@@ -6,12 +6,12 @@ import { dirname, join, posix } from 'node:path';
 import type { ArchRecord } from '../core/arch.js';
 import { aptState, aptUpdate, dependencyClosure, downloadDebs } from './apt.js';
 import { hashOf, readValidMarker, writeMarker, writeFileAtomic } from '../core/cache.js';
-import { onCleanup } from '../core/children.js';
+import { onCleanup } from '../proc/supervisor.js';
 import { entryLock, useEntry, withExclusive } from '../core/lock.js';
 import { writeCpio, type CpioEntry } from './cpio.js';
 import { isElf, readElfDeps } from './elf.js';
 import { infraError } from '../core/errors.js';
-import { run } from '../core/exec.js';
+import { run } from '../proc/exec.js';
 import type { Keys } from './keys.js';
 import type { Logger } from '../core/log.js';
 

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configError } from '../core/errors.js';
-import { run } from '../core/exec.js';
+import { run } from '../proc/exec.js';
 
 /** Option name (without CONFIG_) to value: 'y', 'm', a string or number, or 'n' for "is not set". */
 export type ConfigMap = Map<string, string>;

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, st
 import { join } from 'node:path';
 import { aptState, aptUpdate, compareDebVersions, downloadDebs } from '../image/apt.js';
 import { usageError } from '../core/errors.js';
-import { run } from '../core/exec.js';
+import { run } from '../proc/exec.js';
 import { entryLock, withExclusive } from '../core/lock.js';
 import type { Logger } from '../core/log.js';
 

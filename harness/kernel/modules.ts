@@ -7,7 +7,7 @@ import { compilerErrors, makeArgs, type BuildResult } from './build.js';
 import { hashOf, readValidMarker, writeMarker } from '../core/cache.js';
 import { entryLock, useEntry } from '../core/lock.js';
 import { buildError } from '../core/errors.js';
-import { run } from '../core/exec.js';
+import { run } from '../proc/exec.js';
 import type { Logger } from '../core/log.js';
 
 export const GUEST_MODULES = ['klp_sleeper.ko', 'klp_sleeper_lp.ko', 'klp_sleeper_lp_replace.ko'];

@@ -4,13 +4,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { hashOf, invalidate, MARKER, readValidMarker, writeFileAtomic, writeMarker } from '../core/cache.js';
+import { hashOf, MARKER, readValidMarker, writeFileAtomic, writeMarker } from '../core/cache.js';
 import { entryLock, useEntry, withShared } from '../core/lock.js';
 import { infraError, usageError } from '../core/errors.js';
-import { run, tail } from '../core/exec.js';
+import { run, tail } from '../proc/exec.js';
 import type { Logger } from '../core/log.js';
 import { explainRejection, type Patch, type Series } from './patches.js';
-import { onCleanup } from '../core/children.js';
+import { onCleanup } from '../proc/supervisor.js';
 import { projectPath } from '../core/paths.js';
 
 export const DEFAULT_KERNEL_SRC = '/usr/src/linux-source-6.1.tar.xz';
@@ -192,22 +192,20 @@ export function touchedFiles(patch: Patch): string[] {
 }
 
 /**
- * Makes (or reuses) the patched private copy of the kernel source. One tree
- * per (source, series): `trees/<source key>` for the project's own series
- * (a new version of it is switched in place: old patches reverted, new ones
- * applied, so that unchanged files keep their times and kbuild rebuilds only
- * what the patches touch), `trees/<source key>-<series key>` for any other.
- * A new tree is copied from a complete sibling when there is one, and its
- * series switched, for the same reason. Each tree is locked: shared while a
- * run uses it, exclusive while it is made or switched.
+ * Makes (or reuses) the patched private copy of the kernel source: one tree
+ * per (source, series), `trees/<source key>-<series key>`, never changed
+ * once made. A new tree is hard-linked from a complete sibling of the same
+ * source when there is one (its series reverted, the new one applied: only
+ * the files the two series touch are new files, and only they rebuild), else
+ * unpacked. Each tree is locked: shared while a run uses it, exclusive while
+ * it is made.
  */
 export async function prepareSource(req: SourceRequest): Promise<SourceResult> {
   const started = Date.now();
   const ident = await sourceIdentity(req.kernelSrc, req.cacheDir, req.logger);
   const base = hashOf(ident.id);
   const series = seriesIdentity(req.series);
-  const home = req.series.origin === DEFAULT_PATCHES;
-  const key = home ? base : `${base}-${series}`;
+  const key = `${base}-${series}`;
   const tree = join(req.cacheDir, 'trees', key);
   const fits = async (): Promise<SourceResult | undefined> => {
     const marker = await readValidMarker(tree);
@@ -222,74 +220,13 @@ export async function prepareSource(req: SourceRequest): Promise<SourceResult> {
     rebuild: req.rebuild,
     check: fits,
     make: async () => {
-      if (!req.rebuild && (await adoptUnlisted(req, tree, key, ident))) {
-        const adopted = await fits();
-        if (adopted) return adopted;
-      }
-      const generation = (await switchInPlace(req, tree, key, ident.id, series)) ?? (await makeTree(req, tree, key, base, ident, series));
+      const generation = await makeTree(req, tree, key, base, ident, series);
       return { tree, key, series, generation, version: await kernelVersion(tree), reused: false, durationMs: Date.now() - started };
     },
   });
 }
 
-/**
- * A tree made before markers carried a manifest (a warm cache from before):
- * kept when every regular file of its tarball is there with its size (files
- * the applied series touches aside), and then given its manifest. Costs one
- * listing of the tarball, once, instead of a fresh tree and a cold build.
- */
-async function adoptUnlisted(req: SourceRequest, tree: string, key: string, ident: { kind: string; id: string }): Promise<boolean> {
-  const marker = await readValidMarker(tree);
-  if (!marker || marker.manifest || ident.kind !== 'tarball' || !existsSync(join(tree, APPLIED))) return false;
-  req.logger.info(`source: checking trees/${key} (made before trees had a manifest) against ${req.kernelSrc}`);
-  const listing = await run('tar', ['-tvf', resolve(req.kernelSrc)], { logger: req.logger }).catch(() => undefined);
-  if (!listing) return false;
-  const touched = new Set((JSON.parse(readFileSync(join(tree, APPLIED), 'utf8')) as Patch[]).flatMap(touchedFiles));
-  let checked = 0;
-  for (const line of listing.stdout.split('\n')) {
-    const m = /^-\S*\s+\S+\s+(\d+)\s+\S+\s+\S+\s+(.*)$/.exec(line);
-    if (!m) continue;
-    const rel = m[2]!.split('/').slice(1).join('/');
-    if (!rel || touched.has(rel)) continue;
-    const st = statSync(join(tree, rel), { throwIfNoEntry: false });
-    if (!st || st.size !== Number(m[1])) {
-      req.logger.info(`source: trees/${key} does not match its tarball (${rel}); making it again`);
-      return false;
-    }
-    checked++;
-  }
-  if (checked === 0) return false;
-  await writeMarker(tree, key, marker.inputs, Object.keys(marker.files), marker.meta, { manifest: true });
-  req.logger.info(`source: trees/${key} matches its tarball (${checked} files); kept, with a manifest now`);
-  return true;
-}
-
-/** Switches the series of a complete tree in place; its generation, or undefined when it cannot. */
-async function switchInPlace(req: SourceRequest, tree: string, key: string, sourceId: string, series: string): Promise<string | undefined> {
-  const marker = req.rebuild ? undefined : await readValidMarker(tree);
-  if (!marker?.manifest || !existsSync(join(tree, APPLIED))) return undefined;
-  const generation = String(marker.meta?.generation);
-  invalidate(tree);
-  const old = JSON.parse(readFileSync(join(tree, APPLIED), 'utf8')) as Patch[];
-  if (!(await revertAll(tree, old, req.logger).then(() => true, () => false))) {
-    req.logger.info('source: could not revert the previous series; unpacking afresh');
-    return undefined;
-  }
-  writeFileAtomic(join(tree, APPLIED), '[]\n');
-  const mark = (s: string) => writeMarker(tree, key, { source: sourceId, series: s }, ['Makefile'], { generation, seed: marker.meta?.seed }, { manifest: true });
-  try {
-    await applyAll(tree, req.series, req.logger);
-  } catch (e) {
-    await mark('pristine');
-    throw e;
-  }
-  writeFileAtomic(join(tree, APPLIED), JSON.stringify(req.series.patches));
-  await mark(series);
-  req.logger.info('source: switched the patch series in place (only touched files rebuild)');
-  return generation;
-}
-
-/** Makes a tree afresh: copied from a complete sibling (then its series switched), else unpacked or copied from the source. */
+/** Makes a tree: hard-linked from a complete sibling (its series reverted), else unpacked or copied from the source; then the series applied. */
 async function makeTree(req: SourceRequest, tree: string, key: string, base: string, ident: { kind: string; id: string; git: boolean }, series: string): Promise<string> {
   rmSync(tree, { recursive: true, force: true });
   mkdirSync(join(req.cacheDir, 'trees'), { recursive: true });
@@ -352,8 +289,8 @@ async function unpack(req: SourceRequest, ident: { kind: string; git: boolean },
 async function copySibling(req: SourceRequest, base: string, key: string, tmp: string): Promise<SeedInfo | undefined> {
   const dir = join(req.cacheDir, 'trees');
   const names = readdirSync(dir).filter((n) => (n === base || n.startsWith(`${base}-`)) && n !== key && !n.includes('.tmp-'));
-  // The project's own series first (most likely built), then the most recently used.
-  names.sort((a, b) => (a === base ? -1 : b === base ? 1 : markerTime(join(dir, b)) - markerTime(join(dir, a))));
+  // The most recently used first: the likeliest to have a build of the same config.
+  names.sort((a, b) => markerTime(join(dir, b)) - markerTime(join(dir, a)));
   for (const name of names) {
     const sibling = join(dir, name);
     const seed = await withShared(entryLock(req.cacheDir, `trees/${name}`), `source tree trees/${name} (to copy it)`, req.logger, async () => {

@@ -2,7 +2,7 @@
 // report over kernel x arch x scenario.
 import { join } from 'node:path';
 import { cacheRoot } from '../core/cache.js';
-import { wasInterrupted } from '../core/children.js';
+import { wasInterrupted } from '../proc/supervisor.js';
 import { exitCodeFor, HarnessError } from '../core/errors.js';
 import { projectPath } from '../core/paths.js';
 import { kernelTarball, type KernelRecord } from '../kernel/kernels.js';

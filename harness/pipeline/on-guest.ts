@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ArchRecord } from '../core/arch.js';
-import { wasInterrupted } from '../core/children.js';
+import { wasInterrupted } from '../proc/supervisor.js';
 import { HarnessError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { timeout } from '../core/timeouts.js';

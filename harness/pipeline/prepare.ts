@@ -2,7 +2,7 @@
 // kernel build, the guest modules, each initramfs the scenarios ask for and
 // the scenarios' own host-side artifacts (the selftest modules). All cached.
 import type { ArchRecord } from '../core/arch.js';
-import { checkInterrupted } from '../core/children.js';
+import { checkInterrupted } from '../proc/supervisor.js';
 import type { Logger } from '../core/log.js';
 import { projectPath } from '../core/paths.js';
 import type { Keys } from '../image/keys.js';

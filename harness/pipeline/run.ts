@@ -7,7 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { join, resolve } from 'node:path';
 import type { ArchRecord } from '../core/arch.js';
 import { cacheRoot } from '../core/cache.js';
-import { checkInterrupted, guardRun, interruptReason, onCleanup, wasInterrupted } from '../core/children.js';
+import { checkInterrupted, guardRun, interruptReason, onCleanup, wasInterrupted } from '../proc/supervisor.js';
 import { describeError, EXIT, exitCodeFor, HarnessError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { projectPath } from '../core/paths.js';

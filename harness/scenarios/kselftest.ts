@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { entryLock, useEntry } from '../core/lock.js';
 import { hashOf, writeMarker, readValidMarker } from '../core/cache.js';
-import { run } from '../core/exec.js';
+import { run } from '../proc/exec.js';
 import { makeArgs } from '../kernel/build.js';
 import { timeout } from '../core/timeouts.js';
 import { Skipped, type HostContext, type Scenario } from './types.js';

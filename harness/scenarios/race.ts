@@ -10,7 +10,8 @@
 // kconfigs/debug.config; a kernel without lockdep skips it.
 import type { ConsoleEvent } from '../vm/console.js';
 import { q } from '../vm/ssh.js';
-import { guestBound, timeout } from '../core/timeouts.js';
+import { guestBound, hostMs, timeout } from '../core/timeouts.js';
+import { delay } from '../core/poll.js';
 import { LP, Sleeper } from './sleeper.js';
 import { Skipped, type Scenario } from './types.js';
 
@@ -132,7 +133,7 @@ export const race: Scenario = {
       // connection drops (the command ends without an exit status, or cannot start).
       const lost = r instanceof Error ? r.message : r.code === null ? 'the driver ended without an exit status' : undefined;
       if (lost) {
-        const said = await Promise.race([ctx.vm.waitForLine(CANARY_LINE), new Promise<undefined>((res) => setTimeout(() => res(undefined), 3000))]);
+        const said = await Promise.race([ctx.vm.waitForLine(CANARY_LINE), delay(hostMs('canaryLine')).then(() => undefined)]);
         if (!said) throw r instanceof Error ? r : new Error(`SSH to the guest lost during the race: ${lost}`);
         s.equal(restartCheck, canaryWords(ctx.vm.events) || said.replace(/^.*?restart-canary: /, ''), RESTARTED);
         s.equal('SSH to the guest during the race', `lost (${lost})`, 'kept');

@@ -2,7 +2,8 @@
 // klp_sleeper_lp livepatch, and reading what blocks a transition.
 import { pollScript, type GuestOps, type SamplePoint, type WriteResult } from '../vm/guestops.js';
 import { q } from '../vm/ssh.js';
-import { guestBound, timeout } from '../core/timeouts.js';
+import { guestBound, hostMs, timeout } from '../core/timeouts.js';
+import { pollUntil } from '../core/poll.js';
 import { Inconclusive, type ScenarioContext, type StepApi, type StuckSetup } from './types.js';
 
 export const LP = 'klp_sleeper_lp';
@@ -187,14 +188,8 @@ export class Sleeper {
   }
 
   async waitStatus(name: BlockerName, pred: (s: BlockerStatus) => boolean, timeoutMs = timeout('blockerState', this.ctx.arch)): Promise<BlockerStatus | undefined> {
-    const end = Date.now() + timeoutMs;
-    let st: BlockerStatus | undefined;
-    while (Date.now() < end) {
-      st = await this.blocker(name);
-      if (st && pred(st)) return st;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    return st;
+    const r = await pollUntil(() => this.blocker(name), (st) => st !== undefined && pred(st), { everyMs: hostMs('blockerPoll'), deadlineMs: timeoutMs });
+    return r.ok ? r.value : r.last;
   }
 
   async release(name: BlockerName, s: StepApi) {

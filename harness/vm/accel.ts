@@ -11,12 +11,12 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, realpathSync,
 import { join } from 'node:path';
 import type { ArchRecord } from '../core/arch.js';
 import { hashOf, writeFileAtomic } from '../core/cache.js';
-import { run } from '../core/exec.js';
+import { run } from '../proc/exec.js';
 import { entryLock, withExclusive } from '../core/lock.js';
 import type { Logger } from '../core/log.js';
-import { spawnGroup } from '../core/process-group.js';
+import { spawnGroup } from '../proc/group.js';
 import { KVM_MS } from '../core/timeouts.js';
-import { findOnPath } from '../core/procs.js';
+import { findOnPath } from '../proc/guards.js';
 
 export type Accel = 'kvm' | 'tcg';
 

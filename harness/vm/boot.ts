@@ -17,7 +17,8 @@ import { RCU_STALL_LINE } from './console.js';
 import { QemuVM } from './qemu.js';
 import { Accelerator, type Accel } from './accel.js';
 import { GuestShell } from './ssh.js';
-import { KVM_MS, timeout } from '../core/timeouts.js';
+import { hostMs, KVM_MS, timeout } from '../core/timeouts.js';
+import { delay } from '../core/poll.js';
 
 export interface BootRequest {
   arch: ArchRecord;
@@ -102,7 +103,7 @@ async function bootOnce(req: BootRequest & { accel: Accelerator }, stalled: stri
     };
   } catch (e) {
     // Give a fatal line a moment to arrive so the report shows the panic, not only the exit.
-    await new Promise((r) => setTimeout(r, 300));
+    await delay(hostMs('lastConsoleLine'));
     await vm.stop();
     throw failedBoot(e, { req, vm, port, accel, stalledNow: watch.stalled(), stalled });
   } finally {

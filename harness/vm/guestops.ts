@@ -3,6 +3,8 @@
 import type { ConsoleEvent, RingBuffer } from './console.js';
 import { errorContextFrom } from './command-context.js';
 import { bootError, HarnessError, infraError } from '../core/errors.js';
+import { delay } from '../core/poll.js';
+import { hostMs } from '../core/timeouts.js';
 import { q, type ExecResult, type GuestShell } from './ssh.js';
 
 /** What GuestOps watches so that a dead guest fails a command at once. */
@@ -103,7 +105,7 @@ export class GuestOps {
   /** Gives QEMU's exit a moment to be noticed, then throws the death report if it died. */
   private async throwIfDead(): Promise<void> {
     if (!this.vm) return;
-    const e = await Promise.race([this.dead, new Promise<undefined>((r) => setTimeout(() => r(undefined), 300))]);
+    const e = await Promise.race([this.dead, delay(hostMs('deathNotice')).then(() => undefined)]);
     if (e) throw e;
   }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { ArchRecord } from '../core/arch.js';
 import { readValidMarker, writeMarker } from '../core/cache.js';
 import { usageError } from '../core/errors.js';
-import { run } from '../core/exec.js';
+import { run } from '../proc/exec.js';
 import { entryLock, useEntry } from '../core/lock.js';
 import type { Logger } from '../core/log.js';
 import { aptState, aptUpdate, downloadDebs } from '../image/apt.js';

@@ -2,11 +2,13 @@
 // (up to a size) and a ring buffer, fatal console lines reported at once,
 // stopped with SIGTERM then SIGKILL to the whole group. The only code that
 // starts QEMU. A guest that floods its console costs bounded memory and disk.
-import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import type { ArchRecord } from '../core/arch.js';
 import { classifyLine, cleanConsoleLine, isFatal, RingBuffer, type ConsoleEvent } from './console.js';
-import { formatCommand, shellQuote } from '../core/exec.js';
-import { spawnGroup, type ProcessGroup } from '../core/process-group.js';
+import { formatCommand, shellQuote } from '../proc/exec.js';
+import { spawnGroup, type ProcessGroup } from '../proc/group.js';
+import { hostMs } from '../core/timeouts.js';
+import { procStat } from '../proc/stat.js';
 
 export interface QemuOptions {
   arch: ArchRecord;
@@ -82,17 +84,7 @@ function piecesOf(line: string): string[] {
 }
 
 /** utime + stime of a live process from /proc (undefined where there is none). */
-export function processCpuMs(pid: number | undefined): number | undefined {
-  if (!pid) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces): state is 3rd, utime the 14th, stime the 15th.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-  } catch {
-    return undefined;
-  }
-}
+export const processCpuMs = (pid: number | undefined): number | undefined => (pid ? procStat(pid)?.cpuMs : undefined);
 
 export type VmExit = { code: number | null; signal: NodeJS.Signals | null; stderr: string };
 
@@ -207,7 +199,7 @@ export class QemuVM {
   cpuMs?: number;
 
   /** Stops QEMU: SIGTERM to its group (continued if it was stopped), SIGKILL after graceMs. */
-  async stop(graceMs = 3000): Promise<VmExit> {
+  async stop(graceMs = hostMs('vmStopGrace')): Promise<VmExit> {
     if (this.running) this.cpuMs ??= processCpuMs(this.pid);
     await this.group.stop(graceMs);
     return this.exited;

@@ -3,7 +3,9 @@
 // to save a booted guest's state to a file (migrate) and to stop QEMU.
 import { connect, type Socket } from 'node:net';
 import { infraError } from '../core/errors.js';
-import { shellQuote } from '../core/exec.js';
+import { shellQuote } from '../proc/exec.js';
+import { pollUntil } from '../core/poll.js';
+import { hostMs } from '../core/timeouts.js';
 
 type Reply = { return?: unknown; error?: { class: string; desc: string }; event?: string; QMP?: unknown };
 
@@ -40,9 +42,8 @@ export class QmpClient {
   }
 
   /** Connects (QEMU may still be creating the socket: retried until deadlineMs) and leaves the greeting's capability negotiation done. */
-  static async connect(path: string, deadlineMs = 10_000, gone: () => boolean = () => false): Promise<QmpClient> {
-    const started = Date.now();
-    for (;;) {
+  static async connect(path: string, deadlineMs = hostMs('qmpConnect'), gone: () => boolean = () => false): Promise<QmpClient> {
+    const attempt = async (): Promise<QmpClient | Error> => {
       try {
         const socket = await new Promise<Socket>((resolve, reject) => {
           const s = connect(path, () => resolve(s));
@@ -54,10 +55,12 @@ export class QmpClient {
         return c;
       } catch (e) {
         if (gone()) throw infraError(`QEMU ended before its QMP socket ${path} answered`);
-        if (Date.now() - started > deadlineMs) throw infraError(`QMP socket ${path} did not answer within ${deadlineMs / 1000} s: ${(e as Error).message}`);
-        await new Promise((r) => setTimeout(r, 50));
+        return e as Error;
       }
-    }
+    };
+    const r = await pollUntil(attempt, (c) => c instanceof QmpClient, { everyMs: hostMs('qmpPoll'), deadlineMs });
+    if (r.ok) return r.value as QmpClient;
+    throw infraError(`QMP socket ${path} did not answer within ${deadlineMs / 1000} s: ${(r.last as Error | undefined)?.message ?? 'no attempt'}`);
   }
 
   private next(): Promise<Reply> {
@@ -94,12 +97,12 @@ export interface MigrateStatus {
  */
 export async function migrateToFile(qmp: QmpClient, file: string, deadlineMs: number): Promise<MigrateStatus> {
   await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
-  const started = Date.now();
-  for (;;) {
+  const read = async () => {
     const s = (await qmp.execute('query-migrate')) as MigrateStatus;
-    if (s.status === 'completed') return s;
     if (s.status === 'failed' || s.status === 'cancelled') throw infraError(`saving the guest's state to ${file} ${s.status}: ${s['error-desc'] ?? 'no reason given'}`);
-    if (Date.now() - started > deadlineMs) throw infraError(`saving the guest's state to ${file} took over ${deadlineMs / 1000} s (status ${s.status})`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+    return s;
+  };
+  const r = await pollUntil(read, (s) => s.status === 'completed', { everyMs: hostMs('qmpPoll'), deadlineMs });
+  if (r.ok) return r.value;
+  throw infraError(`saving the guest's state to ${file} took over ${deadlineMs / 1000} s (status ${r.last?.status})`);
 }

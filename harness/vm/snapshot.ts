@@ -12,11 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pRetry, { AbortError } from 'p-retry';
 import { hashOf, readValidMarker, sha256File, writeMarker } from '../core/cache.js';
-import { wasInterrupted } from '../core/children.js';
+import { wasInterrupted } from '../proc/supervisor.js';
 import { describeError, HarnessError, infraError } from '../core/errors.js';
-import { run } from '../core/exec.js';
+import { run } from '../proc/exec.js';
 import { entryLock, useEntry } from '../core/lock.js';
-import { timeout } from '../core/timeouts.js';
+import { hostMs, timeout } from '../core/timeouts.js';
+import { delay, pollUntil } from '../core/poll.js';
 import { bootGuest, portTaken, startQemu, type BootRequest, type Booted } from './boot.js';
 import type { ConsoleEvent } from './console.js';
 import { freePort } from './ports.js';
@@ -168,7 +169,7 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
     await using booted = await bootGuest({ ...req, consoleLog, commandFile: join(dir, 'qemu-command.txt'), qmpSocket });
     // The guest's SSH server sees our connection end before its state is saved: no half-open session in the snapshot.
     booted.ssh.close();
-    await new Promise((r) => setTimeout(r, 300));
+    await delay(hostMs('sshCloseSettle'));
     const qmp = await QmpClient.connect(qmpSocket);
     const started = Date.now();
     try {
@@ -211,7 +212,7 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
     const commands = { commandMs: timeout('guestCommand', req.arch), copyMs: timeout('fileCopy', req.arch) };
     const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: timeout('restoreToSsh', req.arch), commands, abort });
     // A guest whose timers did not survive the restore answers SSH and then hangs in the first sleep.
-    const timers = await ssh.exec('usleep 20000 && echo timers-ok', { timeoutMs: 5000 * req.arch.timeoutScale }).catch((e: Error) => ({ stdout: e.message }));
+    const timers = await ssh.exec('usleep 20000 && echo timers-ok', { timeoutMs: hostMs('restoredTimers') * req.arch.timeoutScale }).catch((e: Error) => ({ stdout: e.message }));
     if (!timers.stdout.includes('timers-ok')) {
       ssh.close();
       throw infraError(`the restored guest's timers do not fire (a 20 ms sleep did not end: ${timers.stdout.trim().split('\n')[0]})`);
@@ -240,15 +241,11 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
 
 /** Waits until QEMU has loaded the state and the guest runs. */
 async function untilRunning(qmpSocket: string, deadlineMs: number, gone: () => boolean): Promise<void> {
-  const started = Date.now();
   const qmp = await QmpClient.connect(qmpSocket, deadlineMs, gone);
   try {
-    for (;;) {
-      const { status } = (await qmp.execute('query-status')) as { status: string };
-      if (status === 'running') return;
-      if (Date.now() - started > deadlineMs) throw infraError(`the guest was not running ${deadlineMs / 1000} s after the restore began (QEMU status: ${status})`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const status = async () => ((await qmp.execute('query-status')) as { status: string }).status;
+    const r = await pollUntil(status, (s) => s === 'running', { everyMs: hostMs('restorePoll'), deadlineMs });
+    if (!r.ok) throw infraError(`the guest was not running ${deadlineMs / 1000} s after the restore began (QEMU status: ${r.last})`);
   } finally {
     qmp.close();
   }

@@ -6,6 +6,7 @@
 import pRetry, { AbortError } from 'p-retry';
 import { Client, type ClientChannel } from 'ssh2';
 import { HarnessError, infraError, timeoutError } from '../core/errors.js';
+import { hostMs } from '../core/timeouts.js';
 import type { Keys } from '../image/keys.js';
 
 export interface ExecResult {
@@ -88,7 +89,7 @@ export class GuestShell {
           port: opts.port,
           username: 'root',
           privateKey: opts.keys.clientPrivate,
-          readyTimeout: 8000,
+          readyTimeout: hostMs('sshHandshake'),
           hostVerifier: (key: Buffer) => key.equals(opts.keys.hostPublicBlob),
         });
       });

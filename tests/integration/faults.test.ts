@@ -9,7 +9,7 @@ import { getArch } from '../../harness/core/arch.js';
 import { Accelerator } from '../../harness/vm/accel.js';
 import { bootGuest, type Booted } from '../../harness/vm/boot.js';
 import { cacheRoot, MARKER } from '../../harness/core/cache.js';
-import { liveChildren } from '../../harness/core/children.js';
+import { liveChildren } from '../../harness/proc/supervisor.js';
 import { EXIT, HarnessError } from '../../harness/core/errors.js';
 import { GuestOps } from '../../harness/vm/guestops.js';
 import { buildImage } from '../../harness/image/initramfs.js';

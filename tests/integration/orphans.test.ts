@@ -7,7 +7,7 @@ import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { EXIT } from '../../harness/core/errors.js';
-import { procStat } from '../../harness/core/procs.js';
+import { procStat } from '../../harness/proc/stat.js';
 import { alive, fakeKernelTree, okSeries } from '../cli-helpers.js';
 import { ROOT, tempDir } from '../helpers.js';
 

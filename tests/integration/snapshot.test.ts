@@ -14,7 +14,8 @@ import { DEFAULT_KERNEL_SRC, prepareSource } from '../../harness/kernel/source.j
 import { PROJECT_ROOT } from '../../harness/core/paths.js';
 import { prepareArch } from '../../harness/pipeline/prepare.js';
 import { freshGuest, versionAtLeast } from '../../harness/vm/snapshot.js';
-import { run } from '../../harness/core/exec.js';
+import { processCpuMs } from '../../harness/vm/qemu.js';
+import { run } from '../../harness/proc/exec.js';
 import { tempDir } from '../helpers.js';
 
 const logger = createLogger('normal');
@@ -28,6 +29,12 @@ t.test('x86_64: restored guests are pristine, their timers run, and they answer 
   const { build, image } = await prepareArch({ arch, src, keys, initScript, cacheDir, logger });
   // A snapshot cache of its own: the first guest makes the snapshot (a boot), the next ones restore it.
   const req = { arch, kernel: build.image, initrd: image.path, keys, logger, cacheDir: tempDir(t), snapshots: true };
+  // Sooner in QEMU's CPU time, not on the wall clock: a busy host stretches both alike.
+  let bootCpuMs: number;
+  {
+    await using booted = await freshGuest({ ...req, snapshots: false, consoleLog: join(tempDir(t), 'console.log') });
+    bootCpuMs = processCpuMs(booted.vm.pid)!;
+  }
   let first: number;
   {
     await using g = await freshGuest({ ...req, consoleLog: join(tempDir(t), 'console.log') });
@@ -36,12 +43,13 @@ t.test('x86_64: restored guests are pristine, their timers run, and they answer 
     await g.ssh.exec('echo dirty > /run/left-by-guest-1; insmod /nonexistent.ko 2>/dev/null; true');
   }
   await using g2 = await freshGuest({ ...req, consoleLog: join(tempDir(t), 'console.log') });
+  const restoreCpuMs = processCpuMs(g2.vm.pid)!;
   t.ok(g2.restored, 'restored again');
   t.equal((await g2.ssh.exec('cat /run/left-by-guest-1 2>&1 || echo absent')).stdout.trim().split('\n').pop(), 'absent', 'nothing of the first guest is in the second');
   const up = await g2.ssh.exec('read a _ < /proc/uptime; usleep 300000; read b _ < /proc/uptime; echo $a $b');
   const [a, b] = up.stdout.trim().split(' ').map(Number) as [number, number];
   t.ok(b - a >= 0.29 && b - a < 5, `the guest clock runs and a 300 ms sleep ends (uptime ${a} -> ${b})`);
-  t.ok(g2.restored!.ms < 2000, `restored to SSH in ${g2.restored!.ms} ms (first ${first} ms)`);
+  t.ok(restoreCpuMs < bootCpuMs, `restored to SSH on ${restoreCpuMs} ms of QEMU CPU, a boot took ${bootCpuMs} ms (wall: ${g2.restored!.ms} ms, first ${first} ms)`);
   t.match(readFileSync(g2.vm.options.consoleLog, 'utf8'), /# klp-harness: restored from \S+\/state; the boot's console is \S+boot-console\.log/);
 });
 

@@ -134,23 +134,24 @@ t.test('another series gets a tree of its own, copied from the first: untouched 
   t.equal(back.tree, first.tree);
 });
 
-t.test('a new version of the project\'s own series is switched in place', async (t) => {
+t.test('a new version of the project\'s own series gets a tree of its own; the old one is never changed', async (t) => {
   const tree = fakeTree(t);
   writeFileSync(join(tree, 'untouched.c'), 'int x;\n');
   const cacheDir = tempDir(t);
   const own = (text: string) => ({ origin: DEFAULT_PATCHES, patches: [{ name: 'own.patch', text }] });
   const first = await prepareSource({ kernelSrc: tree, series: own(PATCH), cacheDir, logger: silentLogger });
-  const { statSync, utimesSync } = await import('node:fs');
-  const old = new Date('2020-01-01T00:00:00Z');
-  utimesSync(join(first.tree, 'untouched.c'), old, old);
+  const { statSync } = await import('node:fs');
+  const firstText = readFileSync(join(first.tree, 'kernel/livepatch/core.c'), 'utf8');
   const second = await prepareSource({ kernelSrc: tree, series: own(PATCH.replace('+line 2', '+line TWO')), cacheDir, logger: silentLogger });
-  t.equal(second.tree, first.tree, 'same tree directory (its name, and its build\'s, stay what they were: a warm cache stays warm)');
-  t.equal(second.generation, first.generation, 'same generation: builds continue incrementally');
+  t.not(second.tree, first.tree, 'a tree of its own');
+  t.same(treeSeed(second.tree)?.key, first.key, 'made from the first (its build is seeded from the first\'s)');
   t.match(readFileSync(join(second.tree, 'kernel/livepatch/core.c'), 'utf8'), /line TWO\n/);
-  t.equal(statSync(join(second.tree, 'untouched.c')).mtimeMs, old.getTime(), 'untouched file not rewritten');
+  t.equal(readFileSync(join(first.tree, 'kernel/livepatch/core.c'), 'utf8'), firstText, 'the first tree is as it was');
+  t.equal(statSync(join(second.tree, 'untouched.c')).ino, statSync(join(first.tree, 'untouched.c')).ino, 'an untouched file is shared (a hard link), not rewritten');
   const bad = (await prepareSource({ kernelSrc: tree, series: own(PATCH.replace('-line two', '-no such line')), cacheDir, logger: silentLogger }).catch((e) => e)) as HarnessError;
   t.equal(bad.kind, 'patch');
-  t.match(readFileSync(join(first.tree, 'kernel/livepatch/core.c'), 'utf8'), /line two\n/, 'left pristine after a failed series');
+  t.equal(readFileSync(join(first.tree, 'kernel/livepatch/core.c'), 'utf8'), firstText, 'a failed series changes no tree');
   const back = await prepareSource({ kernelSrc: tree, series: own(PATCH), cacheDir, logger: silentLogger });
-  t.equal(back.generation, first.generation, 'the first series goes back on without unpacking again');
+  t.equal(back.reused, true, 'the first series is still there');
+  t.equal(back.generation, first.generation, 'as made, not unpacked again');
 });

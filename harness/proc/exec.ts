@@ -2,10 +2,10 @@
 // goes through here, is printed shell-quoted first, and is logged to a file.
 import { createWriteStream } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
-import { HarnessError, infraError } from './errors.js';
-import type { Logger } from './log.js';
-import { ProcessGroup } from './process-group.js';
-import { setprivMissing, withDeathSignal } from './procs.js';
+import { HarnessError, infraError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { ProcessGroup } from './group.js';
+import { setprivMissing, withDeathSignal } from './guards.js';
 
 /** Quotes one argv element so that a person can paste the command into a shell. */
 export function shellQuote(arg: string): string {

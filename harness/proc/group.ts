@@ -4,8 +4,8 @@
 // a timeout, on an abort or on request: SIGTERM (and SIGCONT, so a stopped
 // group can act on it), SIGKILL after a grace period.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { killGroup, track } from './children.js';
-import { withDeathSignal } from './procs.js';
+import { killGroup, track } from './supervisor.js';
+import { withDeathSignal } from './guards.js';
 
 export interface GroupOptions {
   /** Names the group in the harness's records and logs. */

@@ -1,10 +1,10 @@
 // The process layer against tiny fake programs: a timeout, an abort, a stop
 // and the harness's exit each end the whole group, grandchildren included.
 import t from 'tap';
-import { killAll } from '../../../harness/core/children.js';
-import { run } from '../../../harness/core/exec.js';
-import { spawnGroup } from '../../../harness/core/process-group.js';
-import { procStat } from '../../../harness/core/procs.js';
+import { killAll } from '../../../harness/proc/supervisor.js';
+import { run } from '../../../harness/proc/exec.js';
+import { spawnGroup } from '../../../harness/proc/group.js';
+import { procStat } from '../../../harness/proc/stat.js';
 import { fixture } from '../../helpers.js';
 
 const TREE = fixture('procs/tree.sh');
