@@ -73,8 +73,23 @@ export function compilerErrors(log: string, max = 25): string[] {
   return hits.slice(0, max);
 }
 
-/** Configures and builds the kernel and its in-tree modules, or reuses a complete build. */
-export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
+/** What one build is made of: its inputs read once, its directory and its make command. */
+interface BuildPlan {
+  req: BuildRequest;
+  started: number;
+  fragments: string[];
+  fragmentText: string;
+  cc: string;
+  key: string;
+  buildDir: string;
+  logPath: string;
+  ccache: boolean;
+  makeArgs: string[];
+  jobs: number;
+  makeCommand: string;
+}
+
+async function planBuild(req: BuildRequest): Promise<BuildPlan> {
   const started = Date.now();
   const { arch, logger } = req;
   const fragments = [...['common.config', arch.kconfigFragment].map((f) => join(req.kconfigDir, f)), ...(req.extraFragments ?? [])];
@@ -88,101 +103,117 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const cc = await compilerVersion(arch);
   const key = hashOf(req.treeKey, arch.name, fragmentText, cc);
   const buildDir = join(req.cacheDir, 'builds', `${arch.name}-${key}`);
-  const logPath = join(buildDir, 'build.log');
   const ccache = useCcache();
-  const base = makeArgs(arch, req.tree, buildDir, ccache);
+  const args = makeArgs(arch, req.tree, buildDir, ccache);
   const jobs = req.jobs ?? availableParallelism();
-  const makeCommand = formatCommand('make', [...base, `-j${jobs}`, arch.imageTarget, 'modules']);
-  const result = (reused: boolean): BuildResult => ({
-    buildDir,
-    image: join(buildDir, arch.imagePath),
-    key: hashOf(key, req.series, req.generation),
-    reused,
-    durationMs: Date.now() - started,
-    logPath,
-    makeCommand,
-  });
+  const makeCommand = formatCommand('make', [...args, `-j${jobs}`, arch.imageTarget, 'modules']);
+  return { req, started, fragments, fragmentText, cc, key, buildDir, logPath: join(buildDir, 'build.log'), ccache, makeArgs: args, jobs, makeCommand };
+}
 
-  // One output tree per (patched tree, fragments, toolchain): the project's
-  // own series, when it changes, rebuilds in it incrementally; a tree
-  // unpacked afresh starts it over; a tree copied from a sibling starts from
-  // a copy of the sibling's build. The lock keeps other runs out meanwhile.
+/**
+ * Configures and builds the kernel and its in-tree modules, or reuses a
+ * complete build. One output tree per (patched tree, fragments, toolchain):
+ * a tree unpacked afresh starts it over; a tree copied from a sibling starts
+ * from a copy of the sibling's build. The lock keeps other runs out meanwhile.
+ */
+export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
+  const plan = await planBuild(req);
+  const result = (reused: boolean): BuildResult => ({
+    buildDir: plan.buildDir,
+    image: join(plan.buildDir, req.arch.imagePath),
+    key: hashOf(plan.key, req.series, req.generation),
+    reused,
+    durationMs: Date.now() - plan.started,
+    logPath: plan.logPath,
+    makeCommand: plan.makeCommand,
+  });
   const check = async () => {
-    const marker = await readValidMarker(buildDir);
+    const marker = await readValidMarker(plan.buildDir);
     return marker && marker.inputs.series === req.series && marker.inputs.generation === req.generation ? result(true) : undefined;
   };
-  const name = `builds/${arch.name}-${key}`;
-  return useEntry({ lock: entryLock(req.cacheDir, name), what: `kernel build ${name}`, logger, rebuild: req.rebuild, check, make });
-
-  async function make(): Promise<BuildResult> {
-    invalidate(buildDir);
-    if (!existsSync(buildDir)) await seedBuild(req, fragmentText, cc, buildDir);
-    const generationFile = join(buildDir, '.klp-tree-generation');
-    if (existsSync(buildDir) && readMaybe(generationFile) !== req.generation) {
-      logger.info(`build ${arch.name}: the source tree was unpacked afresh; starting the output tree over`);
-      rmSync(buildDir, { recursive: true, force: true });
-    }
-
-    mkdirSync(buildDir, { recursive: true });
-    writeFileSync(generationFile, req.generation);
-    writeFileSync(logPath, '');
-    const configured = join(buildDir, '.klp-config-ok');
-    const fragmentCopy = join(buildDir, 'klp-fragments.config');
-    if (!existsSync(configured) || readFileSync(fragmentCopy, 'utf8') !== fragmentText) {
-      rmSync(configured, { force: true });
-      logger.status(arch.name, 'config: tinyconfig + fragments, olddefconfig');
-      logger.info(`config ${arch.name}: tinyconfig + ${fragments.map((f) => (f.startsWith(req.kconfigDir + '/') ? f.slice(req.kconfigDir.length + 1) : f)).join(' + ')}`);
-      const onFailure = failureFor(arch, logPath);
-      const tiny = tinyFragments(req.tree, arch);
-      let tinyText = '';
-      if (tiny) {
-        // What `make tinyconfig` does, with our fragments merged before its final
-        // olddefconfig instead of after it: one kbuild config run fewer, and the
-        // same .config (checked byte for byte on both arches with 6.1).
-        await run('make', [...base, `KCONFIG_ALLCONFIG=${tiny.base}`, 'allnoconfig'], { logPath, logger, onFailure });
-        tinyText = tiny.fragments.map((f) => `# from ${f.slice(req.tree.length + 1)}\n${readFileSync(f, 'utf8')}\n`).join('');
-      } else {
-        // A tree older than 5.9 (no tiny-base.config): kbuild's own tinyconfig, then ours on top.
-        await run('make', [...base, 'tinyconfig'], { logPath, logger, onFailure });
-      }
-      appendFileSync(join(buildDir, '.config'), `\n${tinyText}# klp-harness fragments\n${fragmentText}\n`);
-      await run('make', [...base, 'olddefconfig'], { logPath, logger, onFailure });
-      await checkConfig({ tree: req.tree, buildDir, wanted: parseConfig(fragmentText), fragments, arch: arch.name });
-      writeFileSync(fragmentCopy, fragmentText);
-      writeFileSync(configured, '');
-    }
-
-    logger.info(`build ${arch.name}: ${makeCommand}`);
-    logger.info(`build ${arch.name}: log in ${logPath}`);
-    // How far the build is: against the objects of the last full build of this config (any tree), at this build's own pace.
-    const statsFile = join(req.cacheDir, 'build-stats', `${arch.name}-${hashOf(fragmentText, cc)}.json`);
-    const progress = new BuildProgress(readBuildStats(statsFile));
-    let lastReport = Date.now();
-    await run('make', [...base, `-j${jobs}`, arch.imageTarget, 'modules'], {
-      logPath,
-      logger,
-      env: ccache ? { CCACHE_DIR: join(req.cacheDir, 'ccache') } : undefined,
-      onFailure: failureFor(arch, logPath),
-      onLine: (line) => {
-        if (/^\s+CC( \[M\])?\s/.test(line)) {
-          progress.compiled++;
-          logger.status(arch.name, `build: ${progress.describe()}`);
-        }
-        logger.verbose(`build ${arch.name}: ${line}`);
-        if (Date.now() - lastReport > 30_000) {
-          lastReport = Date.now();
-          logger.info(`build ${arch.name}: ${progress.describe()}, ${Math.round((Date.now() - started) / 1000)} s so far`);
-        }
-      },
-    });
-    writeBuildStats(statsFile, progress);
-    await writeMarker(buildDir, key, { tree: req.treeKey, series: req.series, generation: req.generation, fragments: hashOf(fragmentText), compiler: cc }, [
-      arch.imagePath,
-      'Module.symvers',
-      '.config',
-    ]);
+  const name = `builds/${req.arch.name}-${plan.key}`;
+  const make = async () => {
+    await makeBuild(plan);
     return result(false);
+  };
+  return useEntry({ lock: entryLock(req.cacheDir, name), what: `kernel build ${name}`, logger: req.logger, rebuild: req.rebuild, check, make });
+}
+
+async function makeBuild(plan: BuildPlan): Promise<void> {
+  const { req, buildDir } = plan;
+  invalidate(buildDir);
+  if (!existsSync(buildDir)) await seedBuild(req, plan.fragmentText, plan.cc, buildDir);
+  const generationFile = join(buildDir, '.klp-tree-generation');
+  if (existsSync(buildDir) && readMaybe(generationFile) !== req.generation) {
+    req.logger.info(`build ${req.arch.name}: the source tree was unpacked afresh; starting the output tree over`);
+    rmSync(buildDir, { recursive: true, force: true });
   }
+  mkdirSync(buildDir, { recursive: true });
+  writeFileSync(generationFile, req.generation);
+  writeFileSync(plan.logPath, '');
+  await configure(plan);
+  await compile(plan);
+  const inputs = { tree: req.treeKey, series: req.series, generation: req.generation, fragments: hashOf(plan.fragmentText), compiler: plan.cc };
+  await writeMarker(buildDir, plan.key, inputs, [req.arch.imagePath, 'Module.symvers', '.config']);
+}
+
+/** tinyconfig plus the fragments, olddefconfig, and the check that kbuild kept every option asked for; skipped when done for these fragments. */
+async function configure(plan: BuildPlan): Promise<void> {
+  const { req, buildDir, logPath, makeArgs: base } = plan;
+  const { arch, logger } = req;
+  const configured = join(buildDir, '.klp-config-ok');
+  const fragmentCopy = join(buildDir, 'klp-fragments.config');
+  if (existsSync(configured) && readFileSync(fragmentCopy, 'utf8') === plan.fragmentText) return;
+  rmSync(configured, { force: true });
+  logger.status(arch.name, 'config: tinyconfig + fragments, olddefconfig');
+  logger.info(`config ${arch.name}: tinyconfig + ${plan.fragments.map((f) => (f.startsWith(req.kconfigDir + '/') ? f.slice(req.kconfigDir.length + 1) : f)).join(' + ')}`);
+  const onFailure = failureFor(arch, logPath);
+  const tiny = tinyFragments(req.tree, arch);
+  let tinyText = '';
+  if (tiny) {
+    // What `make tinyconfig` does, with our fragments merged before its final
+    // olddefconfig instead of after it: one kbuild config run fewer, and the
+    // same .config (checked byte for byte on both arches with 6.1).
+    await run('make', [...base, `KCONFIG_ALLCONFIG=${tiny.base}`, 'allnoconfig'], { logPath, logger, onFailure });
+    tinyText = tiny.fragments.map((f) => `# from ${f.slice(req.tree.length + 1)}\n${readFileSync(f, 'utf8')}\n`).join('');
+  } else {
+    // A tree older than 5.9 (no tiny-base.config): kbuild's own tinyconfig, then ours on top.
+    await run('make', [...base, 'tinyconfig'], { logPath, logger, onFailure });
+  }
+  appendFileSync(join(buildDir, '.config'), `\n${tinyText}# klp-harness fragments\n${plan.fragmentText}\n`);
+  await run('make', [...base, 'olddefconfig'], { logPath, logger, onFailure });
+  await checkConfig({ tree: req.tree, buildDir, wanted: parseConfig(plan.fragmentText), fragments: plan.fragments, arch: arch.name });
+  writeFileSync(fragmentCopy, plan.fragmentText);
+  writeFileSync(configured, '');
+}
+
+/** The make itself, with a progress line against the last full build of this config (any tree), at this build's own pace. */
+async function compile(plan: BuildPlan): Promise<void> {
+  const { req, logPath } = plan;
+  const { arch, logger } = req;
+  logger.info(`build ${arch.name}: ${plan.makeCommand}`);
+  logger.info(`build ${arch.name}: log in ${logPath}`);
+  const statsFile = join(req.cacheDir, 'build-stats', `${arch.name}-${hashOf(plan.fragmentText, plan.cc)}.json`);
+  const progress = new BuildProgress(readBuildStats(statsFile));
+  let lastReport = Date.now();
+  await run('make', [...plan.makeArgs, `-j${plan.jobs}`, arch.imageTarget, 'modules'], {
+    logPath,
+    logger,
+    env: plan.ccache ? { CCACHE_DIR: join(req.cacheDir, 'ccache') } : undefined,
+    onFailure: failureFor(arch, logPath),
+    onLine: (line) => {
+      if (/^\s+CC( \[M\])?\s/.test(line)) {
+        progress.compiled++;
+        logger.status(arch.name, `build: ${progress.describe()}`);
+      }
+      logger.verbose(`build ${arch.name}: ${line}`);
+      if (Date.now() - lastReport > 30_000) {
+        lastReport = Date.now();
+        logger.info(`build ${arch.name}: ${progress.describe()}, ${Math.round((Date.now() - plan.started) / 1000)} s so far`);
+      }
+    },
+  });
+  writeBuildStats(statsFile, progress);
 }
 
 /** The objects a full build of one config compiled, kept in the cache (build-stats/) for the next build's progress line. */

@@ -1,6 +1,6 @@
 // The low layer for short host commands: every make, tar, patch and apt call
 // goes through here, is printed shell-quoted first, and is logged to a file.
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { HarnessError, infraError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -55,11 +55,27 @@ export async function run(file: string, args: readonly string[], opts: CommandOp
   const started = Date.now();
   const log = opts.logPath ? createWriteStream(opts.logPath, { flags: 'a' }) : undefined;
   log?.write(`$ ${command}\n`);
-  let child: ResultPromise;
+  const child = start(file, args, opts, command);
+  const group = new ProcessGroup(child, { name: file, timeoutMs: opts.timeoutMs });
+  if (log || opts.onLine) streamOutput(child, log, opts.onLine);
+  const r = await child;
+  await group.exited;
+  await new Promise<void>((res) => (log ? log.end(res) : res()));
+  const durationMs = Date.now() - started;
+  const output = typeof r.all === 'string' ? r.all : '';
+  if (r.failed) {
+    const failure: CommandFailure = { command, exitCode: r.exitCode, signal: r.signal, timedOut: group.timedOut || r.timedOut, output, durationMs, logPath: opts.logPath };
+    throw failedCommand(file, failure, r, opts);
+  }
+  return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), output, durationMs };
+}
+
+/** Starts the command under the death signal, leading a process group of its own. */
+function start(file: string, args: readonly string[], opts: CommandOptions, command: string): ResultPromise {
   // The kernel kills the command if node dies; its own group lets us end what it started.
   const guarded = withDeathSignal(file, args);
   try {
-    child = execa(guarded.file, guarded.args, {
+    return execa(guarded.file, guarded.args, {
       cwd: opts.cwd,
       env: opts.env,
       extendEnv: true,
@@ -75,55 +91,41 @@ export async function run(file: string, args: readonly string[], opts: CommandOp
   } catch (e) {
     throw infraError(`could not start ${file}`, { command }, e);
   }
-  const group = new ProcessGroup(child, { name: file, timeoutMs: opts.timeoutMs });
-  if (log || opts.onLine) {
-    let partial = '';
-    child.all?.on('data', (chunk: Buffer) => {
-      log?.write(chunk);
-      if (opts.onLine) {
-        const text = partial + chunk.toString();
-        const lines = text.split('\n');
-        partial = lines.pop() ?? '';
-        for (const l of lines) opts.onLine(l);
-      }
+}
+
+/** Copies the output to the log file as it comes, and hands each whole line to onLine. */
+function streamOutput(child: ResultPromise, log: WriteStream | undefined, onLine?: (line: string) => void): void {
+  let partial = '';
+  child.all?.on('data', (chunk: Buffer) => {
+    log?.write(chunk);
+    if (!onLine) return;
+    const lines = (partial + chunk.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const l of lines) onLine(l);
+  });
+}
+
+/** The error for a command that failed: a missing tool names its package, else the caller's error or an infrastructure one. */
+function failedCommand(file: string, failure: CommandFailure, r: { exitCode?: number; signal?: string; shortMessage?: string }, opts: CommandOptions): HarnessError {
+  const { command, output, timedOut } = failure;
+  const notStarted = r.exitCode === undefined && !r.signal && !timedOut;
+  const setprivFailed = r.exitCode === 127 && setprivMissing(output);
+  if (notStarted || setprivFailed) {
+    const missing = setprivFailed || (r as { code?: string }).code === 'ENOENT';
+    return infraError(missing ? `host tool '${file}' is not installed` : `could not run ${file}: ${r.shortMessage}`, {
+      command,
+      hint: missing ? 'run scripts/setup-host.sh (as root) to install the host packages' : undefined,
     });
   }
-  const r = await child;
-  await group.exited;
-  const timedOut = group.timedOut || r.timedOut;
-  await new Promise<void>((res) => (log ? log.end(res) : res()));
-  const durationMs = Date.now() - started;
-  const output = typeof r.all === 'string' ? r.all : '';
-  if (r.failed) {
-    const failure: CommandFailure = {
-      command,
-      exitCode: r.exitCode,
-      signal: r.signal,
-      timedOut,
-      output,
-      durationMs,
-      logPath: opts.logPath,
-    };
-    const notStarted = r.exitCode === undefined && !r.signal && !timedOut;
-    const setprivFailed = r.exitCode === 127 && setprivMissing(output);
-    if (notStarted || setprivFailed) {
-      const missing = setprivFailed || (r as { code?: string }).code === 'ENOENT';
-      throw infraError(missing ? `host tool '${file}' is not installed` : `could not run ${file}: ${r.shortMessage}`, {
-        command,
-        hint: missing ? 'run scripts/setup-host.sh (as root) to install the host packages' : undefined,
-      });
-    }
-    if (opts.onFailure) throw opts.onFailure(failure);
-    throw infraError(`command failed: ${file}${timedOut ? ' (timed out)' : ''}`, {
-      command,
-      exitCode: r.exitCode,
-      signal: r.signal,
-      durationMs,
-      logPath: opts.logPath,
-      details: tail(output, 30),
-    });
-  }
-  return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), output, durationMs };
+  if (opts.onFailure) return opts.onFailure(failure);
+  return infraError(`command failed: ${file}${timedOut ? ' (timed out)' : ''}`, {
+    command,
+    exitCode: failure.exitCode,
+    signal: failure.signal,
+    durationMs: failure.durationMs,
+    logPath: opts.logPath,
+    details: tail(output, 30),
+  });
 }
 
 /** The last n lines of a text. */

@@ -13,7 +13,7 @@ import { q } from '../vm/ssh.js';
 import { guestBound, hostMs, timeout } from '../core/timeouts.js';
 import { delay } from '../core/poll.js';
 import { LP, Sleeper } from './sleeper.js';
-import { Skipped, type Scenario } from './types.js';
+import { Skipped, type Scenario, type ScenarioContext, type StepApi } from './types.js';
 
 /** guest/modules/restart-canary.c, copied in with the modules. */
 const CANARY = 'restart-canary';
@@ -91,72 +91,8 @@ export const race: Scenario = {
   description: `for ${RACE_SECONDS} s, ${WRITERS} processes write signal/force/enabled and read transition while patching transitions start, reverse and complete: only success or EINVAL, no hang, no lockdep or sleep-in-atomic report`,
   needs: ['signal', 'force'],
   async run(ctx) {
-    const sl = new Sleeper(ctx);
-    await ctx.step('a kernel with lockdep; load klp_sleeper and block a reader', async (s) => {
-      if (!(await ctx.ops.exists('/proc/lockdep'))) {
-        throw new Skipped('this kernel has no lockdep (/proc/lockdep): build it with --kconfig-extra kconfigs/debug.config to run the race');
-      }
-      s.equal('lockdep (/proc/lockdep)', 'on', 'on');
-      await sl.load(s);
-      await sl.start('user-int', s);
-      // The patch files exist only while the patch is loaded: detect the levers once.
-      await sl.insmodPatch(s);
-      await sl.lever(s, 'signal', '1', '0');
-      // The reader now sleeps in the new function: unpatching sticks until signalled too.
-      s.accepted('write 0 to enabled', await ctx.ops.write(sl.file('enabled'), '0'));
-      await sl.lever(s, 'signal', '1', '1');
-      await ctx.ops.waitGone(`/sys/kernel/livepatch/${LP}/enabled`, timeout('transition', ctx.arch));
-      s.equal(`rmmod ${LP}`, (await ctx.ops.rmmod(LP)).code ?? 'no exit status', 0);
-    });
-    await ctx.step(`${WRITERS} writers race the transitions for ${RACE_SECONDS} s (guest clock)`, async (s) => {
-      const writes = [
-        ['signal=1', 'enabled=0', 'signal=0'],
-        ['signal=1', 'force=0', 'enabled=1'],
-        ['enabled=0', 'signal=1', 'force=0'],
-      ];
-      const writers = Array.from({ length: WRITERS }, (_, i) => `setsid sh -c ${q(writerScript(i, writes[i % writes.length]!))} < /dev/null > /dev/null 2>&1 &`).join(' ');
-      // Thousands of reversals print "starting ... transition" notices, which a console under
-      // emulation (ppc64le's hvc) cannot keep up with. Notices go to the ring buffer only;
-      // warnings and worse (lockdep, BUG, WARN) still reach the console the check reads.
-      await ctx.ops.must('echo 5 > /proc/sys/kernel/printk');
-      // Tasks the writers' signals wake in a restartable sleep must restart it: the canaries
-      // sleep in pselect6 and nanosleep through each entry path of this CPU and print to the
-      // console (which outlives SSH) when a sleep comes back with anything but 0.
-      const canaries = canariesFor(ctx.arch.syscallByCpu, ctx.cpu);
-      const restartCheck = `system calls restarted after fake signals (restart-canary: ${canaries.map((c) => `${c[1]} via ${c[0]}`).join(', ')})`;
-      await ctx.ops.must(`chmod +x /root/${CANARY}; rm -f /tmp/race-*; ${canaries.map(([path, call]) => `setsid sh -c ${q(`/root/${CANARY} ${path} ${call} > /dev/kmsg 2>&1; echo $? > /tmp/race-canary-${path}-${call}`)} < /dev/null > /dev/null 2>&1 &`).join(' ')} ${writers}`);
-      const hangMs = timeout('transition', ctx.arch);
-      const r = await ctx.ops
-        .run(driverScript(hangMs, RACE_SECONDS * 1000), RACE_SECONDS * 1000 + 4 * hangMs + timeout('guestCommand', ctx.arch))
-        .catch((e: Error) => e);
-      // The guest's SSH server sleeps in pselect6 too: when a restart goes wrong it exits and the
-      // connection drops (the command ends without an exit status, or cannot start).
-      const lost = r instanceof Error ? r.message : r.code === null ? 'the driver ended without an exit status' : undefined;
-      if (lost) {
-        const said = await Promise.race([ctx.vm.waitForLine(CANARY_LINE), delay(hostMs('canaryLine')).then(() => undefined)]);
-        if (!said) throw r instanceof Error ? r : new Error(`SSH to the guest lost during the race: ${lost}`);
-        s.equal(restartCheck, canaryWords(ctx.vm.events) || said.replace(/^.*?restart-canary: /, ''), RESTARTED);
-        s.equal('SSH to the guest during the race', `lost (${lost})`, 'kept');
-        return; // the failed checks end the scenario
-      }
-      if (r instanceof Error) throw r;
-      const left = (await ctx.ops.run(`cat /tmp/race-canary-* 2>/dev/null; killall ${CANARY} 2>/dev/null; true`)).stdout.trim();
-      s.equal(restartCheck, left ? canaryWords(ctx.vm.events) || `${left.split('\n').length} canaries returned` : RESTARTED, RESTARTED);
-      await ctx.ops.run(`touch /tmp/race-stop; i=0; while [ $i -lt 50 ]; do n=0; for f in /tmp/race-count*; do [ -e "$f" ] && n=$((n+1)); done; [ $n -ge ${WRITERS} ] && break; usleep 100000; i=$((i+1)); done`);
-      const fields = Object.fromEntries([...r.stdout.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
-      const counts = (await ctx.ops.run('cat /tmp/race-count* 2>/dev/null')).stdout.trim().split('\n').filter(Boolean).map((l) => l.split(' ').map(Number));
-      const sum = (i: number) => counts.reduce((n, c) => n + (c[i] ?? 0), 0);
-      const others = (await ctx.ops.run('cat /tmp/race-other* 2>/dev/null | sort | uniq -c | head -n 20')).stdout.trim();
-      const hangs = (await ctx.ops.run('cat /tmp/race-hangs 2>/dev/null')).stdout.trim();
-      ctx.logger.info(`  ${ctx.arch.name} race: ${r.stdout.trim()}; writes ok=${sum(0)} EINVAL=${sum(1)} absent=${sum(2)} other=${sum(3)}; transition reads=${sum(4)}`);
-      s.equal('writers that reported', counts.length, WRITERS);
-      s.atLeast('patch load/disable/remove cycles', fields.cycles ?? NaN, 3, 'count');
-      s.atLeast('writes accepted', sum(0), 1, 'count');
-      s.atLeast('writes refused with EINVAL (no transition, or reversing to the same state)', sum(1), 1, 'count');
-      s.atLeast('transition reads', sum(4), 1, 'count');
-      s.equal('write errors other than EINVAL or a missing file', others || 'none', 'none');
-      s.equal('waits that hung (transition or patch removal)', hangs || 'none', 'none');
-    });
+    await ctx.step('a kernel with lockdep; load klp_sleeper and block a reader', (s) => prepareRace(ctx, s));
+    await ctx.step(`${WRITERS} writers race the transitions for ${RACE_SECONDS} s (guest clock)`, (s) => runRace(ctx, s));
     await ctx.step('afterwards the livepatch state settles', async (s) => {
       const left = (await ctx.ops.run(`ls /sys/kernel/livepatch/`)).stdout.trim();
       if (left) {
@@ -167,3 +103,75 @@ export const race: Scenario = {
     });
   },
 };
+
+async function prepareRace(ctx: ScenarioContext, s: StepApi): Promise<void> {
+  if (!(await ctx.ops.exists('/proc/lockdep'))) {
+    throw new Skipped('this kernel has no lockdep (/proc/lockdep): build it with --kconfig-extra kconfigs/debug.config to run the race');
+  }
+  const sl = new Sleeper(ctx);
+  s.equal('lockdep (/proc/lockdep)', 'on', 'on');
+  await sl.load(s);
+  await sl.start('user-int', s);
+  // The patch files exist only while the patch is loaded: detect the levers once.
+  await sl.insmodPatch(s);
+  await sl.lever(s, 'signal', '1', '0');
+  // The reader now sleeps in the new function: unpatching sticks until signalled too.
+  s.accepted('write 0 to enabled', await ctx.ops.write(sl.file('enabled'), '0'));
+  await sl.lever(s, 'signal', '1', '1');
+  await ctx.ops.waitGone(`/sys/kernel/livepatch/${LP}/enabled`, timeout('transition', ctx.arch));
+  s.equal(`rmmod ${LP}`, (await ctx.ops.rmmod(LP)).code ?? 'no exit status', 0);
+}
+
+const WRITES = [
+  ['signal=1', 'enabled=0', 'signal=0'],
+  ['signal=1', 'force=0', 'enabled=1'],
+  ['enabled=0', 'signal=1', 'force=0'],
+];
+
+async function runRace(ctx: ScenarioContext, s: StepApi): Promise<void> {
+  const writers = Array.from({ length: WRITERS }, (_, i) => `setsid sh -c ${q(writerScript(i, WRITES[i % WRITES.length]!))} < /dev/null > /dev/null 2>&1 &`).join(' ');
+  // Thousands of reversals print "starting ... transition" notices, which a console under
+  // emulation (ppc64le's hvc) cannot keep up with. Notices go to the ring buffer only;
+  // warnings and worse (lockdep, BUG, WARN) still reach the console the check reads.
+  await ctx.ops.must('echo 5 > /proc/sys/kernel/printk');
+  // Tasks the writers' signals wake in a restartable sleep must restart it: the canaries
+  // sleep in pselect6 and nanosleep through each entry path of this CPU and print to the
+  // console (which outlives SSH) when a sleep comes back with anything but 0.
+  const canaries = canariesFor(ctx.arch.syscallByCpu, ctx.cpu);
+  const restartCheck = `system calls restarted after fake signals (restart-canary: ${canaries.map((c) => `${c[1]} via ${c[0]}`).join(', ')})`;
+  await ctx.ops.must(`chmod +x /root/${CANARY}; rm -f /tmp/race-*; ${canaries.map(([path, call]) => `setsid sh -c ${q(`/root/${CANARY} ${path} ${call} > /dev/kmsg 2>&1; echo $? > /tmp/race-canary-${path}-${call}`)} < /dev/null > /dev/null 2>&1 &`).join(' ')} ${writers}`);
+  const hangMs = timeout('transition', ctx.arch);
+  const r = await ctx.ops.run(driverScript(hangMs, RACE_SECONDS * 1000), RACE_SECONDS * 1000 + 4 * hangMs + timeout('guestCommand', ctx.arch)).catch((e: Error) => e);
+  // The guest's SSH server sleeps in pselect6 too: when a restart goes wrong it exits and the
+  // connection drops (the command ends without an exit status, or cannot start).
+  const lost = r instanceof Error ? r.message : r.code === null ? 'the driver ended without an exit status' : undefined;
+  if (lost) {
+    const said = await Promise.race([ctx.vm.waitForLine(CANARY_LINE), delay(hostMs('canaryLine')).then(() => undefined)]);
+    if (!said) throw r instanceof Error ? r : new Error(`SSH to the guest lost during the race: ${lost}`);
+    s.equal(restartCheck, canaryWords(ctx.vm.events) || said.replace(/^.*?restart-canary: /, ''), RESTARTED);
+    s.equal('SSH to the guest during the race', `lost (${lost})`, 'kept');
+    return; // the failed checks end the scenario
+  }
+  if (r instanceof Error) throw r;
+  const left = (await ctx.ops.run(`cat /tmp/race-canary-* 2>/dev/null; killall ${CANARY} 2>/dev/null; true`)).stdout.trim();
+  s.equal(restartCheck, left ? canaryWords(ctx.vm.events) || `${left.split('\n').length} canaries returned` : RESTARTED, RESTARTED);
+  await tallyRace(ctx, s, r.stdout);
+}
+
+/** Stops the writers and checks what they counted. */
+async function tallyRace(ctx: ScenarioContext, s: StepApi, driverOut: string): Promise<void> {
+  await ctx.ops.run(`touch /tmp/race-stop; i=0; while [ $i -lt 50 ]; do n=0; for f in /tmp/race-count*; do [ -e "$f" ] && n=$((n+1)); done; [ $n -ge ${WRITERS} ] && break; usleep 100000; i=$((i+1)); done`);
+  const fields = Object.fromEntries([...driverOut.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+  const counts = (await ctx.ops.run('cat /tmp/race-count* 2>/dev/null')).stdout.trim().split('\n').filter(Boolean).map((l) => l.split(' ').map(Number));
+  const sum = (i: number) => counts.reduce((n, c) => n + (c[i] ?? 0), 0);
+  const others = (await ctx.ops.run('cat /tmp/race-other* 2>/dev/null | sort | uniq -c | head -n 20')).stdout.trim();
+  const hangs = (await ctx.ops.run('cat /tmp/race-hangs 2>/dev/null')).stdout.trim();
+  ctx.logger.info(`  ${ctx.arch.name} race: ${driverOut.trim()}; writes ok=${sum(0)} EINVAL=${sum(1)} absent=${sum(2)} other=${sum(3)}; transition reads=${sum(4)}`);
+  s.equal('writers that reported', counts.length, WRITERS);
+  s.atLeast('patch load/disable/remove cycles', fields.cycles ?? NaN, 3, 'count');
+  s.atLeast('writes accepted', sum(0), 1, 'count');
+  s.atLeast('writes refused with EINVAL (no transition, or reversing to the same state)', sum(1), 1, 'count');
+  s.atLeast('transition reads', sum(4), 1, 'count');
+  s.equal('write errors other than EINVAL or a missing file', others || 'none', 'none');
+  s.equal('waits that hung (transition or patch removal)', hangs || 'none', 'none');
+}

@@ -7,103 +7,19 @@ import { LP_SYSFS } from '../vm/guestops.js';
 import { blockingTasks, formatBlocking } from './sleeper.js';
 import { CheckFailed, Inconclusive, Skipped, type Check, type Expectations, type PatchFeature, type Scenario, type ScenarioContext, type ScenarioReport, type StepApi, type Unit } from './types.js';
 
-export async function runScenario(
-  scenario: Scenario,
-  base: Omit<ScenarioContext, 'step' | 'timing' | 'copyIn' | 'cpu' | 'requireFeatures' | 'has' | 'unchecked' | 'event' | 'series'>,
-  cpu?: string,
-): Promise<ScenarioReport> {
+type BaseContext = Omit<ScenarioContext, 'step' | 'timing' | 'copyIn' | 'cpu' | 'requireFeatures' | 'has' | 'unchecked' | 'event' | 'series'>;
+
+export async function runScenario(scenario: Scenario, base: BaseContext, cpu?: string): Promise<ScenarioReport> {
   const started = Date.now();
-  const report: ScenarioReport = { name: scenario.name, arch: base.arch.name, cpu, ok: true, steps: [], durationMs: 0, timings: {}, casesAreChecks: scenario.casesAreChecks };
-  // Promised per-patch files found missing: failed checks of their own step, the scenario's verdict at its end.
-  const missing: Check[] = [];
-  const recordMissing = () => {
-    if (missing.length && !report.steps.some((st) => st.name === MISSING_STEP)) report.steps.push({ name: MISSING_STEP, checks: missing, durationMs: 0 });
-  };
-  const ctx: ScenarioContext = {
-    ...base,
-    cpu,
-    event: (what, atMs) => {
-      if (Number.isFinite(atMs)) (report.timeline ??= []).push({ atMs, what });
-    },
-    series: (name, points) => {
-      const kept = points.filter((p) => Number.isFinite(p.atMs));
-      if (kept.length) (report.series ??= []).push({ name, points: kept });
-    },
-    requireFeatures: async (patch) => {
-      for (const f of scenario.needs ?? []) {
-        const path = `${LP_SYSFS}/${patch}/${f}`;
-        if (await base.ops.exists(path)) continue;
-        const promise = promiseOf(base.expect, f);
-        if (promise) {
-          missing.push(missingCheck(path, promise));
-          throw new CheckFailed(`${MISSING_STEP}: ${path}`);
-        }
-        throw new Skipped(`this kernel has no ${path}, and the run's inputs do not promise it (${inputsWithout(base.expect, f)}); the scenario writes it`);
-      }
-    },
-    has: async (patch, f, what) => {
-      const path = `${LP_SYSFS}/${patch}/${f}`;
-      if (await base.ops.exists(path)) return true;
-      const promise = promiseOf(base.expect, f);
-      if (promise) missing.push(missingCheck(path, promise));
-      else ctx.unchecked(`${what}: this kernel has no ${path} (${inputsWithout(base.expect, f)})`);
-      return false;
-    },
-    unchecked: (what) => {
-      (report.unchecked ??= []).push(what);
-      base.logger.info(`  ${report.arch}${cpu ? `/${cpu}` : ''} ${scenario.name}: not checked: ${what}`);
-    },
-    timing: (name, ms) => (report.timings[name] = ms),
-    copyIn: async (hostPath) => {
-      const guestPath = `/root/${basename(hostPath)}`;
-      await base.ops.put(readFileSync(hostPath), guestPath);
-      return guestPath;
-    },
-    step: async (name, fn) => {
-      const stepStarted = Date.now();
-      const checks: Check[] = [];
-      const api = stepApi(checks);
-      const step = { name, checks, durationMs: 0, error: undefined as string | undefined };
-      report.steps.push(step);
-      base.logger.info(`  ${report.arch}${cpu ? `/${cpu}` : ''} ${scenario.name}: ${name}`);
-      base.logger.status(report.arch, `scenario: ${scenario.name}${cpu ? `/${cpu}` : ''}: ${name}`);
-      try {
-        await fn(api);
-      } catch (e) {
-        step.error = describeError(e);
-        throw e;
-      } finally {
-        step.durationMs = Date.now() - stepStarted;
-      }
-      const failed = checks.filter((c) => !c.ok);
-      if (failed.length) throw new CheckFailed(`${name}: ${failed.map((c) => c.what).join(', ')}`);
-    },
-  };
+  const sr = new ScenarioRun(scenario, base, cpu);
+  const ctx = sr.context();
   try {
     await scenario.run(ctx);
-    recordMissing();
-    if (missing.length) throw new CheckFailed(`${MISSING_STEP}: ${missing.map((c) => c.what).join(', ')}`);
+    sr.recordMissing();
+    if (sr.missing.length) throw new CheckFailed(`${MISSING_STEP}: ${sr.missing.map((c) => c.what).join(', ')}`);
   } catch (e) {
-    recordMissing();
-    if (e instanceof Inconclusive) {
-      report.inconclusive = e.message;
-      report.ok = false;
-      report.error = `inconclusive: ${e.message}`;
-      report.fault = 'infra';
-      base.logger.info(`  ${report.arch}${cpu ? `/${cpu}` : ''} ${scenario.name}: inconclusive: ${e.message}`);
-      return finish(report, started);
-    }
-    if (e instanceof Skipped && !missing.length) {
-      report.skipped = e.message;
-      base.logger.info(`  ${report.arch}${cpu ? `/${cpu}` : ''} ${scenario.name}: skipped: ${e.message}`);
-      return finish(report, started);
-    }
-    report.ok = false;
-    report.error = e instanceof CheckFailed ? `check failed in ${e.message}` : e instanceof HarnessError ? e.report() : String(e);
-    report.fault = faultOf(e);
-    if (report.fault) return finish(report, started);
-    report.diagnosis = await diagnose(base.ops).catch((d) => `diagnosis failed: ${String(d)}`);
-    if (report.diagnosis) report.error += `\n${report.diagnosis}`;
+    sr.recordMissing();
+    if (await sr.settle(e)) return finish(sr.report, started);
   }
   // Whatever happened above, the kernel must not have complained.
   try {
@@ -114,10 +30,121 @@ export async function runScenario(
       s.equal('taint flags other than livepatch (K) and out-of-tree module (O)', describeTaint(tainted & ~EXPLAINED_TAINT), 'none');
     });
   } catch (e) {
-    report.ok = false;
-    report.error ??= e instanceof CheckFailed ? `check failed in ${e.message}` : String(e);
+    sr.report.ok = false;
+    sr.report.error ??= e instanceof CheckFailed ? `check failed in ${e.message}` : String(e);
   }
-  return finish(report, started);
+  return finish(sr.report, started);
+}
+
+/** One scenario on one guest: its report as it grows, and the context the scenario is given. */
+class ScenarioRun {
+  readonly report: ScenarioReport;
+  /** Promised per-patch files found missing: failed checks of their own step, the scenario's verdict at its end. */
+  readonly missing: Check[] = [];
+  private readonly who: string;
+
+  constructor(
+    private readonly scenario: Scenario,
+    private readonly base: BaseContext,
+    private readonly cpu?: string,
+  ) {
+    this.report = { name: scenario.name, arch: base.arch.name, cpu, ok: true, steps: [], durationMs: 0, timings: {}, casesAreChecks: scenario.casesAreChecks };
+    this.who = `${this.report.arch}${cpu ? `/${cpu}` : ''} ${scenario.name}`;
+  }
+
+  recordMissing(): void {
+    if (this.missing.length && !this.report.steps.some((st) => st.name === MISSING_STEP)) this.report.steps.push({ name: MISSING_STEP, checks: this.missing, durationMs: 0 });
+  }
+
+  context(): ScenarioContext {
+    const { base, report } = this;
+    const ctx: ScenarioContext = {
+      ...base,
+      cpu: this.cpu,
+      event: (what, atMs) => {
+        if (Number.isFinite(atMs)) (report.timeline ??= []).push({ atMs, what });
+      },
+      series: (name, points) => {
+        const kept = points.filter((p) => Number.isFinite(p.atMs));
+        if (kept.length) (report.series ??= []).push({ name, points: kept });
+      },
+      requireFeatures: (patch) => this.requireFeatures(patch),
+      has: async (patch, f, what) => {
+        const path = `${LP_SYSFS}/${patch}/${f}`;
+        if (await base.ops.exists(path)) return true;
+        const promise = promiseOf(base.expect, f);
+        if (promise) this.missing.push(missingCheck(path, promise));
+        else ctx.unchecked(`${what}: this kernel has no ${path} (${inputsWithout(base.expect, f)})`);
+        return false;
+      },
+      unchecked: (what) => {
+        (report.unchecked ??= []).push(what);
+        base.logger.info(`  ${this.who}: not checked: ${what}`);
+      },
+      timing: (name, ms) => (report.timings[name] = ms),
+      copyIn: async (hostPath) => {
+        const guestPath = `/root/${basename(hostPath)}`;
+        await base.ops.put(readFileSync(hostPath), guestPath);
+        return guestPath;
+      },
+      step: (name, fn) => this.step(name, fn),
+    };
+    return ctx;
+  }
+
+  private async requireFeatures(patch: string): Promise<void> {
+    for (const f of this.scenario.needs ?? []) {
+      const path = `${LP_SYSFS}/${patch}/${f}`;
+      if (await this.base.ops.exists(path)) continue;
+      const promise = promiseOf(this.base.expect, f);
+      if (promise) {
+        this.missing.push(missingCheck(path, promise));
+        throw new CheckFailed(`${MISSING_STEP}: ${path}`);
+      }
+      throw new Skipped(`this kernel has no ${path}, and the run's inputs do not promise it (${inputsWithout(this.base.expect, f)}); the scenario writes it`);
+    }
+  }
+
+  private async step(name: string, fn: (s: StepApi) => Promise<void>): Promise<void> {
+    const stepStarted = Date.now();
+    const checks: Check[] = [];
+    const step = { name, checks, durationMs: 0, error: undefined as string | undefined };
+    this.report.steps.push(step);
+    this.base.logger.info(`  ${this.who}: ${name}`);
+    this.base.logger.status(this.report.arch, `scenario: ${this.scenario.name}${this.cpu ? `/${this.cpu}` : ''}: ${name}`);
+    try {
+      await fn(stepApi(checks));
+    } catch (e) {
+      step.error = describeError(e);
+      throw e;
+    } finally {
+      step.durationMs = Date.now() - stepStarted;
+    }
+    const failed = checks.filter((c) => !c.ok);
+    if (failed.length) throw new CheckFailed(`${name}: ${failed.map((c) => c.what).join(', ')}`);
+  }
+
+  /** Records how the scenario ended on an exception; true when the report is final (no console check after it). */
+  async settle(e: unknown): Promise<boolean> {
+    const { report } = this;
+    if (e instanceof Inconclusive) {
+      Object.assign(report, { inconclusive: e.message, ok: false, error: `inconclusive: ${e.message}`, fault: 'infra' });
+      this.base.logger.info(`  ${this.who}: inconclusive: ${e.message}`);
+      return true;
+    }
+    if (e instanceof Skipped && !this.missing.length) {
+      report.skipped = e.message;
+      this.base.logger.info(`  ${this.who}: skipped: ${e.message}`);
+      return true;
+    }
+    report.ok = false;
+    report.error = e instanceof CheckFailed ? `check failed in ${e.message}` : e instanceof HarnessError ? e.report() : String(e);
+    report.fault = faultOf(e);
+    if (report.fault) return true;
+    report.diagnosis = await diagnose(this.base.ops).catch((d) => `diagnosis failed: ${String(d)}`);
+    if (report.diagnosis) report.error += `\n${report.diagnosis}`;
+    return false;
+  }
 }
 
 const MISSING_STEP = 'per-patch files the run\'s inputs promise';
