@@ -8,7 +8,7 @@ import type { ArchRecord } from '../core/arch.js';
 import { hashOf, MARKER, readValidMarker, writeMarker, invalidate, writeFileAtomic } from '../core/cache.js';
 import { onCleanup } from '../proc/supervisor.js';
 import { entryLock, useEntry, withShared } from '../core/lock.js';
-import { treeSeed } from './source.js';
+import { seedCandidates, type SeedInfo } from './source.js';
 import { buildError, infraError, usageError } from '../core/errors.js';
 import { withoutOptions } from './kernels.js';
 import { run, formatCommand } from '../proc/exec.js';
@@ -271,17 +271,24 @@ export class BuildProgress {
  * new series would not be seen (dependency on the old tree's copy).
  */
 async function seedBuild(req: BuildRequest, fragmentText: string, cc: string, buildDir: string): Promise<boolean> {
-  const seed = treeSeed(req.tree);
-  if (!seed) return false;
-  const name = `builds/${req.arch.name}-${hashOf(seed.key, req.arch.name, fragmentText, cc)}`;
+  for (const seed of await seedCandidates(req.cacheDir, req.tree, req.treeKey)) {
+    if (await seedFrom(req, seed, hashOf(seed.key, req.arch.name, fragmentText, cc), buildDir)) return true;
+  }
+  return false;
+}
+
+/** Copies the complete build of one sibling tree (same arch, fragments and compiler) and points it at this tree; false when there is none. */
+async function seedFrom(req: BuildRequest, seed: SeedInfo, key: string, buildDir: string): Promise<boolean> {
+  const name = `builds/${req.arch.name}-${key}`;
   const sibling = join(req.cacheDir, name);
+  if (!existsSync(sibling)) return false;
   const tmp = `${buildDir}.tmp-${process.pid}`;
   const forget = onCleanup(() => rmSync(tmp, { recursive: true, force: true }));
   try {
     const copied = await withShared(entryLock(req.cacheDir, name), `kernel build ${name} (to copy it)`, req.logger, async () => {
       const m = await readValidMarker(sibling);
       if (!m || m.inputs.series !== seed.series || m.inputs.generation !== seed.generation) return false;
-      req.logger.info(`build ${req.arch.name}: starting from a copy of ${name} (the tree's sibling), not from scratch`);
+      req.logger.info(`build ${req.arch.name}: starting from a copy of ${name} (the build of sibling tree trees/${seed.key}; ${seed.touched?.length ?? 0} files differ), not from scratch`);
       rmSync(tmp, { recursive: true, force: true });
       await run('cp', ['-a', '--reflink=auto', sibling, tmp], { logger: req.logger });
       return true;
@@ -295,7 +302,7 @@ async function seedBuild(req: BuildRequest, fragmentText: string, cc: string, bu
     ]);
     req.logger.info(`build ${req.arch.name}: ${n} kbuild files point at the new tree now`);
     writeFileSync(join(tmp, '.klp-tree-generation'), req.generation);
-    // make compares times: a file the series switch changed may be older than
+    // make compares times: a file the two series differ in may be older than
     // the copied object built (later) from the sibling's version of it. Now is
     // newer than every copied object.
     const now = new Date();

@@ -331,6 +331,41 @@ export function treeSeed(tree: string): SeedInfo | undefined {
   }
 }
 
+/**
+ * The trees a build of this one can start from: complete trees of the same
+ * source, the one this tree was copied from first, then the most recently
+ * used. Each comes with the files the two series touch between them (those
+ * must compile again; every other file is the same in both trees).
+ */
+export async function seedCandidates(cacheDir: string, tree: string, key: string): Promise<SeedInfo[]> {
+  const dir = join(cacheDir, 'trees');
+  const base = key.split('-')[0]!;
+  const mine = readApplied(tree);
+  if (!mine) return [];
+  const seed = treeSeed(tree);
+  const names = readdirSync(dir)
+    .filter((n) => (n === base || n.startsWith(`${base}-`)) && n !== key && !n.includes('.tmp-'))
+    .sort((a, b) => (a === seed?.key ? -1 : b === seed?.key ? 1 : markerTime(join(dir, b)) - markerTime(join(dir, a))));
+  const out: SeedInfo[] = [];
+  for (const name of names) {
+    const other = join(dir, name);
+    const m = await readValidMarker(other);
+    const theirs = readApplied(other);
+    if (!m?.manifest || !theirs) continue;
+    const touched = [...new Set([...theirs, ...mine].flatMap(touchedFiles))].sort();
+    out.push({ key: name, tree: other, series: String(m.inputs.series), generation: String(m.meta?.generation), touched });
+  }
+  return out;
+}
+
+function readApplied(tree: string): Patch[] | undefined {
+  try {
+    return JSON.parse(readFileSync(join(tree, APPLIED), 'utf8')) as Patch[];
+  } catch {
+    return undefined;
+  }
+}
+
 /** The applied series, kept in the tree so that it can be reverted. */
 const APPLIED = '.klp-applied-series.json';
 

@@ -117,6 +117,22 @@ t.test('two series at once, then a third: never mixed; the third starts from a c
   t.notMatch(rc.result!.kernelImage, /TWO|DOS/);
 });
 
+t.test('a build starts from any sibling tree\'s build, not only from the one its tree was copied from', async (t) => {
+  const s = setup(t, 1);
+  const ra = await start({ ...s, patches: series(t, 'TWO') }).done;
+  t.equal(ra.code, 0, ra.stderr);
+  // ppc64le of another series: its tree is copied from the first, which has no ppc64le build (a cold one).
+  const rb = await start({ ...s, patches: series(t, 'DOS'), arch: 'ppc64le' }).done;
+  t.equal(rb.code, 0, rb.stderr);
+  // x86_64 of a third: its tree is copied from the second (the newest), which has no x86_64 build; the first has.
+  const rc = await start({ ...s, patches: series(t, 'II') }).done;
+  t.equal(rc.code, 0, rc.stderr);
+  t.match(rc.stderr, /build x86_64: starting from a copy of builds\/x86_64-\S+ \(the build of sibling tree trees\//, 'seeded from the first series\' build');
+  t.equal(rc.result!.compiled, 1, 'only the file the series differ in is compiled again');
+  t.match(rc.result!.kernelImage, /^II$/m);
+  t.notMatch(rc.result!.kernelImage, /TWO|DOS/);
+});
+
 t.test('two arches at once share the tree and build apart', async (t) => {
   const s = setup(t);
   const patches = series(t, '2');
