@@ -142,7 +142,9 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
 async function makeBuild(plan: BuildPlan): Promise<void> {
   const { req, buildDir } = plan;
   invalidate(buildDir);
-  if (!existsSync(buildDir)) await seedBuild(req, plan.fragmentText, plan.cc, buildDir);
+  // A sibling's complete build costs a copy and the files the series differ in; what is here
+  // (nothing, or an interrupted build) may cost most of a cold build. --rebuild build resumes here.
+  if (!req.rebuild) await seedBuild(req, plan.fragmentText, plan.cc, buildDir);
   const generationFile = join(buildDir, '.klp-tree-generation');
   if (existsSync(buildDir) && readMaybe(generationFile) !== req.generation) {
     req.logger.info(`build ${req.arch.name}: the source tree was unpacked afresh; starting the output tree over`);
@@ -307,6 +309,8 @@ async function seedFrom(req: BuildRequest, seed: SeedInfo, key: string, buildDir
     // newer than every copied object.
     const now = new Date();
     for (const f of seed.touched ?? []) if (existsSync(join(req.tree, f))) utimesSync(join(req.tree, f), now, now);
+    if (existsSync(buildDir)) req.logger.info(`build ${req.arch.name}: the incomplete build there is replaced by the copy`);
+    rmSync(buildDir, { recursive: true, force: true });
     renameSync(tmp, buildDir);
     return true;
   } finally {
