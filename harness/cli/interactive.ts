@@ -21,7 +21,7 @@ import type { QemuChoice } from '../vm/qemu-dist.js';
 import { runStamp } from '../pipeline/run.js';
 import { sshCommand } from '../vm/ssh.js';
 import { preflight } from '../core/preflight.js';
-import { initialOf, pendingPatchOf, reachStuck, STUCK_NAMES, stuckSetupOf } from '../scenarios/matrix.js';
+import { initialOf, pendingPatchOf, reachStuck, stuckScenarioNames, stuckSetupOf } from '../scenarios/matrix.js';
 import { runScenario } from '../scenarios/runner.js';
 import type { Expectations, StuckSetup } from '../scenarios/types.js';
 import { expectationsOf } from '../pipeline/expectations.js';
@@ -55,7 +55,7 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
   const print = o.print ?? ((s: string) => process.stdout.write(s + '\n'));
   const setup = o.scenario === undefined ? undefined : stuckSetupOf(o.scenario);
   if (o.scenario !== undefined && !setup) {
-    throw usageError(`scenario '${o.scenario}' has no stuck state to reproduce`, { hint: `use one of: ${STUCK_NAMES().join(', ')}` });
+    throw usageError(`scenario '${o.scenario}' has no stuck state to reproduce`, { hint: `use one of: ${stuckScenarioNames().join(', ')}` });
   }
   const cacheDir = cacheRoot(o.cacheDir);
   for (const line of guardRun(cacheDir)) o.logger.info(line);

@@ -28,6 +28,7 @@ import { sshCommand } from '../vm/ssh.js';
 import { runOnGuest } from './on-guest.js';
 import { prepareArch, type ArchArtifacts, type Stage } from './prepare.js';
 import { defaultJobs, hostCapacity, Slots } from './slots.js';
+import { ARTIFACTS } from '../report/result.js';
 
 export type { Stage } from './prepare.js';
 
@@ -79,7 +80,7 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
   const cacheDir = cacheRoot(opts.cacheDir);
   const outDir = resolve(opts.outDir ?? join(cacheDir, 'runs', runStamp()));
   mkdirSync(outDir, { recursive: true });
-  opts.logger.tee(join(outDir, 'harness.log'));
+  opts.logger.tee(join(outDir, ARTIFACTS.log));
   const report: RunReport = {
     started: new Date(started).toISOString(),
     durationMs: 0,
@@ -273,13 +274,13 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   const initrd = g.artifacts.images.get(scenario.image ?? 'base')!.path;
   const commandFile = join(g.archOut, `qemu-command-${label}.txt`);
   const booted = await g.pool.guest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, cpu, extraAppend: scenario.kernelArgs ? [...scenario.kernelArgs(arch)] : undefined });
-  bootRec.bootMs = booted.bootMs;
+  bootRec.readyMs = booted.readyMs;
   if (booted.restored) bootRec.restoredFrom = booted.restored.snapshot;
   if (booted.snapshotProblem) bootRec.snapshotProblem = booted.snapshotProblem;
   if (booted.stalled.length) bootRec.stalledConsoleLogs = booted.stalled;
   bootRec.qemuCommand = booted.vm.command;
   const how = booted.restored ? 'restored' : 'booted';
-  opts.logger.info(`guest ${arch.name}/${cpu} for ${scenario.name}: ${how}, SSH up after ${(booted.bootMs / 1000).toFixed(2)} s (${sshCommand(keys, booted.port)})`);
+  opts.logger.info(`guest ${arch.name}/${cpu} for ${scenario.name}: ${how}, SSH up after ${(booted.readyMs / 1000).toFixed(2)} s (${sshCommand(keys, booted.port)})`);
   return { booted, bootRec };
 }
 

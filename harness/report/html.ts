@@ -5,21 +5,10 @@
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { esc } from './escape.js';
+import { ARTIFACTS, resultOf, secs, type Result } from './result.js';
 import type { ArchReport, RunReport, ScenarioOutcome } from './run-report.js';
 import type { TimelineEvent } from '../scenarios/types.js';
 
-export type Result = 'PASS' | 'FAIL' | 'SKIP' | 'INTERRUPTED' | 'XFAIL' | 'XPASS';
-
-export function resultOf(s: ScenarioOutcome): Result {
-  if (s.interrupted) return 'INTERRUPTED';
-  if (s.skipped) return 'SKIP';
-  // Decided by known-failures.json: an expected failure, or a pass of one listed as failing.
-  if (s.known) return s.known.status === 'xfail' ? 'XFAIL' : 'XPASS';
-  return s.ok ? 'PASS' : 'FAIL';
-}
-
-/** Seconds with two decimals; a dash for a timing the scenario does not have. */
-export const secs = (ms: number | undefined) => (ms === undefined || !Number.isFinite(ms) ? '—' : `${(ms / 1000).toFixed(2)} s`);
 
 /** The page's style, shared with the trend page so both read alike. */
 export const BASE_CSS = `
@@ -65,7 +54,7 @@ export function toHTML(r: RunReport, dir = r.outDir): string {
 <h1>klp-harness run ${esc(r.started)} <span class="badge ${r.exitCode === 0 ? 'PASS' : r.interrupted ? 'INTERRUPTED' : 'FAIL'}">exit ${r.exitCode}</span></h1>
 <p class="meta"><span>${count('PASS')} passed, ${count('FAIL')} failed, ${count('SKIP')} skipped, ${count('INTERRUPTED')} interrupted${count('XFAIL') + count('XPASS') ? `, ${count('XFAIL')} expected failures, ${count('XPASS')} unexpected passes` : ''}</span><span>took ${secs(r.durationMs)}</span>${r.interrupted ? `<span>interrupted: ${esc(r.interrupted)}</span>` : ''}</p>
 <p class="meta muted"><span>kernel source: <span class="mono">${esc(r.source.kernelSrc)}</span></span><span>patches: <span class="mono">${esc(r.source.patches)}</span></span></p>
-<p class="artifacts">${files(['harness.log', 'summary.json', 'junit.xml', 'ktap.txt'])}</p>
+<p class="artifacts">${files([ARTIFACTS.log, ARTIFACTS.summary, ARTIFACTS.junit, ARTIFACTS.ktap])}</p>
 ${r.arches.map((a) => archTables(a, r.outDir, dir)).join('\n')}
 <h2>Scenarios</h2>
 ${sections.map(({ a, s }) => scenarioSection(a, s, r.outDir, dir)).join('\n')}
@@ -94,7 +83,7 @@ function cpuTable(a: ArchReport, cpu: string, outDir: string, dir: string): stri
     return `<tr class="scenario${r === 'FAIL' ? ' failed' : ''}" data-scenario="${esc(s.name)}" data-arch="${esc(a.arch)}" data-cpu="${esc(cpu)}" data-result="${r}">
 <td><a href="#${anchor(a, s)}">${esc(s.name)}</a></td><td><span class="badge ${r}">${r}</span></td>
 <td class="num">${checks.filter((c) => c.ok).length}/${checks.length}</td><td class="num">${secs(s.timings.stuckSeenMs)}</td><td class="num">${secs(s.timings.remedyToDoneMs)}</td>
-<td class="num">${secs(s.durationMs)}</td><td class="num">${secs(boot?.bootMs)}</td><td class="artifacts">${artifactLinks(scenarioFiles(a, s, outDir), dir, outDir)}</td></tr>`;
+<td class="num">${secs(s.durationMs)}</td><td class="num">${secs(boot?.readyMs)}</td><td class="artifacts">${artifactLinks(scenarioFiles(a, s, outDir), dir, outDir)}</td></tr>`;
   });
   return `<h3>${esc(a.arch)} / ${esc(cpu || 'default CPU')} <span class="muted">(${esc(a.kernelVersion ? `linux ${a.kernelVersion}` : 'kernel version unknown')})</span></h3>
 <table class="results" data-arch="${esc(a.arch)}" data-cpu="${esc(cpu)}">${COLS}<thead><tr><th>scenario</th><th>result</th><th>checks ok</th><th>stuck seen</th><th>remedy → done</th><th>duration</th><th>boot</th><th>files</th></tr></thead>

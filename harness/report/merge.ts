@@ -60,7 +60,10 @@ export function mergeReports(reports: RunReport[], order: readonly string[], out
 
 export function readSummary(path: string): RunReport {
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as RunReport;
+    const r = JSON.parse(readFileSync(path, 'utf8')) as RunReport;
+    // Summaries written before the field's rename.
+    for (const a of r.arches ?? []) for (const b of a.boots ?? []) (b as { readyMs?: number; bootMs?: number }).readyMs ??= (b as { bootMs?: number }).bootMs;
+    return r;
   } catch (e) {
     throw usageError(`cannot read summary ${path}: ${(e as Error).message}`, { hint: 'give the summary.json files that runs wrote' });
   }

@@ -24,11 +24,12 @@ export interface ArchReport {
 export interface BootReport {
   cpu: string;
   scenario: string;
-  bootMs?: number;
+  /** From QEMU's start to SSH answering: a boot, or a restore when restoredFrom is set (summaries before 0.2 called it bootMs). */
+  readyMs?: number;
   qemuCommand?: string;
   consoleLog: string;
   stalledConsoleLogs?: string[];
-  /** The snapshot the guest was restored from (bootMs is then the restore, to SSH answering). */
+  /** The snapshot the guest was restored from (readyMs is then the restore's). */
   restoredFrom?: string;
   /** Why this guest booted although snapshots were on (a failed save or restore). */
   snapshotProblem?: string;

@@ -1,8 +1,9 @@
 // The human summary printed at the end of a run.
 import { knownCounts } from './known-failures.js';
+import { ARTIFACTS, resultOf, secs as secsOf } from './result.js';
 import type { ArchReport, RunReport } from './run-report.js';
 
-const secs = (ms?: number) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`);
+const secs = (ms?: number) => secsOf(ms, 1, '-');
 
 export function formatSummary(r: RunReport): string {
   const out: string[] = ['', 'klp-harness summary'];
@@ -17,7 +18,8 @@ export function formatSummary(r: RunReport): string {
         const { stuckSeenMs, remedyToDoneMs, ...rest } = s.timings;
         const other = Object.entries(rest).map(([k, v]) => `${k}=${secs(v)}`).join(' ');
         const checks = s.steps.reduce((n, st) => n + st.checks.length, 0);
-        const result = s.skipped ? 'SKIP' : s.known ? (s.known.status === 'xfail' ? 'XFAIL' : 'XPASS') : s.ok ? 'PASS' : s.interrupted ? 'INTERRUPTED' : s.fault ? `FAIL (${s.fault})` : 'FAIL';
+        const word = resultOf(s);
+        const result = word === 'FAIL' && s.fault ? `FAIL (${s.fault})` : word;
         return [s.name, s.cpu ?? '', result, String(checks), secs(stuckSeenMs), secs(remedyToDoneMs), secs(s.durationMs), other];
       });
       out.push(...table(['scenario', 'cpu', 'result', 'checks', 'stuck seen', 'remedy->done', 'total', 'other'], rows).map((l) => `    ${l}`));
@@ -42,13 +44,13 @@ export function formatSummary(r: RunReport): string {
   if (r.knownFailures) out.push(`  known failures: ${known.xfail} expected (XFAIL), ${known.xpass} unexpected passes (XPASS); ${r.knownFailures.entries} entries in ${r.knownFailures.path}`);
   out.push(`  total: ${secs(r.durationMs)}, exit code ${r.exitCode}`);
   out.push(`  artifacts: ${r.outDir}`);
-  out.push(`  summary:   ${r.outDir}/summary.json`);
-  out.push(`  junit:     ${r.outDir}/junit.xml`);
-  out.push(`  ktap:      ${r.outDir}/ktap.txt`);
+  out.push(`  summary:   ${r.outDir}/${ARTIFACTS.summary}`);
+  out.push(`  junit:     ${r.outDir}/${ARTIFACTS.junit}`);
+  out.push(`  ktap:      ${r.outDir}/${ARTIFACTS.ktap}`);
   out.push(`  page:      ${r.outDir}/report.html`);
   // A run over several kernels keeps each kernel's log in its own folder.
   const kernels = [...new Set(r.arches.map((a) => a.kernel).filter(Boolean))];
-  out.push(kernels.length ? `  logs:      ${r.outDir}/<version>/harness.log (one folder per kernel)` : `  log:       ${r.outDir}/harness.log`);
+  out.push(kernels.length ? `  logs:      ${r.outDir}/<version>/${ARTIFACTS.log} (one folder per kernel)` : `  log:       ${r.outDir}/${ARTIFACTS.log}`);
   return out.join('\n') + '\n';
 }
 
@@ -66,10 +68,10 @@ function guestLines(boots: ArchReport['boots']): string[] {
   for (const [label, kind] of [['restore to SSH', boots.filter((b) => b.restoredFrom)], ['boot to SSH:  ', boots.filter((b) => !b.restoredFrom)]] as const) {
     if (kind.length === 0) continue;
     if (kind.length <= 3) {
-      for (const b of kind) out.push(`    ${label}: ${secs(b.bootMs)} (cpu ${b.cpu})`);
+      for (const b of kind) out.push(`    ${label}: ${secs(b.readyMs)} (cpu ${b.cpu})`);
       continue;
     }
-    const ms = kind.map((b) => b.bootMs ?? 0).sort((x, y) => x - y);
+    const ms = kind.map((b) => b.readyMs ?? 0).sort((x, y) => x - y);
     out.push(`    ${label}: median ${secs(ms[Math.floor(ms.length / 2)])}, slowest ${secs(ms[ms.length - 1])} over ${kind.length} guests${cpu(kind)}`);
   }
   const problem = boots.find((b) => b.snapshotProblem)?.snapshotProblem;

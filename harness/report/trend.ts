@@ -5,7 +5,8 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { usageError } from '../core/errors.js';
 import { esc } from './escape.js';
-import { BASE_CSS, resultOf, secs, type Result } from './html.js';
+import { BASE_CSS } from './html.js';
+import { ARTIFACTS, resultOf, secs, type Result } from './result.js';
 import { readSummary } from './merge.js';
 import type { RunReport, ScenarioOutcome } from './run-report.js';
 
@@ -13,7 +14,7 @@ export const REPORT_USAGE = 'klp-harness report RUN_DIR|summary.json... [--out F
 
 /** A run folder (its summary.json) or a summary.json itself; anything else is bad usage naming the path. */
 export function loadRun(path: string): RunReport {
-  const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'summary.json') : path;
+  const file = existsSync(path) && statSync(path).isDirectory() ? join(path, ARTIFACTS.summary) : path;
   if (!existsSync(file)) throw usageError(`no summary.json at ${path}`, { hint: `give run folders or their summary.json: ${REPORT_USAGE}` });
   const r = readSummary(file);
   if (!r || typeof r.started !== 'string' || !Array.isArray(r.arches)) throw usageError(`${file} is not a klp-harness summary (no started or arches)`, { hint: REPORT_USAGE });

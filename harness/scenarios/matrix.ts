@@ -686,4 +686,4 @@ export const MATRIX: readonly Scenario[] = [
 export function stuckSetupOf(name: string): StuckSetup | undefined {
   return MATRIX.find((s) => s.name === name)?.stuck;
 }
-export const STUCK_NAMES = (): string[] => MATRIX.filter((s) => s.stuck).map((s) => s.name);
+export const stuckScenarioNames = (): string[] => MATRIX.filter((s) => s.stuck).map((s) => s.name);

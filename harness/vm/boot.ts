@@ -50,7 +50,8 @@ export interface BootRequest {
 export interface Booted extends AsyncDisposable {
   vm: QemuVM;
   ssh: GuestShell;
-  bootMs: number;
+  /** From QEMU's start to SSH answering. */
+  readyMs: number;
   port: number;
   /** Console logs of earlier attempts that stalled (kept, renamed). */
   stalled: string[];
@@ -89,11 +90,11 @@ async function bootOnce(req: BootRequest & { accel: Accelerator }, stalled: stri
     const commands = { commandMs: timeout('guestCommand', arch), copyMs: timeout('fileCopy', arch) };
     const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: deadline, commands, abort: watch.abort });
     watch.done();
-    const bootMs = Date.now() - vm.startedAt;
+    const readyMs = Date.now() - vm.startedAt;
     return {
       vm,
       ssh,
-      bootMs,
+      readyMs,
       port,
       stalled,
       async [Symbol.asyncDispose]() {

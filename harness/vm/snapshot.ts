@@ -177,10 +177,10 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
     } finally {
       qmp.close();
     }
-    const meta: SnapshotMeta = { bootMs: booted.bootMs, saveMs: Date.now() - started, stateBytes: statSync(join(dir, STATE)).size, bootEvents: booted.vm.events.slice() };
+    const meta: SnapshotMeta = { bootMs: booted.readyMs, saveMs: Date.now() - started, stateBytes: statSync(join(dir, STATE)).size, bootEvents: booted.vm.events.slice() };
     writeFileSync(join(dir, 'inputs.json'), JSON.stringify(inputs, null, 2) + '\n');
     await writeMarker(dir, key, inputs, [STATE], meta as unknown as Record<string, unknown>);
-    req.logger.info(`snapshot ${req.arch.name}: saved ${(meta.stateBytes / 1048576).toFixed(0)} MiB in ${(meta.saveMs / 1000).toFixed(2)} s after a ${(booted.bootMs / 1000).toFixed(1)} s boot`);
+    req.logger.info(`snapshot ${req.arch.name}: saved ${(meta.stateBytes / 1048576).toFixed(0)} MiB in ${(meta.saveMs / 1000).toFixed(2)} s after a ${(booted.readyMs / 1000).toFixed(1)} s boot`);
   } finally {
     rmSync(qmpSocket, { force: true });
   }
@@ -221,7 +221,7 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
     return {
       vm,
       ssh,
-      bootMs: ms,
+      readyMs: ms,
       port,
       stalled: [],
       restored: { snapshot: s.dir, ms },

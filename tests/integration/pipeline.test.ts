@@ -28,7 +28,7 @@ for (const a of report.arches) {
   t.test(a.arch, async (t) => {
     t.notOk(a.error, `${a.arch} built, booted and ran without a harness or kernel error`, { report: a.error?.report });
     t.ok(a.build, 'kernel built or reused');
-    for (const b of a.boots) t.ok((b.bootMs ?? 0) > 0, `booted to SSH on cpu ${b.cpu} in ${b.bootMs} ms`);
+    for (const b of a.boots) t.ok((b.readyMs ?? 0) > 0, `ready (booted or restored) to SSH on cpu ${b.cpu} in ${b.readyMs} ms`);
     t.ok(a.scenarios.length > 0, 'scenarios ran');
     for (const s of a.scenarios) {
       t.test(`${s.name}${s.cpu ? ` (${s.cpu})` : ''}`, { skip: s.skipped ?? false }, async (t) => {

@@ -1,10 +1,11 @@
 import t from 'tap';
 import { EXIT } from '../../../harness/core/errors.js';
 import { toJUnit } from '../../../harness/report/junit.js';
-import { mergeReports, parseShard, shardScenarios } from '../../../harness/report/merge.js';
+import { mergeReports, parseShard, readSummary, shardScenarios } from '../../../harness/report/merge.js';
 import { overallExit, type RunReport } from '../../../harness/report/run-report.js';
 import { SCENARIOS } from '../../../harness/scenarios/index.js';
 import type { ScenarioReport } from '../../../harness/scenarios/types.js';
+import { fixture } from '../../helpers.js';
 
 const names = SCENARIOS.map((s) => s.name);
 
@@ -65,4 +66,11 @@ t.test('merging shard summaries equals the unsharded result', async (t) => {
   const cases = (x: string) => [...x.matchAll(/<testcase classname="([^"]+)" name="([^"]+)"/g)].map((m) => `${m[1]}/${m[2]}`);
   t.same(cases(toJUnit(merged)), cases(toJUnit(whole)), 'same JUnit test cases');
   t.match(toJUnit(merged), /<failure message="check failed in step: transition">/);
+});
+
+t.test('a summary from before the rename of bootMs reads with its guests ready times', async (t) => {
+  const r = readSummary(fixture('run-report.json'));
+  const boots = r.arches.flatMap((a) => a.boots);
+  t.ok(boots.length > 0);
+  t.ok(boots.every((b) => typeof b.readyMs === 'number' && b.readyMs > 0), 'every guest has its readyMs (3317, 5722, ...)');
 });
