@@ -65,7 +65,7 @@ export function table(head: string[], rows: string[][]): string[] {
 function guestLines(boots: ArchReport['boots']): string[] {
   const cpu = (bs: typeof boots) => (bs.some((b) => b.cpuMs !== undefined) ? `, QEMU CPU ${secs(bs.reduce((s, b) => s + (b.cpuMs ?? 0), 0))} in all` : '');
   const out: string[] = [];
-  for (const [label, kind] of [['restore to SSH', boots.filter((b) => b.restoredFrom)], ['boot to SSH:  ', boots.filter((b) => !b.restoredFrom)]] as const) {
+  for (const [label, kind] of [['restore to SSH', boots.filter((b) => b.restoredFrom)], ['boot to SSH   ', boots.filter((b) => !b.restoredFrom)]] as const) {
     if (kind.length === 0) continue;
     if (kind.length <= 3) {
       for (const b of kind) out.push(`    ${label}: ${secs(b.readyMs)} (cpu ${b.cpu})`);

@@ -5,10 +5,11 @@ import { MATRIX } from './matrix.js';
 import { race } from './race.js';
 import { restartAfterNotifySignal, restartAfterNotifySignalNoFlush } from './restart-notify.js';
 import { sample } from './sample.js';
+import { tracedPatch } from './traced-patch.js';
 import type { Scenario } from './types.js';
 
 /** The default list; the upstream selftests join it with --kselftest. */
-export const SCENARIOS: readonly Scenario[] = [sample, ...MATRIX, restartAfterNotifySignal, restartAfterNotifySignalNoFlush];
+export const SCENARIOS: readonly Scenario[] = [sample, ...MATRIX, tracedPatch, restartAfterNotifySignal, restartAfterNotifySignalNoFlush];
 /** Also by name: the upstream selftests and the race (meant for the debug kernel). */
 export const ALL_SCENARIOS: readonly Scenario[] = [...SCENARIOS, kselftest, race];
 
