@@ -30,6 +30,12 @@ export interface ArchRecord {
     readonly memoryMiB: number;
     /** Guests restore from snapshots only with this QEMU version or later, and why (see vm/snapshot.ts). */
     readonly snapshotsFrom?: { readonly version: string; readonly why: string };
+    /**
+     * Where a QEMU that has snapshots restores only some guests right: the
+     * vCPUs a restored guest gets, the CPU models that restore at all (others
+     * boot), and why.
+     */
+    readonly restoreLimits?: { readonly smp: number; readonly cpuModels: readonly string[]; readonly why: string };
   };
   /** Node's process.arch of a host that can run this guest with KVM. */
   readonly kvmHostArch: string;
@@ -106,6 +112,14 @@ const PPC64LE: ArchRecord = {
     memoryMiB: 1024,
     // Seen with 7.2: the restored guest answers SSH, but usleep never returns.
     snapshotsFrom: { version: '8.1', why: "QEMU before 8.1 does not carry the emulated decrementer across a migration, so a restored pseries guest's timers never fire" },
+    // Seen with 10.0.2 (TCG): a second vCPU comes back with an interrupt pending in its XIVE
+    // thread context (NSR set, IPB 02) that is never taken, and on POWER8's XICS MSIs left
+    // rejected are never resent; either way the guest's network is dead after the restore.
+    restoreLimits: {
+      smp: 1,
+      cpuModels: ['power9'],
+      why: 'QEMU (10.0 seen) restores a pseries guest only with one vCPU on POWER9: a second vCPU loses its pending XIVE interrupt, and POWER8 (XICS) loses rejected MSIs, so the restored guest never answers',
+    },
   },
   kvmHostArch: 'ppc64',
   timeoutScale: 4,

@@ -30,6 +30,8 @@ export interface BootRequest {
   commandFile?: string;
   logger: Logger;
   cpu?: string;
+  /** vCPUs (default 2). */
+  smp?: number;
   qemuBinary?: string;
   /** Arguments that find the QEMU's firmware (-L for one run from the cache; vm/qemu-dist.ts). */
   qemuDataArgs?: string[];
@@ -123,6 +125,7 @@ export function startQemu(req: BootRequest, port: number, accel: Accel, incoming
     sshPort: port,
     consoleLog: req.consoleLog,
     cpu: req.cpu,
+    smp: req.smp,
     binary: req.qemuBinary,
     dataArgs: req.qemuDataArgs,
     env: req.qemuEnv,

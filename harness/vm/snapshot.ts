@@ -85,7 +85,7 @@ export class SnapshotBook {
 export async function snapshotKey(req: BootRequest, book = new SnapshotBook()): Promise<{ key: string; inputs: Record<string, string> }> {
   const binary = req.qemuBinary ?? req.arch.qemu.binary;
   // The accelerator is in the command line: a state saved under one restores only under it.
-  const args = qemuArgs({ arch: req.arch, accel: accelOf(req), dataArgs: req.qemuDataArgs, kernel: req.kernel, initrd: req.initrd, sshPort: 0, consoleLog: '', cpu: req.cpu, extraAppend: req.extraAppend });
+  const args = qemuArgs({ arch: req.arch, accel: accelOf(req), dataArgs: req.qemuDataArgs, kernel: req.kernel, initrd: req.initrd, sshPort: 0, consoleLog: '', cpu: req.cpu, smp: req.smp, extraAppend: req.extraAppend });
   const inputs = { qemu: await book.versionOf(binary), args: args.join(' '), kernel: await book.sumOf(req.kernel), initrd: await book.sumOf(req.initrd) };
   return { key: `${req.arch.name}-${req.cpu ?? req.arch.qemu.cpuModels[0]}-${hashOf(...Object.values(inputs))}`, inputs };
 }
@@ -102,8 +102,11 @@ export function versionAtLeast(versionLine: string, want: string): boolean {
 }
 
 /** A pristine guest for one scenario: restored from the snapshot when there is one (made first if not), else booted. */
-export async function freshGuest(req: FreshGuestRequest, book = new SnapshotBook()): Promise<FreshGuest> {
-  if (!req.snapshots) return bootGuest(req);
+export async function freshGuest(given: FreshGuestRequest, book = new SnapshotBook()): Promise<FreshGuest> {
+  if (!given.snapshots) return bootGuest(given);
+  const limits = given.arch.qemu.restoreLimits;
+  // Guests that restore are made and restored with the vCPUs that restore right; every guest that boots boots as given.
+  const req = limits && limits.cpuModels.includes(given.cpu ?? given.arch.qemu.cpuModels[0]!) ? { ...given, smp: limits.smp } : given;
   const { known, unusable } = book;
   const { key, inputs } = await snapshotKey(req, book);
   const tooOld = req.arch.qemu.snapshotsFrom;
@@ -111,8 +114,12 @@ export async function freshGuest(req: FreshGuestRequest, book = new SnapshotBook
     unusable.set(key, `no snapshot: ${tooOld.why} (this is ${inputs.qemu})`);
     req.logger.info(`snapshot ${req.arch.name}: ${unusable.get(key)}; guests boot`);
   }
+  if (limits && req.smp === undefined && !unusable.has(key) && versionAtLeast(inputs.qemu, tooOld?.version ?? '0.0')) {
+    unusable.set(key, `no snapshot for ${req.cpu ?? req.arch.qemu.cpuModels[0]}: ${limits.why}`);
+    req.logger.info(`snapshot ${req.arch.name}: ${unusable.get(key)}; these guests boot`);
+  }
   const problem = unusable.get(key);
-  if (problem) return { ...(await bootGuest(req)), snapshotProblem: problem };
+  if (problem) return { ...(await bootGuest(given)), snapshotProblem: problem };
   let snap = known.get(key);
   if (!snap) known.set(key, (snap = snapshotEntry(req, key, inputs, book)));
   let s: Snapshot | undefined;
@@ -124,9 +131,9 @@ export async function freshGuest(req: FreshGuestRequest, book = new SnapshotBook
     const why = `no snapshot: ${describeError(e).split('\n')[0]}`;
     unusable.set(key, why);
     req.logger.info(`snapshot ${req.arch.name}: ${why}; guests boot instead`);
-    return { ...(await bootGuest(req)), snapshotProblem: why };
+    return { ...(await bootGuest(given)), snapshotProblem: why };
   }
-  if (!s) return bootGuest(req);
+  if (!s) return bootGuest(given);
   try {
     return await restoreGuest(req, s, book);
   } catch (e) {
@@ -134,7 +141,7 @@ export async function freshGuest(req: FreshGuestRequest, book = new SnapshotBook
     const why = `restore from ${s.dir} failed: ${(e as Error).message.split('\n')[0]}`;
     unusable.set(key, why);
     req.logger.info(`snapshot ${req.arch.name}: ${why}; booting instead (the console of the failed restore is kept)`);
-    return { ...(await bootGuest(req)), snapshotProblem: why };
+    return { ...(await bootGuest(given)), snapshotProblem: why };
   }
 }
 
