@@ -12,7 +12,7 @@ import { runMain, type RunOptions, type Stage } from '../pipeline/run.js';
 import { PROJECT_ROOT, projectPath } from '../core/paths.js';
 import { KNOWN_FAILURES_FILE, loadKnownFailures } from '../report/known-failures.js';
 import { toKTAP } from '../report/ktap.js';
-import { parseShard, shardScenarios } from '../report/merge.js';
+import { parseShard, shardScenarios } from '../scenarios/shard.js';
 import { formatSummary } from '../report/summary.js';
 import { ALL_SCENARIOS, pickScenarios, SCENARIOS } from '../scenarios/index.js';
 import { kselftest } from '../scenarios/kselftest.js';

@@ -1,7 +1,8 @@
 import t from 'tap';
 import { EXIT } from '../../../harness/core/errors.js';
 import { toJUnit } from '../../../harness/report/junit.js';
-import { mergeReports, parseShard, readSummary, shardScenarios } from '../../../harness/report/merge.js';
+import { mergeReports, readSummary } from '../../../harness/report/merge.js';
+import { shardScenarios } from '../../../harness/scenarios/shard.js';
 import { overallExit, type RunReport } from '../../../harness/report/run-report.js';
 import { SCENARIOS } from '../../../harness/scenarios/index.js';
 import type { ScenarioReport } from '../../../harness/scenarios/types.js';
@@ -43,18 +44,6 @@ function runOf(selected: string[]): RunReport {
 const normalize = (r: RunReport) => ({
   exitCode: r.exitCode,
   arches: r.arches.map((a) => ({ arch: a.arch, scenarios: a.scenarios.map((s) => [s.name, s.cpu, s.ok, s.steps]) })),
-});
-
-t.test('--shard parses I/N and rejects nonsense', async (t) => {
-  t.same(parseShard('2/3'), { index: 2, count: 3 });
-  for (const bad of ['0/2', '3/2', 'x', '1/0']) t.throws(() => parseShard(bad), /bad --shard/);
-});
-
-t.test('shards are disjoint and cover the scenario list', async (t) => {
-  const parts = [1, 2, 3].map((i) => shardScenarios(SCENARIOS, { index: i, count: 3 }).map((s) => s.name));
-  t.same(parts.flat().sort(), [...names].sort());
-  t.equal(new Set(parts.flat()).size, names.length);
-  t.same(shardScenarios(SCENARIOS, { index: 1, count: 3 }).map((s) => s.name), parts[0], 'deterministic');
 });
 
 t.test('merging shard summaries equals the unsharded result', async (t) => {
