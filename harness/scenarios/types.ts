@@ -85,6 +85,10 @@ export interface Expectations {
   promised: Partial<Record<PatchFeature, string>>;
   /** Files the run demands (--require): absent is a failure, never a skip. */
   required: PatchFeature[];
+  /** Taint flags the inputs explain besides K and O (a kernel that checks signatures taints E for our unsigned modules), and why. */
+  explainedTaint?: { mask: number; why: string };
+  /** Set when the kernel under test comes without livepatch-sample.ko (a binary kernel built without samples): why. */
+  noSampleModule?: string;
 }
 
 export interface ScenarioContext {
