@@ -53,15 +53,16 @@ const bookworm = [{ uri: DEBIAN, suite: 'bookworm' }, { uri: SECURITY, suite: 'b
 const trixie = [{ uri: DEBIAN, suite: 'trixie' }, { uri: SECURITY, suite: 'trixie-security' }];
 
 /**
- * What Debian publishes (looked up 2026-11-30): bullseye's 5.10 for amd64
- * from bullseye-security (LTS), for ppc64el only from bullseye itself (LTS
- * dropped ppc64el); bookworm's 6.1, trixie's 6.12 and sid's 7.2 for both.
+ * What Debian publishes (looked up 2026-11-30 on deb.debian.org): bullseye's
+ * 5.10 for amd64 only (bullseye-security is LTS, without ppc64el, and the
+ * mirror lists no ppc64el packages for bullseye any more); bookworm's 6.1,
+ * trixie's 6.12 and sid's 7.2 for both.
  */
 export const DEBIAN_IMAGES: readonly DebianImageRecord[] = [
   {
     name: 'debian-image:5.10',
     line: '5.10',
-    suites: { amd64: [{ uri: DEBIAN, suite: 'bullseye' }, { uri: SECURITY, suite: 'bullseye-security' }], ppc64el: [{ uri: DEBIAN, suite: 'bullseye' }] },
+    suites: { amd64: [{ uri: DEBIAN, suite: 'bullseye' }, { uri: SECURITY, suite: 'bullseye-security' }] },
     abi: /^5\.10\.0-\d+$/,
     layout: 'image',
   },
@@ -229,7 +230,8 @@ async function makeEntry(o: { r: DebianImageRecord; arch: ArchRecord; cacheDir: 
     for (const deb of [...debs, kbuildDeb]) await run('dpkg-deb', ['-x', deb, root]);
     // Packages leave modules.dep to depmod in their postinst: run it on the unpacked tree (kmod reads any arch's modules).
     if (!existsSync(join(root, 'lib')) && existsSync(join(root, 'usr/lib/modules'))) symlinkSync('usr/lib', join(root, 'lib'));
-    await run('depmod', ['-b', root, pkgs.release]);
+    const modDir = ['lib/modules', 'usr/lib/modules'].map((d) => join(root, d, pkgs.release)).find((d) => existsSync(d));
+    if (modDir && !existsSync(join(modDir, 'modules.dep'))) await run('depmod', ['-b', root, pkgs.release]);
     const layout = locate(root, pkgs.release, arch);
     // The flavour's Makefile includes the common one by its absolute path under /usr/src: point it here.
     const mk = join(root, layout.build, 'Makefile');
