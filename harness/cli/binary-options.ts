@@ -6,6 +6,7 @@ import { binaryKernelFromPaths, lineOf } from '../kernel/binary-kernel.js';
 import { debianImage, type DebianImageRecord } from '../kernel/debian-images.js';
 import type { BinarySource } from '../pipeline/prepare-binary.js';
 import { basename } from 'node:path';
+import { parseRemedies, type UserPatchInput } from '../scenarios/user-patch.js';
 import { pathOption } from './options.js';
 
 export const BINARY_INPUTS = {
@@ -13,6 +14,22 @@ export const BINARY_INPUTS = {
   'kernel-modules': { type: 'string', arg: 'DIR', help: "that kernel's /lib/modules/<release> (its boot drivers go into the image)" },
   'kernel-build': { type: 'string', arg: 'DIR', help: "that kernel's kbuild tree (headers dir or make O= output): the guest\nmodules are built against it" },
 } as const;
+
+/** A user's livepatch under a user's workload (run --scenario user-patch, repro). */
+export const USER_PATCH_INPUTS = {
+  livepatch: { type: 'string', arg: 'FILE.ko|DIR', help: "your own livepatch module, built for the kernel under test, or its\nsource directory (built against it); runs the scenario user-patch" },
+  workload: { type: 'string', arg: 'CMD', help: 'a shell command started in the guest before the patch loads\n(e.g. a program that sleeps in the function the patch replaces)' },
+  remedy: { type: 'string', arg: 'LIST', help: 'levers tried in order while the transition is stuck, each only if\nthe one before did not end it (default: signal,force)' },
+} as const;
+
+/** The user-patch input the options give, or undefined; --workload without --livepatch (or the reverse) is bad usage. */
+export function userPatchInput(values: { livepatch?: string; workload?: string; remedy?: string }): UserPatchInput | undefined {
+  if (!values.livepatch && !values.workload && values.remedy === undefined) return undefined;
+  if (!values.livepatch || !values.workload) {
+    throw usageError(`--${values.livepatch ? 'livepatch' : values.workload ? 'workload' : 'remedy'} without --${values.livepatch ? 'workload' : 'livepatch'}`, { hint: 'a user patch needs both: --livepatch FILE.ko|DIR --workload CMD (and optionally --remedy signal,force)' });
+  }
+  return { livepatch: pathOption(values.livepatch)!, workload: values.workload, remedies: parseRemedies(values.remedy) };
+}
 
 type BinaryValues = { 'kernel-image'?: string; 'kernel-modules'?: string; 'kernel-build'?: string; 'kernel-src'?: string; patches?: string; kconfigs?: string; 'kconfig-extra'?: string[] };
 

@@ -19,7 +19,8 @@ import { kselftest } from '../scenarios/kselftest.js';
 import { parseQemuChoice } from '../vm/qemu-dist.js';
 import type { PatchFeature } from '../scenarios/types.js';
 import { commandOptions, INPUTS, noPositionals, pathOption } from './options.js';
-import { BINARY_INPUTS, debianImageSource, noSourceOptions, pathKernelSource } from './binary-options.js';
+import { BINARY_INPUTS, debianImageSource, noSourceOptions, pathKernelSource, USER_PATCH_INPUTS, userPatchInput } from './binary-options.js';
+import { userPatch } from '../scenarios/user-patch.js';
 import { DEBIAN_IMAGES, isImageKernelName, parseImageList } from '../kernel/debian-images.js';
 import { runImages } from '../pipeline/image-matrix.js';
 
@@ -28,6 +29,7 @@ const STAGES: Stage[] = ['source', 'build', 'image'];
 export const parseRun = commandOptions('run', {
   ...INPUTS,
   ...BINARY_INPUTS,
+  ...USER_PATCH_INPUTS,
   arch: { type: 'string', arg: 'LIST', help: `comma-separated arches (default: ${archNames().join(',')})` },
   kernel: {
     type: 'string',
@@ -59,7 +61,14 @@ export const runLevel = (v: RunValues) => (v.verbose ? 'verbose' : v.quiet ? 'qu
 export async function runCommand(values: RunValues, positionals: string[], logger: Logger): Promise<number> {
   noPositionals('run', positionals);
   const arches = parseArchList(values.arch ?? archNames().join(','));
-  let scenarios = pickScenarios(values.scenario);
+  // user-patch is made from --livepatch/--workload; asked for alone or with others.
+  const user = userPatchInput(values);
+  const wantsUser = values.scenario?.includes('user-patch') || (user !== undefined && !values.scenario?.length);
+  if (wantsUser && !user) throw usageError('--scenario user-patch needs --livepatch FILE.ko|DIR and --workload CMD', { hint: 'e.g. --scenario user-patch --livepatch my_lp.ko --workload "cat /proc/my_file"' });
+  if (user && !wantsUser) throw usageError('--livepatch with other scenarios but not user-patch', { hint: 'add --scenario user-patch (or give no --scenario)' });
+  const others = values.scenario?.filter((n) => n !== 'user-patch');
+  let scenarios = user && !others?.length ? [] : pickScenarios(others);
+  if (user) scenarios.push(userPatch(user));
   if (values.kselftest && !scenarios.includes(kselftest)) scenarios = [...scenarios, kselftest];
   const selected = scenarios.map((sc) => sc.name);
   const shard = values.shard ? parseShard(values.shard) : undefined;

@@ -80,7 +80,10 @@ export async function prepareBinaryArch(o: {
   for (const scenario of o.scenarios ?? []) {
     if (!scenario.prepare) continue;
     checkInterrupted();
-    await scenario.prepare({ arch, build, tree: kernel.buildDir, modules, logger }).catch((e: Error) => logger.info(`prepare ${arch.name}: ${scenario.name}: ${e.message}`));
+    await scenario.prepare({ arch, build, tree: kernel.buildDir, modules, logger }).catch((e: Error) => {
+      if (scenario.prepareFailsRun) throw e;
+      logger.info(`prepare ${arch.name}: ${scenario.name}: ${e.message}`);
+    });
   }
   return { build, image: images.get('base')!, images, modules, kernel, modulesSkipped };
 }
