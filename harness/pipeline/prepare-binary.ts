@@ -12,7 +12,9 @@ import type { Logger } from '../core/log.js';
 import { projectPath } from '../core/paths.js';
 import { bootModulesArchive, bootModulesOf } from '../image/boot-modules.js';
 import { buildImage, type ImageResult, type ImageVariant } from '../image/initramfs.js';
-import type { Keys } from '../image/keys.js';
+import { loadKeys, type Keys } from '../image/keys.js';
+import { NO_PATCHES, readSeries } from '../kernel/patches.js';
+import { DEFAULT_QEMU, qemuInstall, type QemuChoice } from '../vm/qemu-dist.js';
 import { kernelFacts, moduleCompiler, type BinaryKernel } from '../kernel/binary-kernel.js';
 import type { BuildResult } from '../kernel/build.js';
 import { buildGuestModules, type ModulesResult } from '../kernel/modules.js';
@@ -116,4 +118,13 @@ async function withBootModules(o: {
     return { path, reused: false, durationMs: Date.now() - started, files: o.base.files, bytes: data.length };
   };
   return useEntry({ lock: entryLock(o.cacheDir, name), what: `guest image ${name}`, logger: o.logger, check, make });
+}
+
+/** prepareRun's counterpart for a binary kernel (repro, shell): keys, the one arch's artifacts, the QEMU. */
+export async function prepareBinaryRun(o: { arch: ArchRecord; source: BinarySource; cacheDir: string; logger: Logger; qemu?: QemuChoice; scenarios?: readonly Scenario[] }) {
+  const keys = loadKeys(o.cacheDir);
+  const initScript = readFileSync(projectPath('guest/init'), 'utf8');
+  const artifacts = await prepareBinaryArch({ arch: o.arch, source: o.source, keys, initScript, cacheDir: o.cacheDir, logger: o.logger, scenarios: o.scenarios });
+  const qemu = await qemuInstall(o.qemu ?? DEFAULT_QEMU, o.cacheDir, o.logger);
+  return { keys, artifacts, qemu, src: { tree: artifacts.kernel.buildDir, version: artifacts.kernel.line }, series: readSeries(NO_PATCHES) };
 }

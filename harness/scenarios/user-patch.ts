@@ -125,6 +125,15 @@ async function startWorkload(ctx: ScenarioContext, s: StepApi, command: string):
   s.equal('the workload before the load (running, or ended with status 0)', state === '0' ? 'ended with status 0' : state, state === '0' ? 'ended with status 0' : 'running');
 }
 
+/** The kernel's "is sleeping on function" lines on, then the workload. */
+const workloadStep = (ctx: ScenarioContext, command: string) =>
+  ctx.step('start the workload', async (s) => {
+    await ctx.ops.run(`echo 'file kernel/livepatch/transition.c +p' > /sys/kernel/debug/dynamic_debug/control`);
+    await startWorkload(ctx, s, command);
+  });
+
+const insmodCheck = (s: StepApi, m: UserModule, r: { code: number | null; stderr: string }) => s.equal(`insmod ${basename(m.path)}`, r.code === 0 ? 0 : `${r.code}: ${r.stderr.trim()}`, 0);
+
 /** The tasks that keep the transition pending, with thread group, function, stack and state; also logged. */
 async function reportBlockers(ctx: ScenarioContext, s: StepApi, initial: '0' | '1'): Promise<string> {
   const tasks = await blockingTasks(ctx.ops, initial);
@@ -161,15 +170,12 @@ export function userPatch(input: UserPatchInput): Scenario {
       const lp = (f: string) => ctx.ops.patchFile(m.name, f);
       const bound = guestBound('stuckSpan', ctx.arch);
       let state = '';
-      await ctx.step('start the workload', async (s) => {
-        await ctx.ops.run(`echo 'file kernel/livepatch/transition.c +p' > /sys/kernel/debug/dynamic_debug/control`);
-        await startWorkload(ctx, s, input.workload);
-      });
+      await workloadStep(ctx, input.workload);
       await ctx.step(`load ${basename(m.path)}: does the transition end on its own within ${bound / 1000} s?`, async (s) => {
         const guestKo = await ctx.copyIn(m.path);
         const r = await ctx.ops.runTimed(`insmod ${q(guestKo)}`);
         ctx.event(`insmod ${m.name}`, r.atMs);
-        s.equal(`insmod ${basename(m.path)}`, r.code === 0 ? 0 : `${r.code}: ${r.stderr.trim()}`, 0);
+        insmodCheck(s, m, r);
         const w = await ctx.ops.waitTransition(m.name, '0', bound);
         state = w.value;
         if (w.value !== '1') {
@@ -218,13 +224,10 @@ export async function loadUserPatch(ctx: ScenarioContext, input: UserPatchInput)
   const m = await userModule(ctx, input.livepatch);
   let stuck = false;
   let blockers = '';
-  await ctx.step('start the workload', async (s) => {
-    await ctx.ops.run(`echo 'file kernel/livepatch/transition.c +p' > /sys/kernel/debug/dynamic_debug/control`);
-    await startWorkload(ctx, s, input.workload);
-  });
+  await workloadStep(ctx, input.workload);
   await ctx.step('load the livepatch', async (s) => {
     const r = await ctx.ops.insmod(await ctx.copyIn(m.path));
-    s.equal(`insmod ${basename(m.path)}`, r.code === 0 ? 0 : `${r.code}: ${r.stderr.trim()}`, 0);
+    insmodCheck(s, m, r);
     stuck = (await ctx.ops.waitTransition(m.name, '0', guestBound('stuckSpan', ctx.arch))).value === '1';
     if (stuck) blockers = await reportBlockers(ctx, s, '0');
   });
