@@ -10,7 +10,7 @@ import { hashOf, readValidMarker, writeMarker } from '../core/cache.js';
 import { onCleanup } from '../core/children.js';
 import { infraError, usageError } from '../core/errors.js';
 import { run } from '../core/exec.js';
-import { entryLock, useEntry, withExclusive } from '../core/lock.js';
+import { entryLock, holdShared, useEntry, withExclusive } from '../core/lock.js';
 import type { Logger } from '../core/log.js';
 import { aptState, aptUpdate, compareDebVersions, downloadDebs, newestRecords, parseIndexRecords, type AptState, type IndexRecord } from '../image/apt.js';
 import type { BinaryKernel } from './binary-kernel.js';
@@ -150,11 +150,14 @@ export async function debianImage(r: DebianImageRecord, arch: ArchRecord, cacheD
   const started = Date.now();
   const flavour = FLAVOURS[arch.debArch]?.flavour;
   if (!flavour || !r.suites[arch.debArch]) throw usageError(`Debian publishes no ${r.name} for ${arch.name}`, { hint: `its arches: ${Object.keys(r.suites).join(', ')}` });
-  const top = join(cacheDir, 'kernel-images', `debian-${r.line}`, arch.debArch);
+  // One level under kernel-images/, as every cache entry (`klp-harness cache` lists and prunes them).
+  const top = join(cacheDir, 'kernel-images');
+  const prefix = `debian-${r.line}-${arch.debArch}-`;
   if (!refresh) {
-    const kept = keptEntries(top);
-    for (const dir of kept) {
-      const k = await readEntry(dir, r, arch, started);
+    for (const name of keptEntries(top, prefix)) {
+      // Held shared like any entry in use, so that a prune leaves it alone.
+      await holdShared(entryLock(cacheDir, `kernel-images/${name}`), `Debian kernel kernel-images/${name}`, logger);
+      const k = await readEntry(join(top, name), r, arch, started);
       if (k) return k;
     }
   }
@@ -170,20 +173,19 @@ export async function debianImage(r: DebianImageRecord, arch: ArchRecord, cacheD
     if (!kbuild) throw infraError(`${headers[0]} names no linux-kbuild package in its Depends`, { hint: 'Debian changed its packaging; report it' });
     return { abi: best.abi, release: `${best.abi}-${flavour}`, version: best.version, target: [...image, ...headers], kbuild } satisfies ImagePackages;
   });
-  const dir = join(top, `${pkgs.release}_${pkgs.version}`);
-  const name = `kernel-images/debian-${r.line}/${arch.debArch}/${pkgs.release}_${pkgs.version}`;
+  const dir = join(top, `${prefix}${pkgs.release}_${pkgs.version}`);
+  const name = `kernel-images/${prefix}${pkgs.release}_${pkgs.version}`;
   const check = async () => readEntry(dir, r, arch, started);
   return useEntry({ lock: entryLock(cacheDir, name), what: `Debian kernel ${name}`, logger, check, make: () => makeEntry({ r, arch, cacheDir, logger, pkgs, dir, started }) });
 }
 
-/** Kept entries of an arch, newest package version first. */
-function keptEntries(top: string): string[] {
+/** Kept entries of a line and arch (their names), newest package version first. */
+function keptEntries(top: string, prefix: string): string[] {
   if (!existsSync(top)) return [];
   const version = (d: string) => d.slice(d.indexOf('_') + 1);
   return readdirSync(top)
-    .filter((d) => d.includes('_') && !d.startsWith('.'))
-    .sort((a, b) => compareDebVersions(version(b), version(a)))
-    .map((d) => join(top, d));
+    .filter((d) => d.startsWith(prefix) && d.includes('_') && !/\.tmp-\d+$/.test(d))
+    .sort((a, b) => compareDebVersions(version(b), version(a)));
 }
 
 async function readEntry(dir: string, r: DebianImageRecord, arch: ArchRecord, started: number): Promise<BinaryKernel | undefined> {

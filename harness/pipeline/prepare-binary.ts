@@ -78,7 +78,7 @@ export async function prepareBinaryArch(o: {
     const cc = await moduleCompiler(arch, kernel.config);
     logger.info(`modules ${arch.name}: compiler ${cc.cc}: ${cc.note}`);
     logger.status(arch.name, 'modules: klp_sleeper, klp_sleeper_lp');
-    modules = await buildGuestModules({ arch, build, tree: kernel.buildDir, sourceDir: projectPath('guest/modules'), logger, cacheDir, entry: `binary-modules/${arch.name}-${kernel.key}`, makeVars: [`CC=${cc.cc}`] }).catch((e: unknown) => {
+    modules = await buildGuestModules({ arch, build, tree: kernel.buildDir, sourceDir: projectPath('guest/modules'), logger, cacheDir, entry: 'binary-modules', makeVars: [`CC=${cc.cc}`] }).catch((e: unknown) => {
       // Seen: 6.12's flags (-fmin-function-alignment) are gcc 14's; bookworm's gcc 12 refuses them.
       if (!cc.same && e instanceof HarnessError) e.context.hint = `${cc.note.split(';')[0]}, and this host's ${cc.cc} cannot build modules for it: run on a host that has that compiler (Debian's own release of that kernel), or put it on PATH as ${arch.crossCompile}gcc-${/(\d+)\.\d+\.\d+\s*$/.exec(cc.kernelCc)?.[1] ?? 'N'}`;
       throw e;
