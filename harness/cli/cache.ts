@@ -18,7 +18,7 @@ export interface CacheEntry {
 
 export async function listCache(root: string): Promise<CacheEntry[]> {
   const out: CacheEntry[] = [];
-  for (const kind of ['trees', 'builds', 'images', 'snapshots', 'runs', 'apt']) {
+  for (const kind of ['trees', 'builds', 'images', 'kernel-images', 'binary-modules', 'snapshots', 'runs', 'apt']) {
     const dir = join(root, kind);
     let names: string[] = [];
     try {
@@ -45,7 +45,7 @@ export async function listCache(root: string): Promise<CacheEntry[]> {
 
 export function formatCache(entries: CacheEntry[]): string {
   const mb = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
-  const lines = entries.map((e) => `  ${e.kind.padEnd(7)} ${e.name.padEnd(44)} ${mb(e.bytes).padStart(9)}  ${e.ageDays.toFixed(1).padStart(6)} d${e.complete ? '' : '  (incomplete)'}`);
+  const lines = entries.map((e) => `  ${e.kind.padEnd(14)} ${e.name.padEnd(44)} ${mb(e.bytes).padStart(9)}  ${e.ageDays.toFixed(1).padStart(6)} d${e.complete ? '' : '  (incomplete)'}`);
   const total = entries.reduce((s, e) => s + e.bytes, 0);
   return [...lines, `  total ${mb(total)}`].join('\n') + '\n';
 }

@@ -19,13 +19,23 @@ import { kselftest } from '../scenarios/kselftest.js';
 import { parseQemuChoice } from '../vm/qemu-dist.js';
 import type { PatchFeature } from '../scenarios/types.js';
 import { commandOptions, INPUTS, noPositionals, pathOption } from './options.js';
+import { BINARY_INPUTS, debianImageSource, noSourceOptions, pathKernelSource, USER_PATCH_INPUTS, userPatchInput } from './binary-options.js';
+import { userPatch } from '../scenarios/user-patch.js';
+import { DEBIAN_IMAGES, isImageKernelName, parseImageList } from '../kernel/debian-images.js';
+import { runImages } from '../pipeline/image-matrix.js';
 
 const STAGES: Stage[] = ['source', 'build', 'image'];
 
 export const parseRun = commandOptions('run', {
   ...INPUTS,
+  ...BINARY_INPUTS,
+  ...USER_PATCH_INPUTS,
   arch: { type: 'string', arg: 'LIST', help: `comma-separated arches (default: ${archNames().join(',')})` },
-  kernel: { type: 'string', arg: 'LIST', help: `Debian kernels to run, comma-separated: ${KERNELS.map((k) => k.name).join(', ')};\neach with its own series from patches/<version>/ (default: --kernel-src)` },
+  kernel: {
+    type: 'string',
+    arg: 'LIST',
+    help: `Debian kernels to run, comma-separated: ${KERNELS.map((k) => k.name).join(', ')};\neach with its own series from patches/<version>/ (default: --kernel-src);\nor Debian's prebuilt ones as shipped: ${DEBIAN_IMAGES.map((k) => k.name).join(', ')}`,
+  },
   out: { type: 'string', arg: 'DIR', help: "where this run's logs and reports go (default: <cache>/runs/<time>)" },
   scenario: { type: 'string', multiple: true, arg: 'NAME', help: `run only this scenario; repeatable (${SCENARIOS.map((s) => s.name).join(', ')})` },
   cpu: { type: 'string', multiple: true, arg: 'MODEL', help: "CPU model for QEMU (default: each arch's first; repeatable)" },
@@ -51,7 +61,14 @@ export const runLevel = (v: RunValues) => (v.verbose ? 'verbose' : v.quiet ? 'qu
 export async function runCommand(values: RunValues, positionals: string[], logger: Logger): Promise<number> {
   noPositionals('run', positionals);
   const arches = parseArchList(values.arch ?? archNames().join(','));
-  let scenarios = pickScenarios(values.scenario);
+  // user-patch is made from --livepatch/--workload; asked for alone or with others.
+  const user = userPatchInput(values);
+  const wantsUser = values.scenario?.includes('user-patch') || (user !== undefined && !values.scenario?.length);
+  if (wantsUser && !user) throw usageError('--scenario user-patch needs --livepatch FILE.ko|DIR and --workload CMD', { hint: 'e.g. --scenario user-patch --livepatch my_lp.ko --workload "cat /proc/my_file"' });
+  if (user && !wantsUser) throw usageError('--livepatch with other scenarios but not user-patch', { hint: 'add --scenario user-patch (or give no --scenario)' });
+  const others = values.scenario?.filter((n) => n !== 'user-patch');
+  let scenarios = user && !others?.length ? [] : pickScenarios(others);
+  if (user) scenarios.push(userPatch(user));
   if (values.kselftest && !scenarios.includes(kselftest)) scenarios = [...scenarios, kselftest];
   const selected = scenarios.map((sc) => sc.name);
   const shard = values.shard ? parseShard(values.shard) : undefined;
@@ -69,7 +86,11 @@ export async function runCommand(values: RunValues, positionals: string[], logge
   });
   const cpuList = values.cpu?.flatMap((c) => c.split(',')).filter(Boolean);
   if (cpuList) checkCpus(arches, cpuList);
-  const kernels = values.kernel ? parseKernelList(values.kernel) : undefined;
+  const images = values.kernel?.split(',').some(isImageKernelName) ? parseImageList(values.kernel) : undefined;
+  if (images) noSourceOptions(values, `--kernel ${values.kernel}`);
+  const byPath = pathKernelSource(values, arches);
+  if (byPath && values.kernel) throw usageError('--kernel and --kernel-image name the kernel twice', { hint: 'give one of them' });
+  const kernels = values.kernel && !images ? parseKernelList(values.kernel) : undefined;
   if (kernels && values['kernel-src']) throw usageError('--kernel and --kernel-src name the kernel twice', { hint: 'give one of them' });
   if (kernels && kernels.length > 1 && values.patches) throw usageError('--patches with several --kernel values', { hint: 'each kernel takes its own series from patches/<version>/; give one kernel with --patches' });
   // Read before anything is built: a bad file is bad usage (exit 4), naming the file.
@@ -90,7 +111,7 @@ export async function runCommand(values: RunValues, positionals: string[], logge
     logger,
     cpus: cpuList ? (a) => cpusFor(a.qemu.cpuModels, cpuList) : undefined,
   };
-  const report = kernels ? await runKernels(base, kernels) : await runMain(base);
+  const report = images ? await runImages(base, images.map(debianImageSource)) : byPath ? await runMain({ ...base, binary: byPath }) : kernels ? await runKernels(base, kernels) : await runMain(base);
   process.stdout.write(values.ktap ? toKTAP(report) : formatSummary(report));
   return wasInterrupted() ? EXIT.interrupted : report.exitCode;
 }

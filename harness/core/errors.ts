@@ -75,7 +75,7 @@ export const infraError = (msg: string, ctx?: ErrorContext, cause?: unknown) =>
 export const timeoutError = (msg: string, ctx?: ErrorContext) => new HarnessError('timeout', msg, ctx);
 
 /** What a failed scenario's report says failed when it was not one of its checks. */
-export type Fault = 'kernel' | 'infra';
+export type Fault = 'kernel' | 'infra' | 'usage';
 
 /**
  * The one table of what each kind of error means: the CLI's exit code, and
@@ -84,7 +84,8 @@ export type Fault = 'kernel' | 'infra';
  * guest was not what was expected).
  */
 export const ERROR_KINDS: Readonly<Record<ErrorKind, { exit: number; fault?: Fault }>> = {
-  usage: { exit: EXIT.usage, fault: 'infra' },
+  // Bad input found only in a scenario (a user's workload that fails at once): still the user's to fix.
+  usage: { exit: EXIT.usage, fault: 'usage' },
   config: { exit: EXIT.kernelFailed, fault: 'kernel' },
   patch: { exit: EXIT.kernelFailed, fault: 'kernel' },
   build: { exit: EXIT.kernelFailed, fault: 'kernel' },
@@ -110,7 +111,7 @@ export function faultOf(err: unknown): Fault | undefined {
 /** The exit code a scenario's outcome asks for. */
 export function exitForOutcome(ok: boolean, fault: Fault | undefined): number {
   if (ok) return EXIT.ok;
-  return fault === 'kernel' ? EXIT.kernelFailed : fault === 'infra' ? EXIT.infra : EXIT.testsFailed;
+  return fault === 'kernel' ? EXIT.kernelFailed : fault === 'infra' ? EXIT.infra : fault === 'usage' ? EXIT.usage : EXIT.testsFailed;
 }
 
 /** What a person reads about any error: a HarnessError's full report, else the stack. */

@@ -29,18 +29,23 @@ export async function buildGuestModules(opts: {
   logger: Logger;
   /** The cache root (default: two levels above the build directory, where builds/ is). */
   cacheDir?: string;
+  /** Where the entry goes instead of <build>/klp-guest-modules/ (a kbuild tree that is not ours: a binary kernel's), relative to cacheDir. */
+  entry?: string;
+  /** More make variables (CC= for a binary kernel's own compiler). */
+  makeVars?: string[];
 }): Promise<ModulesResult> {
   const { arch, build } = opts;
   const sources = readdirSync(opts.sourceDir).sort();
-  const key = hashOf(build.key, arch.moduleCflags, ...arch.userCflags, ...PROGRAM_CFLAGS, ...sources.flatMap((f) => [f, readFileSync(join(opts.sourceDir, f))]));
-  const dir = join(build.buildDir, 'klp-guest-modules', key);
+  const key = hashOf(build.key, arch.moduleCflags, ...arch.userCflags, ...PROGRAM_CFLAGS, ...(opts.makeVars ?? []), ...sources.flatMap((f) => [f, readFileSync(join(opts.sourceDir, f))]));
+  const cacheDir = opts.cacheDir ?? join(build.buildDir, '../..');
+  const name = opts.entry ? `${opts.entry}/${key}` : `${build.buildDir.slice(build.buildDir.lastIndexOf('builds/'))}/klp-guest-modules/${key}`;
+  const dir = opts.entry ? join(cacheDir, name) : join(build.buildDir, 'klp-guest-modules', key);
   const modules = Object.fromEntries([...GUEST_MODULES, ...GUEST_PROGRAMS].map((m) => [m, join(dir, m)]));
   const check = async () => ((await readValidMarker(dir)) ? { dir, modules, reused: true } : undefined);
-  const name = `${build.buildDir.slice(build.buildDir.lastIndexOf('builds/'))}/klp-guest-modules/${key}`;
-  return useEntry({ lock: entryLock(opts.cacheDir ?? join(build.buildDir, '../..'), name), what: `guest modules ${name}`, logger: opts.logger, check, make: () => make(opts, dir, key, modules) });
+  return useEntry({ lock: entryLock(cacheDir, name), what: `guest modules ${name}`, logger: opts.logger, check, make: () => make(opts, dir, key, modules) });
 }
 
-async function make(opts: { arch: ArchRecord; build: BuildResult; tree: string; sourceDir: string; logger: Logger }, dir: string, key: string, modules: Record<string, string>): Promise<ModulesResult> {
+async function make(opts: { arch: ArchRecord; build: BuildResult; tree: string; sourceDir: string; logger: Logger; makeVars?: string[] }, dir: string, key: string, modules: Record<string, string>): Promise<ModulesResult> {
   const { arch, build } = opts;
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -48,7 +53,7 @@ async function make(opts: { arch: ArchRecord; build: BuildResult; tree: string; 
   const logPath = join(dir, 'build.log');
   opts.logger.info(`modules ${arch.name}: building ${[...GUEST_MODULES, ...GUEST_PROGRAMS].join(', ')}`);
   // External modules build from the kernel's output directory, which knows its source tree.
-  const args = ['-C', build.buildDir, ...makeArgs(arch, opts.tree, build.buildDir).slice(3), `M=${dir}`, `KLP_LP_CFLAGS=${arch.moduleCflags}`, 'modules'];
+  const args = ['-C', build.buildDir, ...makeArgs(arch, opts.tree, build.buildDir).slice(3), `M=${dir}`, `KLP_LP_CFLAGS=${arch.moduleCflags}`, ...(opts.makeVars ?? []), 'modules'];
   await run('make', args, {
     logPath,
     logger: opts.logger,

@@ -79,7 +79,10 @@ export async function prepareArch(o: PrepareRequest): Promise<ArchArtifacts> {
     checkInterrupted();
     logger.status(arch.name, `prepare: ${scenario.name}`);
     // A preparation that fails is left to the scenario: it asks again and reports the failure as its own.
-    await scenario.prepare({ arch, build, tree: o.src.tree, modules, logger }).catch((e: Error) => logger.info(`prepare ${arch.name}: ${scenario.name}: ${e.message}`));
+    await scenario.prepare({ arch, build, tree: o.src.tree, modules, logger }).catch((e: Error) => {
+      if (scenario.prepareFailsRun) throw e;
+      logger.info(`prepare ${arch.name}: ${scenario.name}: ${e.message}`);
+    });
   }
   checkInterrupted();
   return { build, image: images.get('base')!, images, modules };

@@ -20,7 +20,9 @@ import { applyKnownFailures, type KnownFailures } from '../report/known-failures
 import { overallExit, type ArchReport, type BootReport, type RunReport, type ScenarioOutcome } from '../report/run-report.js';
 import { writeReportFiles } from '../report/write.js';
 import type { Expectations, PatchFeature, Scenario } from '../scenarios/types.js';
-import { expectationsOf } from './expectations.js';
+import { binaryExpectations, expectationsOf } from './expectations.js';
+import { probeLivepatch, skippedOutcome } from './livepatch-probe.js';
+import { prepareBinaryArch, type BinaryArtifacts, type BinarySource } from './prepare-binary.js';
 import { GuestPool } from '../vm/guest-pool.js';
 import { DEFAULT_QEMU, qemuInstall, type QemuChoice } from '../vm/qemu-dist.js';
 import type { FreshGuest } from '../vm/snapshot.js';
@@ -54,6 +56,8 @@ export interface RunOptions {
   kconfigExtra?: string[];
   /** The kernel record when the source is one of --kernel's (names it in reports; options it lacks). */
   kernel?: KernelRecord;
+  /** A kernel not built here (--kernel debian-image:X.Y, --kernel-image): no source, no series, no build. */
+  binary?: BinarySource & { line: string };
   logger: Logger;
   /** CPU models per arch to run the scenarios on; default: the arch's first. */
   cpus?: (arch: ArchRecord) => string[];
@@ -86,10 +90,12 @@ export async function runMain(opts: RunOptions): Promise<RunReport> {
     durationMs: 0,
     outDir,
     cacheDir,
-    source: {
-      kernelSrc: resolve(opts.kernelSrc ?? DEFAULT_KERNEL_SRC),
-      patches: opts.patches === NO_PATCHES ? NO_PATCHES : resolve(opts.patches ?? projectPath('patches')),
-    },
+    source: opts.binary
+      ? { kernelSrc: opts.binary.name, patches: NO_PATCHES }
+      : {
+          kernelSrc: resolve(opts.kernelSrc ?? DEFAULT_KERNEL_SRC),
+          patches: opts.patches === NO_PATCHES ? NO_PATCHES : resolve(opts.patches ?? projectPath('patches')),
+        },
     arches: [],
     exitCode: EXIT.ok,
     selection: opts.selection,
@@ -118,7 +124,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   const { logger } = opts;
   logger.info(`run: artifacts in ${report.outDir}`);
   preflight(opts.arches);
-  const { src, series } = await sourceStage(opts, report);
+  const { src, series } = opts.binary ? { src: { version: opts.binary.line, tree: '' }, series: readSeries(NO_PATCHES) } : await sourceStage(opts, report);
   const expect = expectationsOf(opts, src.version, series);
   logger.info(`expectations: ${expect.generation ? `generation record ${expect.generation.line} (force pins ${expect.generation.forcePins}, own signal after ${expect.generation.signalsTimeout} failed tries)` : expect.noGeneration}; per-patch files promised: ${Object.entries(expect.promised).map(([f, why]) => `${f} (${why})`).join(', ') || 'none'}${expect.required.length ? `; required: ${expect.required.join(', ')}` : ''}`);
   const keys = loadKeys(report.cacheDir);
@@ -137,15 +143,20 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
     report.arches.push(ar);
     const archOut = join(report.outDir, arch.name);
     mkdirSync(archOut, { recursive: true });
-    let artifacts: ArchArtifacts;
+    let artifacts: ArchArtifacts | BinaryArtifacts;
     try {
-      artifacts = await prepareArch({ arch, src, keys, initScript, cacheDir: report.cacheDir, rebuild, logger, kconfigDir: opts.kconfigDir, kconfigExtra: opts.kconfigExtra, absentOptions: opts.kernel?.absentOptions, scenarios: opts.scenarios });
+      artifacts = opts.binary
+        ? await prepareBinaryArch({ arch, source: opts.binary, keys, initScript, cacheDir: report.cacheDir, rebuild, logger, scenarios: opts.scenarios })
+        : await prepareArch({ arch, src: src as Parameters<typeof prepareArch>[0]['src'], keys, initScript, cacheDir: report.cacheDir, rebuild, logger, kconfigDir: opts.kconfigDir, kconfigExtra: opts.kconfigExtra, absentOptions: opts.kernel?.absentOptions, scenarios: opts.scenarios });
     } catch (e) {
       recordArchError(ar, e, logger);
       continue;
     }
     keepArtifacts(ar, artifacts, archOut);
-    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: src.tree, cacheDir: report.cacheDir, slots, pool, expect })
+    const binary = (artifacts as Partial<BinaryArtifacts>).kernel;
+    if (binary) Object.assign(ar, { kernel: binary.label, kernelVersion: binary.version });
+    const archExpect = binary ? binaryExpectations(expect, binary) : expect;
+    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: binary ? binary.buildDir : src.tree, cacheDir: report.cacheDir, slots, pool, expect: archExpect })
       .catch((e) => recordArchError(ar, e, logger))
       .finally(() => logger.status(arch.name, ar.error ? `stopped: ${ar.error.kind} error` : `done: ${ar.scenarios.filter((x) => x.ok).length}/${ar.scenarios.length} scenarios passed`));
     if (opts.sequential) await archRun;
@@ -202,7 +213,7 @@ interface ArchGuests {
   arch: ArchRecord;
   ar: ArchReport;
   archOut: string;
-  artifacts: ArchArtifacts;
+  artifacts: ArchArtifacts | BinaryArtifacts;
   keys: Keys;
   tree: string;
   cacheDir: string;
@@ -223,6 +234,17 @@ async function runGuests(g: ArchGuests): Promise<void> {
   const planned = plannedRuns(arch, opts);
   const accel = await g.pool.accelFor(arch);
   const wallStart = Date.now();
+  const binary = (artifacts as Partial<BinaryArtifacts>).kernel;
+  if (binary && planned.length) {
+    // A kernel not built here may not livepatch at all: its first guest says so, and then no scenario boots.
+    const probe = await g.slots.use(() => probeLivepatch({ arch, kernel: binary, logger: opts.logger, guest: async () => (await guestFor(g, { scenario: PROBE, cpu: planned[0]!.cpu })).booted }));
+    if (probe.skip) {
+      ar.scenarios.push(...planned.map((p) => skippedOutcome(p.scenario.name, arch.name, p.cpu, probe.skip!)));
+      ar.scenariosWallMs = Date.now() - wallStart;
+      ar.accel = `${accel.accel}: ${accel.why}`;
+      return;
+    }
+  }
   let failure: { error: unknown } | undefined;
   const one = async (run: PlannedRun) => {
     if (failure) return;
@@ -260,6 +282,9 @@ async function runGuests(g: ArchGuests): Promise<void> {
   ar.accel = `${accel.accel}: ${accel.why}`;
   if (failure) throw failure.error;
 }
+
+/** What the first guest of a kernel not built here boots for: to ask whether it can livepatch. */
+const PROBE: Scenario = { name: 'livepatch-probe', description: 'is there /sys/kernel/livepatch?', run: async () => {} };
 
 /** Longest expected first (a long scenario started last would end the run alone); otherwise as planned. */
 const longestFirst = (runs: PlannedRun[]) => [...runs].sort((a, b) => (b.scenario.expectedSeconds ?? 0) - (a.scenario.expectedSeconds ?? 0));

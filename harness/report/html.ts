@@ -67,7 +67,9 @@ const anchor = (a: ArchReport, s: ScenarioOutcome) => `s-${a.arch}-${s.cpu ?? ''
 /** One table per CPU model of the arch (a scenario runs on one CPU, or on each for allCpus ones). */
 function archTables(a: ArchReport, outDir: string, dir: string): string {
   const cpus = [...new Set(a.scenarios.map((s) => s.cpu ?? ''))];
-  const kernel = a.kernelVersion ? `linux ${a.kernelVersion}` : 'kernel version unknown';
+  const version = a.kernelVersion ? `linux ${a.kernelVersion}` : 'kernel version unknown';
+  // A run over --kernel names each kernel (debian:6.12, debian-image 6.1.0-57 amd64).
+  const kernel = a.kernel ? `${a.kernel} (${version})` : version;
   const err = a.error ? `<div class="archerr"><strong>${esc(a.arch)} stopped: ${esc(a.error.kind)} error</strong> (exit ${a.error.exitCode})<pre>${esc(a.error.message)}</pre></div>` : '';
   const build = a.build ? artifactLinks([join(dirname(a.boots[0]?.consoleLog ?? join(outDir, a.arch, 'x')), 'build.log')], dir, outDir) : '';
   const head = `<h2>${esc(a.arch)} · ${esc(kernel)}</h2>${err}${build ? `<p class="artifacts">${build}</p>` : ''}`;

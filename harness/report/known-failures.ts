@@ -132,7 +132,7 @@ const because = (es: KnownFailure[]) => es.map((e) => `${e.reason} (${e.docs})`)
  */
 export function judge(entries: readonly KnownFailure[], a: Pick<ArchReport, 'arch' | 'kernel' | 'kernelVersion'>, s: ScenarioOutcome): KnownOutcome | undefined {
   const mine = entriesFor(entries, a, s);
-  if (!mine.length || s.skipped || s.interrupted || s.fault === 'infra') return undefined;
+  if (!mine.length || s.skipped || s.interrupted || s.fault === 'infra' || s.fault === 'usage') return undefined;
   if (!s.ok) {
     const parts = failedParts(s);
     const used = mine.filter((e) => parts.some((p) => covers(e, p)));

@@ -1,4 +1,6 @@
 // The human summary printed at the end of a run.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { knownCounts } from './known-failures.js';
 import { ARTIFACTS, resultOf, secs as secsOf } from './result.js';
 import type { ArchReport, RunReport } from './run-report.js';
@@ -50,7 +52,8 @@ export function formatSummary(r: RunReport): string {
   out.push(`  page:      ${r.outDir}/report.html`);
   // A run over several kernels keeps each kernel's log in its own folder.
   const kernels = [...new Set(r.arches.map((a) => a.kernel).filter(Boolean))];
-  out.push(kernels.length ? `  logs:      ${r.outDir}/<version>/${ARTIFACTS.log} (one folder per kernel)` : `  log:       ${r.outDir}/${ARTIFACTS.log}`);
+  // (a run of one binary kernel names it too, and keeps its log at the top)
+  out.push(kernels.length && !existsSync(join(r.outDir, ARTIFACTS.log)) ? `  logs:      ${r.outDir}/<version>/${ARTIFACTS.log} (one folder per kernel)` : `  log:       ${r.outDir}/${ARTIFACTS.log}`);
   return out.join('\n') + '\n';
 }
 

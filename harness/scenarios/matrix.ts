@@ -4,7 +4,7 @@
 // `klp-harness repro` replays the setup alone.
 import { guestBound, timeout } from '../core/timeouts.js';
 import { LP, LP_REPLACE, Sleeper, type BlockerName, type UserBlocker } from './sleeper.js';
-import { type Scenario, type ScenarioContext, type StepApi, type StuckSetup } from './types.js';
+import { Skipped, type Scenario, type ScenarioContext, type StepApi, type StuckSetup } from './types.js';
 
 const AUTO_SIGNAL = /livepatch: signaling remaining tasks/;
 const FORCING = /livepatch: forcing remaining tasks to the patched state/;
@@ -619,6 +619,7 @@ export const badWrites: Scenario = {
   name: 'bad-writes',
   description: 'signal and force refuse writes with no transition, garbage, and a patch that is not the one in transition',
   async run(ctx) {
+    if (ctx.expect.noSampleModule) throw new Skipped(ctx.expect.noSampleModule);
     const sl = new Sleeper(ctx);
     const sample = 'livepatch_sample';
     const file = (f: string) => ctx.ops.patchFile(sample, f);

@@ -27,7 +27,9 @@ export async function runScenario(scenario: Scenario, base: BaseContext, cpu?: s
       const reports = base.vm.events.map((e) => `${e.kind}: ${e.line.trim()}`);
       s.equal('WARN/BUG/Oops/lockdep/RCU stall reports on the console', reports.join('\n') || 'none', 'none');
       const tainted = Number((await base.ops.read('/proc/sys/kernel/tainted')) || 0);
-      s.equal('taint flags other than livepatch (K) and out-of-tree module (O)', describeTaint(tainted & ~EXPLAINED_TAINT), 'none');
+      const extra = base.expect.explainedTaint;
+      const explained = EXPLAINED_TAINT | (extra?.mask ?? 0);
+      s.equal(`taint flags other than livepatch (K) and out-of-tree module (O)${extra ? ` and ${describeTaint(extra.mask)} (${extra.why})` : ''}`, describeTaint(tainted & ~explained), 'none');
     });
   } catch (e) {
     sr.report.ok = false;

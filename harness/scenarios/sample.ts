@@ -3,7 +3,7 @@
 // remove.
 import { join } from 'node:path';
 import { timeout } from '../core/timeouts.js';
-import type { Scenario } from './types.js';
+import { Skipped, type Scenario } from './types.js';
 
 const PATCH = 'livepatch_sample';
 const PATCHED_CMDLINE = 'this has been live patched';
@@ -14,6 +14,7 @@ export const sample: Scenario = {
   uses: ['signal'],
   async run(ctx) {
     const { ops } = ctx;
+    if (ctx.expect.noSampleModule) throw new Skipped(ctx.expect.noSampleModule);
     const original = await ops.read('/proc/cmdline');
     let ko = '';
     await ctx.step('load livepatch-sample.ko', async (s) => {

@@ -60,7 +60,7 @@ export interface ScenarioReport {
   /** Why the first run did not count (set on the second run). */
   retried?: string;
   /** Set when the scenario did not fail on a check but because the kernel ('kernel') or the host ('infra') failed. */
-  fault?: 'kernel' | 'infra';
+  fault?: 'kernel' | 'infra' | 'usage';
 }
 
 export interface TimelineEvent {
@@ -85,6 +85,10 @@ export interface Expectations {
   promised: Partial<Record<PatchFeature, string>>;
   /** Files the run demands (--require): absent is a failure, never a skip. */
   required: PatchFeature[];
+  /** Taint flags the inputs explain besides K and O (a kernel that checks signatures taints E for our unsigned modules), and why. */
+  explainedTaint?: { mask: number; why: string };
+  /** Set when the kernel under test comes without livepatch-sample.ko (a binary kernel built without samples): why. */
+  noSampleModule?: string;
 }
 
 export interface ScenarioContext {
@@ -169,6 +173,8 @@ export interface Scenario {
   kernelArgs?(arch: ArchRecord): readonly string[];
   /** Host-side artifacts it needs (cached), made before any guest of the run boots. */
   prepare?(host: HostContext): Promise<void>;
+  /** A failed preparation ends the arch with its error (bad input found before any boot), instead of being left to the scenario. */
+  prepareFailsRun?: boolean;
   run(ctx: ScenarioContext): Promise<void>;
 }
 
