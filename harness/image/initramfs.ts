@@ -186,34 +186,7 @@ async function makeImage(
         hint: 'a package layout changed; run with --rebuild image, or report it',
       });
     }
-    const entries: CpioEntry[] = [];
-    const dirs = new Set<string>();
-    const addDir = (d: string, mode = 0o755) => {
-      if (d === '/' || dirs.has(d)) return;
-      addDir(posix.dirname(d));
-      dirs.add(d);
-      entries.push({ type: 'dir', path: d, mode });
-    };
-    for (const d of ['/proc', '/sys', '/dev', '/tmp', '/run', '/etc/dropbear', '/var/log', '/bin', '/sbin', '/usr/bin', '/usr/sbin']) addDir(d);
-    addDir('/root', 0o700);
-    addDir('/root/.ssh', 0o700);
-    for (const p of closure.paths) {
-      addDir(posix.dirname(p));
-      const mode = lstatSync(join(sysroot, p)).mode & 0o7777;
-      entries.push({ type: 'file', path: p, data: readFileSync(join(sysroot, p)), mode });
-    }
-    for (const [link, target] of [...closure.symlinks, ...contents.links]) {
-      addDir(posix.dirname(link));
-      entries.push({ type: 'symlink', path: link, target });
-    }
-    entries.push(
-      { type: 'file', path: '/init', data: Buffer.from(req.initScript), mode: 0o755 },
-      { type: 'file', path: '/etc/passwd', data: Buffer.from(passwd()) },
-      { type: 'file', path: '/etc/group', data: Buffer.from('root:x:0:\ntty:x:5:\n') },
-      { type: 'file', path: '/etc/shells', data: Buffer.from('/bin/sh\n') },
-      { type: 'file', path: '/root/.ssh/authorized_keys', data: Buffer.from(req.keys.clientPublic + '\n'), mode: 0o600 },
-      { type: 'file', path: '/etc/dropbear/dropbear_ed25519_host_key', data: req.keys.hostKeyDropbear, mode: 0o600 },
-    );
+    const entries = imageEntries(req, sysroot, closure, contents);
     const cpio = writeCpio(entries);
     writeFileAtomic(path, cpio, 0o600);
     await writeMarker(dir, key, { packages: pkgs.join(' ') }, ['initramfs.cpio'], {
@@ -226,5 +199,38 @@ async function makeImage(
     forget();
     rmSync(sysroot, { recursive: true, force: true });
   }
+}
+
+/** The image's files: the programs' closure from the unpacked packages, our init, users, and the keys. */
+function imageEntries(req: ImageRequest, sysroot: string, closure: ReturnType<typeof resolveClosure>, contents: ImageContents): CpioEntry[] {
+  const entries: CpioEntry[] = [];
+  const dirs = new Set<string>();
+  const addDir = (d: string, mode = 0o755) => {
+    if (d === '/' || dirs.has(d)) return;
+    addDir(posix.dirname(d));
+    dirs.add(d);
+    entries.push({ type: 'dir', path: d, mode });
+  };
+  for (const d of ['/proc', '/sys', '/dev', '/tmp', '/run', '/etc/dropbear', '/var/log', '/bin', '/sbin', '/usr/bin', '/usr/sbin']) addDir(d);
+  addDir('/root', 0o700);
+  addDir('/root/.ssh', 0o700);
+  for (const p of closure.paths) {
+    addDir(posix.dirname(p));
+    const mode = lstatSync(join(sysroot, p)).mode & 0o7777;
+    entries.push({ type: 'file', path: p, data: readFileSync(join(sysroot, p)), mode });
+  }
+  for (const [link, target] of [...closure.symlinks, ...contents.links]) {
+    addDir(posix.dirname(link));
+    entries.push({ type: 'symlink', path: link, target });
+  }
+  entries.push(
+    { type: 'file', path: '/init', data: Buffer.from(req.initScript), mode: 0o755 },
+    { type: 'file', path: '/etc/passwd', data: Buffer.from(passwd()) },
+    { type: 'file', path: '/etc/group', data: Buffer.from('root:x:0:\ntty:x:5:\n') },
+    { type: 'file', path: '/etc/shells', data: Buffer.from('/bin/sh\n') },
+    { type: 'file', path: '/root/.ssh/authorized_keys', data: Buffer.from(req.keys.clientPublic + '\n'), mode: 0o600 },
+    { type: 'file', path: '/etc/dropbear/dropbear_ed25519_host_key', data: req.keys.hostKeyDropbear, mode: 0o600 },
+  );
+  return entries;
 }
 

@@ -191,32 +191,38 @@ export function userPatch(input: UserPatchInput): Scenario {
       });
       const levers = [];
       for (const r of input.remedies) if (await ctx.has(m.name, r, `remedy ${r}`)) levers.push(r);
-      for (const [i, lever] of levers.entries()) {
-        const last = i === levers.length - 1;
-        const limit = guestBound('remedyToDone', ctx.arch);
-        let ended = false;
-        await ctx.step(`remedy ${i + 1}: write 1 to ${lever}`, async (s) => {
-          const w = await ctx.ops.writeThenWait(lp(lever), '1', m.name, limit);
-          ctx.event(`${lever} <- 1`, w.atMs);
-          s.accepted(`write 1 to ${lever}`, w.writes[0] ?? { ok: false, error: 'no outcome' });
-          ended = w.value !== '1';
-          if (ended) {
-            ctx.event('transition done', w.atMs + w.waitedMs);
-            ctx.timing(`${lever}ToDoneMs`, w.waitedMs);
-            s.atMost(`${lever} write -> transition done (guest clock)`, w.waitedMs, limit, 'ms');
-          } else if (last) {
-            s.equal(`transition ${limit / 1000} s after the last remedy (${lever})`, w.value, '0');
-          } else {
-            ctx.logger.info(`  ${ctx.arch.name} user-patch: ${lever} did not end the transition within ${limit / 1000} s; next remedy`);
-          }
-        });
-        if (ended) return;
-      }
+      await applyRemedies(ctx, m, levers);
       if (!levers.length) {
         await ctx.step('no remedy to try', async (s) => void s.equal('transition (no remedy available or asked for)', await ctx.ops.read(lp('transition')), '0'));
       }
     },
   };
+}
+
+/** Writes 1 to each lever in order, until one ends the transition within its bound; the last must. */
+async function applyRemedies(ctx: ScenarioContext, m: UserModule, levers: string[]): Promise<void> {
+  const lp = (f: string) => ctx.ops.patchFile(m.name, f);
+  for (const [i, lever] of levers.entries()) {
+    const last = i === levers.length - 1;
+    const limit = guestBound('remedyToDone', ctx.arch);
+    let ended = false;
+    await ctx.step(`remedy ${i + 1}: write 1 to ${lever}`, async (s) => {
+      const w = await ctx.ops.writeThenWait(lp(lever), '1', m.name, limit);
+      ctx.event(`${lever} <- 1`, w.atMs);
+      s.accepted(`write 1 to ${lever}`, w.writes[0] ?? { ok: false, error: 'no outcome' });
+      ended = w.value !== '1';
+      if (ended) {
+        ctx.event('transition done', w.atMs + w.waitedMs);
+        ctx.timing(`${lever}ToDoneMs`, w.waitedMs);
+        s.atMost(`${lever} write -> transition done (guest clock)`, w.waitedMs, limit, 'ms');
+      } else if (last) {
+        s.equal(`transition ${limit / 1000} s after the last remedy (${lever})`, w.value, '0');
+      } else {
+        ctx.logger.info(`  ${ctx.arch.name} user-patch: ${lever} did not end the transition within ${limit / 1000} s; next remedy`);
+      }
+    });
+    if (ended) return;
+  }
 }
 
 /** For repro: loads the user's module under its workload and leaves the transition as it is. */
