@@ -30,8 +30,11 @@ export async function probeLivepatch(o: { arch: ArchRecord; kernel: BinaryKernel
     const livepatch = /livepatch=yes/.test(r);
     const facts = kernelFacts(o.kernel.config);
     const config = facts.livepatch ? 'its config has CONFIG_LIVEPATCH=y' : `its config has ${facts.haveLivepatch ? 'HAVE_LIVEPATCH=y but' : 'no HAVE_LIVEPATCH and'} no CONFIG_LIVEPATCH`;
-    const skip = livepatch ? undefined : `this kernel cannot livepatch: the booted ${o.kernel.release} has no /sys/kernel/livepatch (${config})`;
-    o.logger.info(`kernel ${o.arch.name}: ${procVersion}; ${livepatch ? '/sys/kernel/livepatch present' : skip}`);
+    // A skip needs the kernel's own config to agree: a config with LIVEPATCH=y whose kernel has no
+    // /sys/kernel/livepatch is a broken kernel, and its scenarios run (and fail) instead of skipping.
+    const skip = livepatch || facts.livepatch ? undefined : `this kernel cannot livepatch: the booted ${o.kernel.release} has no /sys/kernel/livepatch (${config})`;
+    const said = livepatch ? '/sys/kernel/livepatch present' : (skip ?? `no /sys/kernel/livepatch although ${config}: the scenarios run and show it`);
+    o.logger.info(`kernel ${o.arch.name}: ${procVersion}; ${said}`);
     return { livepatch, procVersion, skip };
   } finally {
     await booted[Symbol.asyncDispose]();
