@@ -28,17 +28,19 @@ shell  boots one guest with the harness's modules in /root and opens a shell.
 report draws one page of pass/fail and timings over several runs (time order).
 
 Options of run:
-${optionsHelp('run')}
+${optionsHelp(parseRun)}
 Options of repro (shell: the same but --scenario):
-${optionsHelp('repro')}
+${optionsHelp(parseRepro)}
 Options of cache:
-${optionsHelp('cache')}
+${optionsHelp(parseCache)}
 Options of merge and report: --out (see the README).
 
 Exit codes: 0 passed, 1 tests failed, 2 kernel failed to configure/patch/build/boot,
             3 harness or host problem, 4 bad usage, 130 interrupted.
 `;
 
+/** Every subcommand's parser: an option given to the wrong one is named with the ones that take it. */
+export const PARSERS = Object.freeze([parseRun, parseRepro, parseShell, parseMerge, parseCache, parseReport]);
 const COMMANDS = ['run', 'repro', 'shell', 'merge', 'cache', 'report'] as const;
 type Command = (typeof COMMANDS)[number];
 
@@ -67,19 +69,19 @@ export async function main(argv: string[]): Promise<number> {
 async function dispatch(command: Command, args: string[]): Promise<number> {
   switch (command) {
     case 'run': {
-      const { values, positionals } = parseRun(args);
+      const { values, positionals } = parseRun(args, PARSERS);
       return runCommand(values, positionals, createLogger(runLevel(values)));
     }
     case 'repro':
     case 'shell': {
-      const { values, positionals } = command === 'repro' ? parseRepro(args) : parseShell(args);
+      const { values, positionals } = command === 'repro' ? parseRepro(args, PARSERS) : parseShell(args, PARSERS);
       return interactiveCommand(command, values, positionals, createLogger(values.verbose ? 'verbose' : 'normal'));
     }
     case 'merge':
-      return mergeCommand(parseMerge(args));
+      return mergeCommand(parseMerge(args, PARSERS));
     case 'cache':
-      return cacheCommand(parseCache(args));
+      return cacheCommand(parseCache(args, PARSERS));
     case 'report':
-      return reportCommand(parseReport(args));
+      return reportCommand(parseReport(args, PARSERS));
   }
 }

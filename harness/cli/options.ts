@@ -8,7 +8,7 @@ import { usageError } from '../core/errors.js';
 
 /** An option as parseArgs takes it, with what --help says of it (`arg` names its value). */
 type Option = NonNullable<ParseArgsConfig['options']>[string] & { help: string; arg?: string };
-type Options = Record<string, Option>;
+export type Options = Record<string, Option>;
 
 /** Options every subcommand takes. */
 export const COMMON = {
@@ -25,27 +25,35 @@ export const INPUTS = {
   qemu: { type: 'string', arg: 'WHICH', help: "host (default: the host's QEMU) or backports (Debian's\nbookworm-backports QEMU, fetched into the cache)" },
 } as const satisfies Options;
 
-/** Every subcommand's options, filled in by each subcommand's module (for the "belongs to" hint). */
-const registry = new Map<string, Options>();
+/** A subcommand's parser; it carries its table (for --help) and its name. */
+export interface CommandParser<T extends Options = Options> {
+  (args: string[], siblings?: readonly CommandParser[]): ReturnType<typeof parseArgs<{ args: string[]; options: typeof COMMON & T; allowPositionals: true; strict: true }>>;
+  readonly command: string;
+  readonly options: Readonly<typeof COMMON & T>;
+}
 
-/** Registers a subcommand's options and returns its parser (strict: an option it does not take is bad usage). */
-export function commandOptions<T extends Options>(command: string, options: T) {
-  const all = { ...COMMON, ...options };
-  registry.set(command, all);
-  return (args: string[]) => {
+/**
+ * The parser of a subcommand's options (strict: an option it does not take is
+ * bad usage). Given the other subcommands' parsers, the error names the ones
+ * that do take it.
+ */
+export function commandOptions<T extends Options>(command: string, options: T): CommandParser<T> {
+  const all = Object.freeze({ ...COMMON, ...options });
+  const parse = (args: string[], siblings: readonly CommandParser[] = []) => {
     try {
       return parseArgs({ args, options: all, allowPositionals: true, strict: true });
     } catch (e) {
-      throw unknownOption(command, e as Error & { code?: string });
+      throw unknownOption(command, e as Error & { code?: string }, siblings);
     }
   };
+  return Object.freeze(Object.assign(parse, { command, options: all }));
 }
 
-function unknownOption(command: string, e: Error & { code?: string }): Error {
+function unknownOption(command: string, e: Error & { code?: string }, siblings: readonly CommandParser[]): Error {
   const name = /'(-[^']+)'/.exec(e.message)?.[1];
   if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && name) {
     const bare = name.replace(/^-+/, '');
-    const owners = [...registry].filter(([, opts]) => bare in opts).map(([c]) => c);
+    const owners = siblings.filter((p) => p.command !== command && bare in p.options).map((p) => p.command);
     if (owners.length) {
       return usageError(`option '${name}' does not apply to 'klp-harness ${command}'`, { hint: `it is an option of: ${owners.map((c) => `klp-harness ${c}`).join(', ')}` });
     }
@@ -65,17 +73,12 @@ export function pathOption(v: string | undefined): string | undefined {
 }
 
 /** The options of a subcommand as --help lists them, from its table. */
-export function optionsHelp(command: string): string {
-  const opts = registry.get(command);
-  if (!opts) return '';
+export function optionsHelp(parser: Pick<CommandParser, 'options'>): string {
   const lines: string[] = [];
-  for (const [name, o] of Object.entries(opts)) {
+  for (const [name, o] of Object.entries(parser.options) as [string, Option][]) {
     const head = `  ${o.short ? `-${o.short}, ` : ''}--${name}${o.arg ? ` ${o.arg}` : ''}`;
     const [first, ...rest] = o.help.split('\n');
     lines.push(`${head.padEnd(22)} ${first}`, ...rest.map((r) => `${' '.repeat(23)}${r}`));
   }
   return lines.join('\n') + '\n';
 }
-
-/** Every registered subcommand and its options (for the tests: each option says what it does). */
-export const registeredOptions = (): ReadonlyMap<string, Options> => registry;

@@ -6,6 +6,8 @@
 // Who holds a lock is written beside it (pid, what for, since when), so a
 // run that has to wait can say what it waits for.
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Held, LockMode } from './lock-holds.js';
+import { supervisor } from '../proc/supervisor.js';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { infraError } from './errors.js';
@@ -14,7 +16,7 @@ import { hostMs } from './timeouts.js';
 import type { Logger } from './log.js';
 import { procStat } from '../proc/stat.js';
 
-export type LockMode = 'shared' | 'exclusive';
+export type { LockMode } from './lock-holds.js';
 
 interface Holder {
   pid: number;
@@ -23,18 +25,8 @@ interface Holder {
   since: string;
 }
 
-interface Held {
-  child: ChildProcess;
-  /** Settles once the child is gone, and with it the lock. */
-  gone: Promise<void>;
-  mode: LockMode;
-  record: string;
-}
-
-/** This process's holds, one per lock file. */
-const held = new Map<string, Held>();
-/** Exclusive sections of this process, one after the other per lock file. */
-const queues = new Map<string, Promise<unknown>>();
+/** This process's holds and exclusive sections (kept by its supervisor). */
+const holds = () => supervisor.locks;
 
 /** flock's exit code when -n finds the lock taken. */
 const BUSY = 75;
@@ -131,7 +123,7 @@ const goneOf = (child: ChildProcess) => new Promise<void>((resolve) => (child.ex
 
 /** Drops a lock and waits until it is really free (flock's child has gone): the next taker must not find it held by us. */
 async function release(lock: string, h: Held): Promise<void> {
-  if (held.get(lock) === h) held.delete(lock);
+  if (holds().held.get(lock) === h) holds().held.delete(lock);
   rmSync(h.record, { force: true });
   h.child.ref(); // keeps this process alive until the lock is free
   h.child.stdin?.end();
@@ -143,6 +135,7 @@ async function release(lock: string, h: Held): Promise<void> {
  * checked), or until this process needs the same lock exclusively.
  */
 export async function holdShared(lock: string, what: string, logger?: Logger): Promise<void> {
+  const { held, queues } = holds();
   await queues.get(lock);
   if (held.has(lock)) return;
   held.set(lock, await acquire(lock, 'shared', what, logger));
@@ -150,6 +143,7 @@ export async function holdShared(lock: string, what: string, logger?: Logger): P
 
 /** Runs fn holding the lock shared (already held by this process: kept; else taken for fn only). */
 export async function withShared<T>(lock: string, what: string, logger: Logger | undefined, fn: () => Promise<T>): Promise<T> {
+  const { held, queues } = holds();
   await queues.get(lock);
   if (held.has(lock)) return fn();
   const h = await acquire(lock, 'shared', what, logger);
@@ -162,6 +156,7 @@ export async function withShared<T>(lock: string, what: string, logger: Logger |
 
 /** Runs fn holding the lock exclusively; this process's own shared hold is given up first. */
 export function withExclusive<T>(lock: string, what: string, logger: Logger | undefined, fn: () => Promise<T>): Promise<T> {
+  const { held, queues } = holds();
   const prev = queues.get(lock) ?? Promise.resolve();
   const next = prev.then(async () => {
     const mine = held.get(lock);

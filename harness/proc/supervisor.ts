@@ -4,11 +4,13 @@
 // process group: no QEMU or make outlives the harness. When node itself
 // dies, the guards (guards.ts, records.ts) take over.
 //
-// Signals, exit hooks and the reaper belong to the process, not to a run:
+// Signals, exit hooks, the reaper and the cache locks held belong to the
+// process, not to a run:
 // the one Supervisor below is the only process-wide state of the harness,
 // and everything it holds is in its fields.
 import { HarnessError } from '../core/errors.js';
 import { hostMs } from '../core/timeouts.js';
+import { LockHolds } from '../core/lock-holds.js';
 import { Reaper } from './guards.js';
 import { RunRecord, sweepStale, type GroupRecord } from './records.js';
 import { procStat, signalGroup, watchAncestors } from './stat.js';
@@ -31,6 +33,8 @@ export class Supervisor {
   private readonly cleanups = new Set<() => void>();
   private readonly reaper = new Reaper();
   private readonly record = new RunRecord();
+  /** The cache locks this process holds (core/lock.ts): a flock lasts as long as its process. */
+  readonly locks = new LockHolds();
   private installed = false;
   private watching = false;
   private interruptedBy?: string;

@@ -3,8 +3,10 @@
 // return address, IPMODIFY; the tracer's only record). Upstream's
 // test-ftrace.sh checks the same on one of the kernel's own functions; this
 // runs it on the harness's module, on every kernel and arch, without the
-// selftests: the patched function must keep running, traced, and keep
-// running after the tracer goes, and the kernel must not complain.
+// selftests: the function must keep running when its tracer goes and comes
+// back (before any livepatch: 7.2 x86_64 oopsed there, see
+// docs/upstream/x86-ftrace-callback-jmp-7.2.md), the patched function must keep
+// running, traced, and after the tracer goes, and the kernel must not complain.
 import { timeout } from '../core/timeouts.js';
 import { LP, Sleeper } from './sleeper.js';
 import type { Scenario, ScenarioContext, StepApi } from './types.js';
@@ -40,23 +42,31 @@ export const tracedPatch: Scenario = {
       await probe(sl, s, { old: 1, new: 0 }, 'traced, not patched');
       s.equal(`entries of ${FUNC} in the trace`, await traced(ctx), 1);
     });
+    await ctx.step('the tracer goes and comes back, no livepatch yet: the function runs, traced', async (s) => {
+      // The tracer's ops keeps its trampoline, which is now updated in place
+      // instead of built: 7.2 x86_64 without patches/7.2/0002 wrote a JMP there.
+      await ctx.ops.must(`cd ${TRACING} && echo nop > current_tracer && echo > trace && echo ${FUNC} > set_ftrace_filter && echo function > current_tracer`);
+      s.equal('current_tracer', await ctx.ops.read(`${TRACING}/current_tracer`), 'function');
+      await probe(sl, s, { old: 2, new: 0 }, 'traced again');
+      s.equal(`entries of ${FUNC} in the trace`, await traced(ctx), 1);
+    });
     await ctx.step('patch it while traced: the new function runs, and is still traced', async (s) => {
       await sl.insmodPatch(s);
       ctx.timing('patchingMs', await sl.waitDone(s, 'patching finished', '0'));
-      await probe(sl, s, { old: 1, new: 1 }, 'traced and patched');
+      await probe(sl, s, { old: 2, new: 1 }, 'traced and patched');
       s.equal(`entries of ${FUNC} in the trace`, await traced(ctx), 2);
     });
     await ctx.step('the tracer goes: the live patch stays in effect', async (s) => {
       await ctx.ops.must(`cd ${TRACING} && echo nop > current_tracer && echo > set_ftrace_filter`);
       s.equal('current_tracer', await ctx.ops.read(`${TRACING}/current_tracer`), 'nop');
-      await probe(sl, s, { old: 1, new: 2 }, 'patched, tracer gone');
+      await probe(sl, s, { old: 2, new: 2 }, 'patched, tracer gone');
     });
     await ctx.step('trace again, then unpatch: the original function runs again, traced', async (s) => {
       await ctx.ops.must(`cd ${TRACING} && echo > trace && echo ${FUNC} > set_ftrace_filter && echo function > current_tracer`);
       s.accepted('write 0 to enabled', await ctx.ops.write(sl.file('enabled'), '0'));
       await sl.waitDone(s, 'unpatching finished', '1');
       await ctx.ops.waitGone(`/sys/kernel/livepatch/${LP}/enabled`, timeout('transition', ctx.arch));
-      await probe(sl, s, { old: 2, new: 2 }, 'traced, unpatched');
+      await probe(sl, s, { old: 3, new: 2 }, 'traced, unpatched');
       s.equal(`entries of ${FUNC} in the trace`, await traced(ctx), 1);
       await ctx.ops.must(`cd ${TRACING} && echo nop > current_tracer && echo > set_ftrace_filter`);
       s.equal(`rmmod ${LP}`, (await ctx.ops.rmmod(LP)).code ?? 'no exit status', 0);

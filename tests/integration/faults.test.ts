@@ -47,7 +47,8 @@ t.test('a panic during boot fails at once with the panic line', async (t) => {
   t.equal(err.kind, 'boot');
   t.match(err.message, /Kernel panic - not syncing/);
   t.match(err.report(), /last console lines/);
-  t.ok(Date.now() - started < 30_000, `failed after ${Date.now() - started} ms, without waiting for the SSH timeout`);
+  // The SSH wait (timeouts.ts bootToSsh, 60 s) must not be what ends it; a loaded host may take a while to boot to the panic.
+  t.ok(Date.now() - started < 45_000, `failed after ${Date.now() - started} ms, without waiting for the SSH timeout`);
   noQemuLeft(t);
 });
 
@@ -66,7 +67,7 @@ t.test('a panic during a scenario is reported from the console within seconds', 
     t.equal(err.kind, 'boot');
     t.match(err.message, /kernel panic: .*sysrq triggered crash/);
     t.ok(err.context.consoleTail?.some((l) => /sysrq/.test(l)), 'console excerpt included');
-    t.ok(Date.now() - started < 10_000, `detected after ${Date.now() - started} ms (command timeout 60 s)`);
+    t.ok(Date.now() - started < 30_000, `detected after ${Date.now() - started} ms, from the console, not by the 60 s command timeout`);
   });
 });
 
@@ -79,7 +80,8 @@ t.test('a guest that stops answering is ended by the scaled command timeout, wit
       const err = (await ops.run('true').catch((e) => e)) as HarnessError;
       t.equal(err.kind, 'timeout');
       t.ok((err.context.consoleTail?.length ?? 0) > 0, 'console tail attached');
-      t.ok(Date.now() - started < 6000, `timed out after ${Date.now() - started} ms`);
+      // Ended by the 3 s timeout given here, not by the 60 s default (margin for a loaded host).
+      t.ok(Date.now() - started < 20_000, `timed out after ${Date.now() - started} ms`);
       process.kill(b.vm.pid!, 'SIGCONT');
     },
     3000,
@@ -142,7 +144,8 @@ t.test('a boot that stalls twice fails as a boot error naming both consoles', as
   t.match(err.message, /boot stalled: no console output for \d+ s before the guest was ready; an earlier attempt stalled too \(.*-stalled-1\.log\)/);
   t.equal(fake.runs(), 2, 'booted twice, not more');
   t.match(err.report(), /i8042/, 'the report shows where the console stopped');
-  t.ok(Date.now() - started < 20_000, `gave up after ${Date.now() - started} ms`);
+  // Two 3 s silences, not two of the default 20 s (margin for a loaded host).
+  t.ok(Date.now() - started < 35_000, `gave up after ${Date.now() - started} ms`);
   noQemuLeft(t);
 });
 

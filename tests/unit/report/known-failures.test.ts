@@ -153,7 +153,8 @@ t.test('a bad file is a usage error naming the file (exit 4)', async (t) => {
 });
 
 t.test("the project's own known-failures.json is valid", async (t) => {
+  // Valid (every field, scenario and docs file checked by the parser); it may be empty when nothing is known to fail.
   const list = loadKnownFailures(join(PROJECT_ROOT, 'known-failures.json'), NAMES, true);
-  t.ok(list.entries.length >= 1);
+  t.ok(Array.isArray(list.entries));
   t.same(parseKnownFailures(JSON.stringify({ failures: list.entries }), 'x', NAMES), list.entries);
 });
