@@ -13,13 +13,9 @@ import { liveChildren } from '../../harness/proc/supervisor.js';
 import { EXIT, HarnessError } from '../../harness/core/errors.js';
 import { GuestOps } from '../../harness/vm/guestops.js';
 import { buildImage } from '../../harness/image/initramfs.js';
-import { loadKeys } from '../../harness/image/keys.js';
 import { createLogger } from '../../harness/core/log.js';
-import { readSeries } from '../../harness/kernel/patches.js';
-import { PROJECT_ROOT } from '../../harness/core/paths.js';
-import { prepareArch } from '../../harness/pipeline/prepare.js';
+import { prepareRun } from '../../harness/pipeline/prepare.js';
 import { freePort } from '../../harness/vm/ports.js';
-import { DEFAULT_KERNEL_SRC, prepareSource } from '../../harness/kernel/source.js';
 import { timeout } from '../../harness/core/timeouts.js';
 import { alive, fakeKernelTree, okSeries, runCli } from '../cli-helpers.js';
 import { tempDir } from '../helpers.js';
@@ -27,10 +23,8 @@ import { tempDir } from '../helpers.js';
 const arch = getArch('x86_64');
 const logger = createLogger('normal');
 const cacheDir = cacheRoot();
-const keys = loadKeys(cacheDir);
-const initScript = readFileSync(join(PROJECT_ROOT, 'guest/init'), 'utf8');
-const src = await prepareSource({ kernelSrc: DEFAULT_KERNEL_SRC, series: readSeries(join(PROJECT_ROOT, 'patches')), cacheDir, logger });
-const { build, image } = await prepareArch({ arch, src, keys, initScript, cacheDir, logger });
+const { keys, initScript, artifacts } = await prepareRun({ arches: [arch], cacheDir, logger });
+const { build, image } = artifacts.get(arch.name)!;
 // As a run decides it: a /dev/kvm that runs no guest costs the probe once per host boot, not a stalled boot per test.
 const accel = await Accelerator.decide({ arch, cacheDir, logger });
 

@@ -8,11 +8,7 @@ import t from 'tap';
 import { getArch } from '../../harness/core/arch.js';
 import { cacheRoot } from '../../harness/core/cache.js';
 import { createLogger } from '../../harness/core/log.js';
-import { loadKeys } from '../../harness/image/keys.js';
-import { readSeries } from '../../harness/kernel/patches.js';
-import { DEFAULT_KERNEL_SRC, prepareSource } from '../../harness/kernel/source.js';
-import { PROJECT_ROOT } from '../../harness/core/paths.js';
-import { prepareArch } from '../../harness/pipeline/prepare.js';
+import { prepareRun } from '../../harness/pipeline/prepare.js';
 import { freshGuest, versionAtLeast } from '../../harness/vm/snapshot.js';
 import { processCpuMs } from '../../harness/vm/qemu.js';
 import { run } from '../../harness/proc/exec.js';
@@ -20,13 +16,15 @@ import { tempDir } from '../helpers.js';
 
 const logger = createLogger('normal');
 const cacheDir = cacheRoot();
-const keys = loadKeys(cacheDir);
-const initScript = readFileSync(join(PROJECT_ROOT, 'guest/init'), 'utf8');
-const src = await prepareSource({ kernelSrc: DEFAULT_KERNEL_SRC, series: readSeries(join(PROJECT_ROOT, 'patches')), cacheDir, logger });
+/** The run's artifacts for one arch, the one way a run prepares them. */
+const prepare = async (arch: ReturnType<typeof getArch>) => {
+  const p = await prepareRun({ arches: [arch], cacheDir, logger });
+  return { keys: p.keys, ...p.artifacts.get(arch.name)! };
+};
 
 t.test('x86_64: restored guests are pristine, their timers run, and they answer sooner than a boot', async (t) => {
   const arch = getArch('x86_64');
-  const { build, image } = await prepareArch({ arch, src, keys, initScript, cacheDir, logger });
+  const { build, image, keys } = await prepare(arch);
   // A snapshot cache of its own: the first guest makes the snapshot (a boot), the next ones restore it.
   const req = { arch, kernel: build.image, initrd: image.path, keys, logger, cacheDir: tempDir(t), snapshots: true };
   // Sooner in QEMU's CPU time, not on the wall clock: a busy host stretches both alike.
@@ -57,7 +55,7 @@ t.test("ppc64le: on QEMU before 8.1 guests boot, and the report says why", async
   const arch = getArch('ppc64le');
   const version = (await run(arch.qemu.binary, ['--version'])).stdout.split('\n')[0]!;
   if (versionAtLeast(version, '8.1')) return void t.comment(`${version}: snapshots are used on this QEMU; nothing to check here`);
-  const { build, image } = await prepareArch({ arch, src, keys, initScript, cacheDir, logger });
+  const { build, image, keys } = await prepare(arch);
   await using g = await freshGuest({ arch, kernel: build.image, initrd: image.path, keys, logger, cacheDir: tempDir(t), snapshots: true, consoleLog: join(tempDir(t), 'console.log') });
   t.notOk(g.restored, 'booted');
   t.match(g.snapshotProblem, /QEMU before 8\.1 does not carry the emulated decrementer across a migration.*\(this is QEMU emulator version 7\./);
