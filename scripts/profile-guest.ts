@@ -1,11 +1,12 @@
 // Where a guest's emulated CPU goes: QEMU's user + system time (from /proc)
 // around each kind of thing a scenario does, on one fresh guest per arch.
 // Used by `npm run bench` (its "QEMU CPU per phase" table) and on its own:
-//   node dist/scripts/profile-guest.js [--arch x86_64,ppc64le] [--qemu host|backports]
+//   node dist/scripts/profile-guest.js [--arch x86_64,ppc64le] [--qemu host|backports] [--kconfig-extra FILE]
+// (a config fragment on top of kconfigs/, e.g. to measure a tick setting: its kernels are built apart).
 // Prints figures; asserts nothing.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArchList, type ArchRecord } from '../harness/core/arch.js';
 import type { Logger } from '../harness/core/log.js';
@@ -81,7 +82,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const argv = process.argv.slice(2);
   const valueOf = (name: string) => argv[argv.indexOf(name) + 1];
   const arches = parseArchList(argv.includes('--arch') ? valueOf('--arch')! : 'x86_64,ppc64le');
-  const p = await prepareRun({ arches, cacheDir: cacheRoot(), logger: createLogger('normal'), qemu: argv.includes('--qemu') ? parseQemuChoice(valueOf('--qemu')!) : undefined });
+  const kconfigExtra = argv.includes('--kconfig-extra') ? [resolve(valueOf('--kconfig-extra')!)] : undefined;
+  const p = await prepareRun({ arches, cacheDir: cacheRoot(), logger: createLogger('normal'), kconfigExtra, qemu: argv.includes('--qemu') ? parseQemuChoice(valueOf('--qemu')!) : undefined });
   const rows = [];
   for (const arch of arches) rows.push({ arch: arch.name, figures: await profileGuest({ arch, artifacts: p.artifacts.get(arch.name)!, keys: p.keys, cacheDir: p.cacheDir, logger: p.logger, qemu: p.qemu }) });
   process.stdout.write(phaseTable(rows).join('\n') + '\n');
