@@ -1,8 +1,9 @@
-// Shared test helpers: project paths and temporary directories.
+// Shared test helpers: project paths, temporary directories, a process's end.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { procStat } from '../harness/proc/stat.js';
 
 /** The repository root (tests run from di../..sts/...). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -12,4 +13,13 @@ export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'klp-tes
   const dir = mkdtempSync(join(tmpdir(), prefix));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/** Whether a pid is gone within a second (a killed process is reaped by its parent or init). */
+export async function goneSoon(pid: number): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    if (!procStat(pid)) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
 }

@@ -4,8 +4,7 @@ import t from 'tap';
 import { killAll } from '../../../harness/proc/supervisor.js';
 import { run } from '../../../harness/proc/exec.js';
 import { spawnGroup } from '../../../harness/proc/group.js';
-import { procStat } from '../../../harness/proc/stat.js';
-import { fixture } from '../../helpers.js';
+import { fixture, goneSoon } from '../../helpers.js';
 
 const TREE = fixture('procs/tree.sh');
 const STUBBORN = fixture('procs/stubborn.sh');
@@ -22,15 +21,6 @@ async function start(file: string, o: { timeoutMs?: number; signal?: AbortSignal
     });
   });
   return { group, grandchild };
-}
-
-/** Whether a pid is gone within a second (a killed process is reaped by its parent or init). */
-async function goneSoon(pid: number): Promise<boolean> {
-  for (let i = 0; i < 50; i++) {
-    if (!procStat(pid)) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return false;
 }
 
 t.test('a timeout ends the whole group', async (t) => {

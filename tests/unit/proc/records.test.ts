@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { RunRecord, sweepStale } from '../../../harness/proc/records.js';
 import { procId, procStat } from '../../../harness/proc/stat.js';
-import { tempDir } from '../../helpers.js';
+import { goneSoon, tempDir } from '../../helpers.js';
 
 /** A sleeping process in a group of its own (as the harness starts QEMU). */
 function sleeper(t: { teardown(fn: () => void): void }) {
@@ -20,14 +20,6 @@ function sleeper(t: { teardown(fn: () => void): void }) {
     }
   });
   return child.pid!;
-}
-
-async function gone(pid: number): Promise<boolean> {
-  for (let i = 0; i < 50; i++) {
-    if (!procStat(pid)) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return false;
 }
 
 t.test('a record names this process and its groups, and is replaced atomically', async (t) => {
@@ -55,7 +47,7 @@ t.test('a run whose harness is gone: its groups are killed and its record remove
   writeFileSync(join(cache, 'procs', '999999.json'), JSON.stringify({ harness: ghost, groups: [{ ...procId(pid)!, name: 'qemu' }] }));
   const swept = sweepStale(cache);
   t.same(swept.map((s) => [s.harnessPid, s.killed.map((g) => g.name)]), [[999_999, ['qemu']]]);
-  t.ok(await gone(pid), 'its QEMU stand-in is gone');
+  t.ok(await goneSoon(pid), 'its QEMU stand-in is gone');
   t.same(readdirSync(join(cache, 'procs')), [], 'its record removed');
 });
 
