@@ -6,6 +6,7 @@ import { HarnessError, infraError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { ProcessGroup } from './group.js';
 import { setprivMissing, withDeathSignal } from './guards.js';
+import { prepareSpawn } from './supervisor.js';
 
 /** Quotes one argv element so that a person can paste the command into a shell. */
 export function shellQuote(arg: string): string {
@@ -74,6 +75,7 @@ export async function run(file: string, args: readonly string[], opts: CommandOp
 function start(file: string, args: readonly string[], opts: CommandOptions, command: string): ResultPromise {
   // The kernel kills the command if node dies; its own group lets us end what it started.
   const guarded = withDeathSignal(file, args);
+  prepareSpawn();
   try {
     return execa(guarded.file, guarded.args, {
       cwd: opts.cwd,

@@ -4,7 +4,7 @@
 // a timeout, on an abort or on request: SIGTERM (and SIGCONT, so a stopped
 // group can act on it), SIGKILL after a grace period.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { killGroup, track } from './supervisor.js';
+import { killGroup, prepareSpawn, track } from './supervisor.js';
 import { withDeathSignal } from './guards.js';
 
 export interface GroupOptions {
@@ -80,6 +80,7 @@ export class ProcessGroup {
 /** Spawns file in a group of its own under the death signal and supervises it. */
 export function spawnGroup(file: string, args: readonly string[], o: GroupOptions & { spawn?: Omit<SpawnOptions, 'detached'> }): { child: ChildProcess; group: ProcessGroup } {
   const guarded = withDeathSignal(file, args);
+  prepareSpawn();
   const child = spawn(guarded.file, guarded.args, { ...o.spawn, detached: true });
   return { child, group: new ProcessGroup(child, o) };
 }

@@ -54,8 +54,13 @@ for id in $g; do kill -s KILL -- "-$id" 2>/dev/null; done`;
 export class Reaper {
   private child?: ChildProcess;
 
-  /** Tells it about a child group: '+' started, '-' ended. */
-  tell(op: '+' | '-', pgid: number): void {
+  /**
+   * Starts it if it is not running. Called before a child is spawned, so that
+   * telling it about the child is one write to a pipe: node dying between the
+   * spawn and that write is the one moment a group can escape the reaper
+   * (the next run's sweep still finds it).
+   */
+  start(): void {
     if (!this.child) {
       // Its own session: a kill of node's process group does not take it along.
       const child = spawn('/bin/sh', ['-c', REAPER], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
@@ -65,6 +70,11 @@ export class Reaper {
       (child.stdin as unknown as { unref?: () => void }).unref?.();
       this.child = child;
     }
-    this.child.stdin!.write(`${op} ${pgid}\n`);
+  }
+
+  /** Tells it about a child group: '+' started, '-' ended. */
+  tell(op: '+' | '-', pgid: number): void {
+    this.start();
+    this.child!.stdin!.write(`${op} ${pgid}\n`);
   }
 }

@@ -85,6 +85,12 @@ export class Supervisor {
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => this.interrupt(sig));
   }
 
+  /** Makes ready to track a child about to be spawned: the exit hooks and the reaper run before the child does. */
+  prepare(): void {
+    this.install();
+    this.reaper.start();
+  }
+
   /** Registers a child (started with detached: true, so it leads its own group) and returns the function that forgets it. */
   track(child: { pid?: number }, name: string): () => void {
     this.install();
@@ -138,6 +144,7 @@ export class Supervisor {
 /** The process's supervisor. */
 export const supervisor = new Supervisor();
 
+export const prepareSpawn = () => supervisor.prepare();
 export const track = (child: { pid?: number }, name: string) => supervisor.track(child, name);
 export const killAll = () => supervisor.killAll();
 export const interrupt = (reason: string) => supervisor.interrupt(reason);

@@ -124,14 +124,19 @@ t.test('kill -9 of a process holding a QEMU: the QEMU group is gone within 5 s',
     `import { getArch } from ${JSON.stringify(join(ROOT, 'dist/harness/core/arch.js'))};\n` +
       `import { QemuVM } from ${JSON.stringify(join(ROOT, 'dist/harness/vm/qemu.js'))};\n` +
       `new QemuVM({ arch: getArch('x86_64'), kernel: '/k', initrd: '/i', sshPort: 1, consoleLog: ${JSON.stringify(join(dir, 'console.log'))}, binary: ${JSON.stringify(qemu)} });\n` +
+      // The constructor has returned: the group is registered (and the reaper told), as in a run.
+      `process.stdout.write('constructed\\n');\n` +
       `setInterval(() => {}, 1000);\n`,
   );
-  const child = spawn(process.execPath, [holder], { stdio: 'ignore' });
-  t.ok((await within(10_000, () => existsSync(pids) && readFileSync(pids, 'utf8').trim().split('\n').length >= 2)).ok, 'fake QEMU started');
+  const child = spawn(process.execPath, [holder], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let said = '';
+  child.stdout!.on('data', (d: Buffer) => (said += d.toString()));
+  t.ok((await within(10_000, () => said.includes('constructed') && existsSync(pids) && readFileSync(pids, 'utf8').trim().split('\n').length >= 2)).ok, 'fake QEMU started');
   const started = readFileSync(pids, 'utf8').trim().split('\n').map(Number);
   child.kill('SIGKILL');
   const gone = await within(5000, () => started.every((p) => !alive(p)));
-  t.ok(gone.ok, `fake QEMU (pid ${started[0]}) and its child gone ${gone.ms} ms after its holder died`);
+  const left = started.filter(alive).map((p) => `${p}: state ${procStat(p)?.state ?? 'gone'}, parent ${procStat(p)?.ppid ?? '-'}`);
+  t.ok(gone.ok, `fake QEMU (pid ${started[0]}) and its child gone ${gone.ms} ms after its holder died${left.length ? `; still there: ${left.join('; ')}` : ''}`);
 });
 
 const LAUNCHERS: [string, string[]][] = [
