@@ -230,13 +230,24 @@ say('Goal: 45 s for both arches. Host CPU is 2 cores x wall time; the QEMU and h
 say();
 say(`### CPU seconds per scenario (the --jobs ${jobsList[jobsList.length - 1]} run)`);
 say();
-say('| arch | scenario | cpu | guest | scenario time | QEMU CPU |');
-say('| --- | --- | --- | --- | --- | --- |');
+say('QEMU CPU split at the moment SSH answered: the restore (or boot) and the connection, then the scenario; guest commands are the SSH commands the scenario ran (each a fork and exec in the guest).');
+say();
+say('| arch | scenario | cpu | guest | scenario time | QEMU CPU | to SSH | scenario part | guest commands |');
+say('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+const splits: { ready: number; rest: number; commands: number }[] = [];
 for (const a of last?.arches ?? []) {
   for (const s of a.scenarios) {
     const b = a.boots.find((x) => x.scenario === s.name && x.cpu === s.cpu);
-    say(`| ${a.arch} | ${s.name} | ${s.cpu ?? ''} | ${b?.restoredFrom ? 'restored' : 'booted'} | ${sec(s.durationMs)} | ${b?.cpuMs !== undefined ? sec(b.cpuMs) : '-'} |`);
+    const ready = b?.readyCpuMs;
+    const rest = b?.cpuMs !== undefined && ready !== undefined ? b.cpuMs - ready : undefined;
+    if (ready !== undefined && rest !== undefined) splits.push({ ready, rest, commands: b?.guestCommands ?? 0 });
+    say(`| ${a.arch} | ${s.name} | ${s.cpu ?? ''} | ${b?.restoredFrom ? 'restored' : 'booted'} | ${sec(s.durationMs)} | ${b?.cpuMs !== undefined ? sec(b.cpuMs) : '-'} | ${ready !== undefined ? sec(ready) : '-'} | ${rest !== undefined ? sec(rest) : '-'} | ${b?.guestCommands ?? '-'} |`);
   }
+}
+if (splits.length) {
+  const med = (f: (x: (typeof splits)[number]) => number) => median(splits.map(f));
+  say();
+  say(`Medians over ${splits.length} scenarios: QEMU CPU ${sec(med((x) => x.ready + x.rest))} (to SSH ${sec(med((x) => x.ready))}, scenario ${sec(med((x) => x.rest))}), ${med((x) => x.commands)} guest commands.`);
 }
 say();
 

@@ -26,6 +26,7 @@ import { prepareBinaryArch, type BinaryArtifacts, type BinarySource } from './pr
 import { GuestPool } from '../vm/guest-pool.js';
 import { DEFAULT_QEMU, qemuInstall, type QemuChoice } from '../vm/qemu-dist.js';
 import type { FreshGuest } from '../vm/snapshot.js';
+import { processCpuMs } from '../vm/qemu.js';
 import { sshCommand } from '../vm/ssh.js';
 import { runOnGuest } from './on-guest.js';
 import { prepareArch, type ArchArtifacts, type Stage } from './prepare.js';
@@ -267,6 +268,7 @@ async function runGuests(g: ArchGuests): Promise<void> {
           },
         });
       } finally {
+        bootRec.guestCommands = booted.ssh.commands;
         await booted[Symbol.asyncDispose]();
         bootRec.cpuMs = booted.vm.cpuMs;
       }
@@ -300,6 +302,7 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   const commandFile = join(g.archOut, `qemu-command-${label}.txt`);
   const booted = await g.pool.guest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, cpu, extraAppend: scenario.kernelArgs ? [...scenario.kernelArgs(arch)] : undefined });
   bootRec.readyMs = booted.readyMs;
+  bootRec.readyCpuMs = processCpuMs(booted.vm.pid);
   if (booted.restored) bootRec.restoredFrom = booted.restored.snapshot;
   if (booted.snapshotProblem) bootRec.snapshotProblem = booted.snapshotProblem;
   if (booted.stalled.length) bootRec.stalledConsoleLogs = booted.stalled;

@@ -35,6 +35,10 @@ export interface BootReport {
   snapshotProblem?: string;
   /** CPU time its QEMU used, boot or restore and scenario together (from /proc at its stop). */
   cpuMs?: number;
+  /** QEMU's CPU time when the guest answered SSH (the restore's or boot's share of cpuMs). */
+  readyCpuMs?: number;
+  /** Commands the scenario ran in the guest over SSH. */
+  guestCommands?: number;
 }
 
 /**

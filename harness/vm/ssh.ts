@@ -62,6 +62,9 @@ export function isNotUpYet(err: unknown): boolean {
 }
 
 export class GuestShell {
+  /** Commands run on this connection so far (a profile of a scenario's guest work: each is a fork and exec in the guest). */
+  commands = 0;
+
   private constructor(
     private readonly client: Client,
     readonly port: number,
@@ -133,6 +136,7 @@ export class GuestShell {
   exec(command: string, opts: { timeoutMs?: number; stdin?: Buffer | string } = {}): Promise<ExecResult> {
     const started = Date.now();
     const timeoutMs = opts.timeoutMs ?? this.deadlines.commandMs;
+    this.commands++;
     return new Promise((resolve, reject) => {
       const stdout = new CappedOutput();
       const stderr = new CappedOutput();
