@@ -57,10 +57,27 @@ function checkCases(a: ArchReport, s: Scenario, out: Cases): void {
       out.lines.push(`    <testcase classname="${classname}" name="${esc(c.what)}">${bad}</testcase>`);
     }
   }
+  const noFailedCheck = s.steps.every((st) => st.checks.every((c) => c.ok));
   // An expected failure that ended on an error (a kernel oops) before any failed check: one case says so.
-  if (xfail && s.steps.every((st) => st.checks.every((c) => c.ok))) {
+  if (xfail && noFailedCheck) {
     out.lines.push(`    <testcase classname="${classname}" name="${esc(s.name)}"><skipped message="${esc(`expected failure: ${reason}`)}"/><system-out>${esc(s.error ?? 'failed')}</system-out></testcase>`);
+  } else if (!s.ok && noFailedCheck) {
+    // Ended without a failed check (a kernel oops in an upstream script, an interrupt): the passing cases must not read as a pass.
+    out.lines.push(`    <testcase classname="${classname}" name="${esc(s.name)}">${scenarioFailure(s, out)}</testcase>`);
+  } else if (s.skipped && !s.steps.some((st) => st.checks.length)) {
+    out.lines.push(`    <testcase classname="${classname}" name="${esc(s.name)}"><skipped message="${esc(s.skipped)}"/></testcase>`);
   }
+}
+
+/** The <error> (interrupted, a kernel or host fault) or <failure> element of a scenario that did not pass, counted in out. */
+function scenarioFailure(s: Scenario, out: Cases): string {
+  const text = [...failedChecks(s), s.error ?? '', s.diagnosis ? `blocking tasks: ${s.diagnosis}` : ''].filter(Boolean).join('\n\n');
+  const interrupted = (s as { interrupted?: boolean }).interrupted;
+  const tag = s.fault || interrupted ? 'error' : 'failure';
+  if (tag === 'error') out.errors++;
+  else out.failures++;
+  const type = interrupted ? ' type="interrupted"' : '';
+  return `<${tag}${type} message="${esc((s.error ?? 'failed').split('\n')[0]!)}">${esc(text)}</${tag}>`;
 }
 
 /** One test case per arch x scenario (x CPU). */
@@ -72,14 +89,8 @@ function scenarioCase(a: ArchReport, s: Scenario, out: Cases): void {
   if (!s.ok && xfail) {
     body = `<skipped message="${esc(`expected failure: ${reason}`)}"/><system-out>${esc([...failedChecks(s), s.error ?? ''].filter(Boolean).join('\n\n'))}</system-out>`;
   } else if (!s.ok) {
-    const text = [...failedChecks(s), s.error ?? '', s.diagnosis ? `blocking tasks: ${s.diagnosis}` : ''].filter(Boolean).join('\n\n');
     // Interrupted (not run to its end) and kernel or host faults are errors; a failed check is a failure.
-    const interrupted = (s as { interrupted?: boolean }).interrupted;
-    const tag = s.fault || interrupted ? 'error' : 'failure';
-    if (tag === 'error') out.errors++;
-    else out.failures++;
-    const type = interrupted ? ' type="interrupted"' : '';
-    body = `<${tag}${type} message="${esc((s.error ?? 'failed').split('\n')[0]!)}">${esc(text)}</${tag}>`;
+    body = scenarioFailure(s, out);
   }
   const timings = Object.entries(s.timings).map(([k, v]) => `${k}=${v}`).join(' ');
   out.lines.push(

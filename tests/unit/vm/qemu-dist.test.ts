@@ -1,0 +1,86 @@
+// --qemu: only the known choices parse (anything else is a usage error listing
+// them); the host's QEMU runs each arch's binary from PATH and touches no
+// cache; a backported QEMU already in the cache is used as it is, with its
+// firmware (-L) and modules directory, never fetched again. No downloads here.
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { ARCHES } from '../../../harness/core/arch.js';
+import { readValidMarker, writeMarker } from '../../../harness/core/cache.js';
+import { EXIT, exitCodeFor, HarnessError } from '../../../harness/core/errors.js';
+import { createLogger } from '../../../harness/core/log.js';
+import { DEFAULT_QEMU, HOST_QEMU, parseQemuChoice, QEMU_CHOICES, qemuInstall } from '../../../harness/vm/qemu-dist.js';
+import { tempDir } from '../../helpers.js';
+
+const quiet = () => createLogger('quiet', () => {});
+
+t.test('each choice parses to itself; the default is one of them', async (t) => {
+  t.same([...QEMU_CHOICES].sort(), ['backports', 'host']);
+  for (const c of QEMU_CHOICES) t.equal(parseQemuChoice(c), c);
+  t.ok(QEMU_CHOICES.includes(DEFAULT_QEMU));
+  t.equal(DEFAULT_QEMU, 'host', "the README's default: the host's QEMU");
+});
+
+t.test('anything else is a usage error naming the value and listing the choices', async (t) => {
+  for (const bad of ['', 'Host', ' host', 'host ', 'backport', 'bookworm-backports', 'host,backports', 'qemu-system-x86_64']) {
+    const e = (() => {
+      try {
+        parseQemuChoice(bad);
+        return undefined;
+      } catch (err) {
+        return err;
+      }
+    })();
+    t.ok(e instanceof HarnessError, `'${bad}' refused`);
+    const he = e as HarnessError;
+    t.equal(he.kind, 'usage');
+    t.equal(exitCodeFor(he), EXIT.usage);
+    t.equal(he.message, `--qemu '${bad}' is not a QEMU this harness knows`);
+    t.equal(he.context.hint, 'use one of: host, backports');
+  }
+});
+
+t.test("the host's QEMU: each arch's own binary by name, no extra arguments, no cache", async (t) => {
+  for (const a of Object.values(ARCHES)) t.equal(HOST_QEMU.binaryFor(a), a.qemu.binary, `${a.name}: ${a.qemu.binary} from PATH`);
+  t.same(HOST_QEMU.dataArgs, []);
+  t.equal(HOST_QEMU.env, undefined);
+  t.equal(HOST_QEMU.choice, 'host');
+  const cache = join(tempDir(t), 'not-made');
+  t.equal(await qemuInstall('host', cache, quiet()), HOST_QEMU);
+  t.notOk(existsSync(cache), 'the cache is not touched for the host QEMU');
+});
+
+/** A backported QEMU as a finished cache entry (marker written), optionally without its firmware directory. */
+async function cachedBackports(cache: string, firmware = true): Promise<string> {
+  const root = join(cache, 'qemu/backports');
+  for (const d of ['root/usr/bin', 'root/usr/lib/x86_64-linux-gnu/qemu', ...(firmware ? ['root/usr/share/qemu'] : [])]) mkdirSync(join(root, d), { recursive: true });
+  await writeMarker(root, 'qemu-backports', { debs: 'qemu-system-x86_10.0.2+ds-1~bpo12+1_amd64.deb', version: 'QEMU emulator version 10.0.2' }, []);
+  return root;
+}
+
+t.test('a backported QEMU in the cache is used as it is: its binaries, its firmware first, its own modules', async (t) => {
+  const cache = tempDir(t);
+  const root = await cachedBackports(cache);
+  // Guard: with an invalid entry qemuInstall would go to the network; this test must never.
+  t.ok(await readValidMarker(root), 'the entry is complete');
+  if (!(await readValidMarker(root))) return;
+  const q = await qemuInstall('backports', cache, quiet());
+  t.equal(q.choice, 'backports');
+  for (const a of Object.values(ARCHES)) t.equal(q.binaryFor(a), join(root, 'root/usr/bin', a.qemu.binary), `${a.name}: the fetched binary, by path`);
+  t.same(q.dataArgs, ['-L', join(root, 'root/usr/share/qemu')]);
+  t.same(q.env, { QEMU_MODULE_DIR: join(root, 'root/usr/lib/x86_64-linux-gnu/qemu') });
+  t.match(q.describe, root);
+  t.same(readdirSync(join(root, 'root/usr/bin')), [], 'nothing was unpacked again');
+});
+
+t.test('a cached backported QEMU without its firmware directory is a usage error saying to remove it', async (t) => {
+  const cache = tempDir(t);
+  const root = await cachedBackports(cache, false);
+  t.ok(await readValidMarker(root), 'the entry is complete');
+  if (!(await readValidMarker(root))) return;
+  const e = await qemuInstall('backports', cache, quiet()).catch((err: unknown) => err);
+  t.ok(e instanceof HarnessError);
+  t.equal((e as HarnessError).kind, 'usage');
+  t.equal((e as HarnessError).message, `the backported QEMU in ${root} has no firmware directory`);
+  t.equal((e as HarnessError).context.hint, `remove ${root} and run again`);
+});
