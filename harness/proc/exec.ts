@@ -1,12 +1,12 @@
 // The low layer for short host commands: every make, tar, patch and apt call
 // goes through here, is printed shell-quoted first, and is logged to a file.
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { execa, type ResultPromise } from 'execa';
 import { HarnessError, infraError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { ProcessGroup } from './group.js';
 import { setprivMissing, withDeathSignal } from './guards.js';
-import { prepareSpawn } from './supervisor.js';
+import { killGroup, prepareSpawn } from './supervisor.js';
 
 /** Quotes one argv element so that a person can paste the command into a shell. */
 export function shellQuote(arg: string): string {
@@ -56,16 +56,29 @@ export async function run(file: string, args: readonly string[], opts: CommandOp
   const started = Date.now();
   const log = opts.logPath ? createWriteStream(opts.logPath, { flags: 'a' }) : undefined;
   log?.write(`$ ${command}\n`);
+  // spawn says ENOENT for a missing working directory as for a missing program: tell them apart first.
+  if (opts.cwd && !existsSync(opts.cwd)) throw infraError(`could not run ${file}: its working directory ${opts.cwd} does not exist`, { command });
   const child = start(file, args, opts, command);
   const group = new ProcessGroup(child, { name: file, timeoutMs: opts.timeoutMs });
+  // The group's timer ends with its leader; a child the command left holding the output is bound by the same deadline.
+  let leftBehind = false;
+  const deadline =
+    opts.timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          if (group.running) return; // the group's own timeout acts
+          leftBehind = true;
+          killGroup(child.pid, 'SIGKILL');
+        }, opts.timeoutMs);
   if (log || opts.onLine) streamOutput(child, log, opts.onLine);
   const r = await child;
+  clearTimeout(deadline);
   await group.exited;
   await new Promise<void>((res) => (log ? log.end(res) : res()));
   const durationMs = Date.now() - started;
   const output = typeof r.all === 'string' ? r.all : '';
-  if (r.failed) {
-    const failure: CommandFailure = { command, exitCode: r.exitCode, signal: r.signal, timedOut: group.timedOut || r.timedOut, output, durationMs, logPath: opts.logPath };
+  if (r.failed || leftBehind) {
+    const failure: CommandFailure = { command, exitCode: r.exitCode, signal: r.signal, timedOut: group.timedOut || r.timedOut || leftBehind, output, durationMs, logPath: opts.logPath };
     throw failedCommand(file, failure, r, opts);
   }
   return { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), output, durationMs };

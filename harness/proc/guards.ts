@@ -9,7 +9,7 @@
 //   itself, not the compilers a make started).
 // The third, the run records a later run sweeps, is in records.ts.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
 /** The executable file a command name finds in PATH (or in pathVar), if any. */
@@ -18,7 +18,7 @@ export function findOnPath(tool: string, pathVar = process.env.PATH ?? ''): stri
     const file = join(dir || '.', tool);
     try {
       accessSync(file, constants.X_OK);
-      return file;
+      if (statSync(file).isFile()) return file; // a directory passes X_OK too
     } catch {
       /* next */
     }
