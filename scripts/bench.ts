@@ -184,7 +184,7 @@ for (const arch of arches) {
   const { build, image } = p.artifacts.get(arch.name)!;
   const dir = mkdtempSync(join(tmpdir(), 'klp-bench-guest-'));
   const accel = await Accelerator.decide({ arch, cacheDir, logger, qemuBinary: p.qemu.binaryFor(arch) });
-  const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger, cacheDir, snapshots: true, accel, qemuBinary: p.qemu.binaryFor(arch), qemuDataArgs: p.qemu.dataArgs, qemuEnv: p.qemu.env };
+  const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger, cacheDir, snapshots: true, accel, qemuBinary: p.qemu.binaryFor(arch), qemuDataArgs: p.qemu.dataArgsFor(arch), qemuEnv: p.qemu.envFor(arch) };
   const boots: number[] = [];
   const restores: number[] = [];
   let note = '';
@@ -205,7 +205,7 @@ say();
 
 say('## Warm full matrix, both arches, by guests at once (`--jobs`)');
 say();
-say('Every scenario on a pristine guest; x86_64 guests restored from a snapshot, ppc64le guests booted (see the note above). QEMU CPU is user + system time of each guest\'s QEMU, from /proc when it stopped.');
+say(`Every scenario on a pristine guest (restored from a snapshot, or booted where the QEMU cannot restore that guest: see the per-scenario table), on the ${qemuList[0]} QEMU. QEMU CPU is user + system time of each guest's QEMU, from /proc when it stopped.`);
 say();
 say('| --jobs | wall | scenarios passed | sum of scenario times | peak guests | QEMU CPU, all guests | harness CPU | boot stalls |');
 say('| --- | --- | --- | --- | --- | --- | --- | --- |');

@@ -81,7 +81,7 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
   mkdirSync(outDir, { recursive: true });
   const consoleLog = join(outDir, `console-${o.arch.name}.log`);
   const accel = await Accelerator.decide({ arch: o.arch, cacheDir, logger, qemuBinary: qemu.binaryFor(o.arch) });
-  const booted = await bootGuest({ arch: o.arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger, cpu: o.cpu, accel, qemuBinary: qemu.binaryFor(o.arch), qemuDataArgs: qemu.dataArgs, qemuEnv: qemu.env });
+  const booted = await bootGuest({ arch: o.arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger, cpu: o.cpu, accel, qemuBinary: qemu.binaryFor(o.arch), qemuDataArgs: qemu.dataArgsFor(o.arch), qemuEnv: qemu.envFor(o.arch) });
   try {
     await using guest = booted;
     const expect = expectationsOf({}, src.version, series);

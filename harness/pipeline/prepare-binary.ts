@@ -130,6 +130,6 @@ export async function prepareBinaryRun(o: { arch: ArchRecord; source: BinarySour
   const keys = loadKeys(o.cacheDir);
   const initScript = readFileSync(projectPath('guest/init'), 'utf8');
   const artifacts = await prepareBinaryArch({ arch: o.arch, source: o.source, keys, initScript, cacheDir: o.cacheDir, logger: o.logger, scenarios: o.scenarios });
-  const qemu = await qemuInstall(o.qemu ?? DEFAULT_QEMU, o.cacheDir, o.logger);
+  const qemu = await qemuInstall(o.qemu ?? DEFAULT_QEMU, o.cacheDir, o.logger, [o.arch]);
   return { keys, artifacts, qemu, src: { tree: artifacts.kernel.buildDir, version: artifacts.kernel.line }, series: readSeries(NO_PATCHES) };
 }

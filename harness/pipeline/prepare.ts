@@ -125,6 +125,6 @@ export async function prepareRun(i: RunInputs): Promise<PreparedRun> {
   for (const arch of i.arches) {
     artifacts.set(arch.name, await prepareArch({ arch, src, keys, initScript, cacheDir: i.cacheDir, logger: i.logger, rebuild: i.rebuild, kconfigDir: i.kconfigDir, kconfigExtra: i.kconfigExtra, absentOptions: i.absentOptions, scenarios: i.scenarios }));
   }
-  const qemu = await qemuInstall(i.qemu ?? DEFAULT_QEMU, i.cacheDir, i.logger);
+  const qemu = await qemuInstall(i.qemu ?? DEFAULT_QEMU, i.cacheDir, i.logger, i.arches);
   return { series, src, keys, initScript, artifacts, qemu, cacheDir: i.cacheDir, logger: i.logger };
 }

@@ -132,7 +132,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   const initScript = readFileSync(projectPath('guest/init'), 'utf8');
   const rebuild = new Set(opts.rebuild ?? []);
   const slots = guestSlots(opts, report);
-  const qemu = await qemuInstall(opts.qemu ?? DEFAULT_QEMU, report.cacheDir, logger);
+  const qemu = await qemuInstall(opts.qemu ?? DEFAULT_QEMU, report.cacheDir, logger, opts.arches);
   logger.info(`qemu: ${qemu.describe}`);
   const pool = new GuestPool({ cacheDir: report.cacheDir, logger, qemu, snapshots: opts.snapshots });
 
@@ -251,6 +251,13 @@ async function runGuests(g: ArchGuests): Promise<void> {
     if (failure) return;
     checkInterrupted();
     const { scenario, cpu } = run;
+    // A scenario that does not apply to the arch is skipped from its record, without a guest.
+    const notFor = scenario.notFor?.(arch);
+    if (notFor) {
+      opts.logger.info(`  ${arch.name}/${cpu} ${scenario.name}: skipped: ${notFor}`);
+      ar.scenarios.push(skippedOutcome(scenario.name, arch.name, cpu, notFor));
+      return;
+    }
     // An inconclusive run (the kernel's own signal came before the lever) is run once more on a fresh guest.
     let last: ScenarioOutcome | undefined;
     for (let attempt = 1; attempt <= 2; attempt++) {

@@ -156,6 +156,8 @@ async function exitFlush(ctx: ScenarioContext): Promise<string> {
   return (await ctx.ops.run(`dmesg | grep -E 'rfi-flush|l1d_flush|L1D' | sed 's/^\\[[^]]*\\] *//'`)).stdout.trim();
 }
 
+const noFlushOnArch = (arch: ArchRecord) => `${arch.name} has no exit-path flush that touches system call registers (no exitFlushOff in its arch record)`;
+
 function restartScenario(name: string, flushOff: boolean): Scenario {
   return {
     name,
@@ -166,9 +168,10 @@ function restartScenario(name: string, flushOff: boolean): Scenario {
       ? 'as restart-after-notify-signal, booted with the exit-path L1D flush turned off (ppc64: no_rfi_flush)'
       : 'sleepers woken by io_uring task work (set_notify_signal(), no livepatch) and by the fake signal restart their system calls through every entry instruction: 0 after the whole sleep, never -EINTR, -EINVAL or early',
     kernelArgs: flushOff ? (arch: ArchRecord) => arch.exitFlushOff?.args ?? [] : undefined,
+    notFor: flushOff ? (arch: ArchRecord) => (arch.exitFlushOff ? undefined : noFlushOnArch(arch)) : undefined,
     async run(ctx) {
       const off = ctx.arch.exitFlushOff;
-      if (flushOff && !off) throw new Skipped(`${ctx.arch.name} has no exit-path flush that touches system call registers (no exitFlushOff in its arch record)`);
+      if (flushOff && !off) throw new Skipped(noFlushOnArch(ctx.arch));
       const paths = entryPaths(ctx.arch.syscallByCpu, ctx.cpu);
       await ctx.step('the canary and the kernel command line', async (s) => {
         await canaryIn(ctx);

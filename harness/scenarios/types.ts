@@ -171,6 +171,8 @@ export interface Scenario {
   uses?: PatchFeature[];
   /** Words its guests' kernel command line gets besides the usual ones (e.g. no_rfi_flush). */
   kernelArgs?(arch: ArchRecord): readonly string[];
+  /** Why it does not apply to an arch (from the arch record), if it does not: skipped before any guest starts. */
+  notFor?(arch: ArchRecord): string | undefined;
   /** Host-side artifacts it needs (cached), made before any guest of the run boots. */
   prepare?(host: HostContext): Promise<void>;
   /** A failed preparation ends the arch with its error (bad input found before any boot), instead of being left to the scenario. */

@@ -21,7 +21,7 @@ import { delay, pollUntil } from '../core/poll.js';
 import { bootGuest, portTaken, startQemu, type BootRequest, type Booted } from './boot.js';
 import type { ConsoleEvent } from './console.js';
 import { freePort } from './ports.js';
-import { qemuArgs } from './qemu.js';
+import { processCpuMs, qemuArgs } from './qemu.js';
 import { migrateToFile, QmpClient } from './qmp.js';
 import { GuestShell } from './ssh.js';
 
@@ -36,7 +36,8 @@ export interface FreshGuestRequest extends BootRequest {
 
 /** A guest from freshGuest: booted, or restored from a snapshot (then `restored` says which and how long it took). */
 export interface FreshGuest extends Booted {
-  restored?: { snapshot: string; ms: number };
+  /** cpuAt*: QEMU's CPU time (ms) once the state was loaded and once SSH connected: where a restore's cost goes. */
+  restored?: { snapshot: string; ms: number; cpuAtRunning?: number; cpuAtConnected?: number };
   /** Why a snapshot could not be made or used, when the guest booted instead. */
   snapshotProblem?: string;
 }
@@ -216,8 +217,10 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
     const running = untilRunning(qmpSocket, timeout('restoreToSsh', req.arch), () => !vm.running);
     running.catch(() => {}); // when the abort wins
     await Promise.race([running, abort.then((why) => Promise.reject(new HarnessError('boot', why)))]);
+    const cpuAtRunning = processCpuMs(vm.pid);
     const commands = { commandMs: timeout('guestCommand', req.arch), copyMs: timeout('fileCopy', req.arch) };
     const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: timeout('restoreToSsh', req.arch), commands, abort });
+    const cpuAtConnected = processCpuMs(vm.pid);
     // A guest whose timers did not survive the restore answers SSH and then hangs in the first sleep.
     const timers = await ssh.exec('usleep 20000 && echo timers-ok', { timeoutMs: hostMs('restoredTimers') * req.arch.timeoutScale }).catch((e: Error) => ({ stdout: e.message }));
     if (!timers.stdout.includes('timers-ok')) {
@@ -231,7 +234,7 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
       readyMs: ms,
       port,
       stalled: [],
-      restored: { snapshot: s.dir, ms },
+      restored: { snapshot: s.dir, ms, cpuAtRunning, cpuAtConnected },
       async [Symbol.asyncDispose]() {
         ssh.close();
         await vm.stop();

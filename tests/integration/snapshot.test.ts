@@ -1,8 +1,9 @@
 // Snapshots on real guests: a restored x86_64 guest is pristine (what one
 // guest did is not in the next), its clock and timers run, and it answers
 // sooner than a boot; a ppc64le guest on a QEMU that cannot carry its timers
-// boots instead and says why.
-import { readFileSync } from 'node:fs';
+// boots instead and says why, and on the QEMU a run picks by default (the
+// backported one on a bookworm host) POWER9 guests are restored.
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { getArch } from '../../harness/core/arch.js';
@@ -60,4 +61,29 @@ t.test("ppc64le: on QEMU before 8.1 guests boot, and the report says why", async
   t.notOk(g.restored, 'booted');
   t.match(g.snapshotProblem, /QEMU before 8\.1 does not carry the emulated decrementer across a migration.*\(this is QEMU emulator version 7\./);
   t.equal((await g.ssh.exec('usleep 1000 && echo ok')).stdout.trim(), 'ok');
+});
+
+t.test('ppc64le on the QEMU a run picks (--qemu auto): a POWER9 guest is restored, pristine, and its timers run', async (t) => {
+  const arch = getArch('ppc64le');
+  const p = await prepareRun({ arches: [arch], cacheDir, logger });
+  const { build, image } = p.artifacts.get(arch.name)!;
+  const binary = p.qemu.binaryFor(arch);
+  const version = (await run(binary, ['--version'], { env: p.qemu.envFor(arch) })).stdout.split('\n')[0]!;
+  const bookworm = existsSync('/etc/debian_version') && /^12\./.test(readFileSync('/etc/debian_version', 'utf8')) && process.arch === 'x64';
+  if (!versionAtLeast(version, '8.1')) {
+    t.notOk(bookworm, `on a bookworm amd64 host auto must pick a QEMU that restores pseries guests (picked: ${p.qemu.describe}, ${version})`);
+    return;
+  }
+  const req = { arch, cpu: 'power9', kernel: build.image, initrd: image.path, keys: p.keys, logger, cacheDir: tempDir(t), snapshots: true, qemuBinary: binary, qemuDataArgs: p.qemu.dataArgsFor(arch), qemuEnv: p.qemu.envFor(arch) };
+  {
+    await using g = await freshGuest({ ...req, consoleLog: join(tempDir(t), 'console.log') });
+    t.ok(g.restored, `the first guest is a restore of the snapshot it made (${version})`);
+    await g.ssh.exec('echo dirty > /run/left-by-guest-1');
+  }
+  await using g2 = await freshGuest({ ...req, consoleLog: join(tempDir(t), 'console.log') });
+  t.ok(g2.restored, `restored again in ${g2.restored?.ms} ms`);
+  t.equal((await g2.ssh.exec('cat /run/left-by-guest-1 2>&1 || echo absent')).stdout.trim().split('\n').pop(), 'absent', 'nothing of the first guest is in the second');
+  const up = await g2.ssh.exec('read a _ < /proc/uptime; usleep 300000; read b _ < /proc/uptime; echo $a $b');
+  const [a, b] = up.stdout.trim().split(' ').map(Number) as [number, number];
+  t.ok(b - a >= 0.29 && b - a < 5, `the guest clock runs and a 300 ms sleep ends (uptime ${a} -> ${b})`);
 });

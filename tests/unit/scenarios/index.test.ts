@@ -103,3 +103,14 @@ t.test('an unknown name is a usage error listing every name', async (t) => {
     t.equal((e as HarnessError).context.hint, `use one of: ${ALL_SCENARIOS.map((s) => s.name).join(', ')}`);
   }
 });
+
+t.test('a scenario that does not apply to an arch says so from the arch record, before any guest', async (t) => {
+  const noFlush = ALL_SCENARIOS.find((s) => s.name === 'restart-after-notify-signal-no-rfi-flush');
+  t.ok(noFlush?.notFor, 'the no-flush variant has an arch rule');
+  for (const a of Object.values(ARCHES)) {
+    const why = noFlush?.notFor?.(a);
+    if (a.exitFlushOff) t.equal(why, undefined, `${a.name}: has an exit flush to turn off, so it runs`);
+    else t.match(why, new RegExp(`^${a.name} has no exit-path flush`), `${a.name}: skipped, saying why`);
+  }
+  t.notOk(ALL_SCENARIOS.filter((s) => s !== noFlush).some((s) => Object.values(ARCHES).some((a) => s.notFor?.(a))), 'every other scenario applies to every arch');
+});

@@ -2,7 +2,7 @@
 // them); the host's QEMU runs each arch's binary from PATH and touches no
 // cache; a backported QEMU already in the cache is used as it is, with its
 // firmware (-L) and modules directory, never fetched again. No downloads here.
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ARCHES } from '../../../harness/core/arch.js';
@@ -15,10 +15,10 @@ import { tempDir } from '../../helpers.js';
 const quiet = () => createLogger('quiet', () => {});
 
 t.test('each choice parses to itself; the default is one of them', async (t) => {
-  t.same([...QEMU_CHOICES].sort(), ['backports', 'host']);
+  t.same([...QEMU_CHOICES].sort(), ['auto', 'backports', 'host']);
   for (const c of QEMU_CHOICES) t.equal(parseQemuChoice(c), c);
   t.ok(QEMU_CHOICES.includes(DEFAULT_QEMU));
-  t.equal(DEFAULT_QEMU, 'host', "the README's default: the host's QEMU");
+  t.equal(DEFAULT_QEMU, 'auto', "the README's default: per arch, a QEMU that restores snapshots");
 });
 
 t.test('anything else is a usage error naming the value and listing the choices', async (t) => {
@@ -36,14 +36,14 @@ t.test('anything else is a usage error naming the value and listing the choices'
     t.equal(he.kind, 'usage');
     t.equal(exitCodeFor(he), EXIT.usage);
     t.equal(he.message, `--qemu '${bad}' is not a QEMU this harness knows`);
-    t.equal(he.context.hint, 'use one of: host, backports');
+    t.equal(he.context.hint, 'use one of: auto, host, backports');
   }
 });
 
 t.test("the host's QEMU: each arch's own binary by name, no extra arguments, no cache", async (t) => {
   for (const a of Object.values(ARCHES)) t.equal(HOST_QEMU.binaryFor(a), a.qemu.binary, `${a.name}: ${a.qemu.binary} from PATH`);
-  t.same(HOST_QEMU.dataArgs, []);
-  t.equal(HOST_QEMU.env, undefined);
+  t.same(HOST_QEMU.dataArgsFor(ARCHES.x86_64!), []);
+  t.equal(HOST_QEMU.envFor(ARCHES.x86_64!), undefined);
   t.equal(HOST_QEMU.choice, 'host');
   const cache = join(tempDir(t), 'not-made');
   t.equal(await qemuInstall('host', cache, quiet()), HOST_QEMU);
@@ -67,8 +67,8 @@ t.test('a backported QEMU in the cache is used as it is: its binaries, its firmw
   const q = await qemuInstall('backports', cache, quiet());
   t.equal(q.choice, 'backports');
   for (const a of Object.values(ARCHES)) t.equal(q.binaryFor(a), join(root, 'root/usr/bin', a.qemu.binary), `${a.name}: the fetched binary, by path`);
-  t.same(q.dataArgs, ['-L', join(root, 'root/usr/share/qemu')]);
-  t.same(q.env, { QEMU_MODULE_DIR: join(root, 'root/usr/lib/x86_64-linux-gnu/qemu') });
+  t.same(q.dataArgsFor(ARCHES.ppc64le!), ['-L', join(root, 'root/usr/share/qemu')]);
+  t.same(q.envFor(ARCHES.ppc64le!), { QEMU_MODULE_DIR: join(root, 'root/usr/lib/x86_64-linux-gnu/qemu') });
   t.match(q.describe, root);
   t.same(readdirSync(join(root, 'root/usr/bin')), [], 'nothing was unpacked again');
 });
@@ -83,4 +83,60 @@ t.test('a cached backported QEMU without its firmware directory is a usage error
   t.equal((e as HarnessError).kind, 'usage');
   t.equal((e as HarnessError).message, `the backported QEMU in ${root} has no firmware directory`);
   t.equal((e as HarnessError).context.hint, `remove ${root} and run again`);
+});
+
+/** Fake host QEMUs first on PATH that print the given version line. */
+function fakeHostQemus(t: { teardown(fn: () => void): void }, version: string): void {
+  const bin = tempDir(t);
+  for (const a of Object.values(ARCHES)) {
+    writeFileSync(join(bin, a.qemu.binary), `#!/bin/sh\necho '${version}'\n`);
+    chmodSync(join(bin, a.qemu.binary), 0o755);
+  }
+  const path = process.env.PATH;
+  process.env.PATH = `${bin}:${path}`;
+  t.teardown(() => (process.env.PATH = path));
+}
+
+const bookworm: boolean = (() => {
+  try {
+    return process.arch === 'x64' && /^12\./.test(readFileSync('/etc/debian_version', 'utf8'));
+  } catch {
+    return false;
+  }
+})();
+
+t.test('auto: a host QEMU that restores every arch\'s snapshots is used for all, and the cache is not touched', async (t) => {
+  fakeHostQemus(t, 'QEMU emulator version 8.2.2 (Debian 1:8.2.2+ds-0ubuntu1)');
+  const cache = join(tempDir(t), 'not-made');
+  const q = await qemuInstall('auto', cache, quiet());
+  t.equal(q.choice, 'auto');
+  for (const a of Object.values(ARCHES)) t.equal(q.binaryFor(a), a.qemu.binary, `${a.name}: the host's`);
+  t.notOk(existsSync(cache));
+});
+
+t.test('auto: only the arches run count; x86_64 alone needs no newer QEMU', async (t) => {
+  fakeHostQemus(t, 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)');
+  const cache = join(tempDir(t), 'not-made');
+  const q = await qemuInstall('auto', cache, quiet(), [ARCHES.x86_64!]);
+  t.equal(q.binaryFor(ARCHES.x86_64!), 'qemu-system-x86_64');
+  t.notOk(existsSync(cache));
+});
+
+t.test('auto on a host QEMU before 8.1: ppc64le gets the backported QEMU (with its firmware and modules), x86_64 keeps the host\'s', { skip: bookworm ? false : 'not a bookworm amd64 host' }, async (t) => {
+  fakeHostQemus(t, 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)');
+  const cache = tempDir(t);
+  const root = await cachedBackports(cache);
+  t.ok(await readValidMarker(root), 'the entry is complete');
+  if (!(await readValidMarker(root))) return;
+  const lines: string[] = [];
+  const q = await qemuInstall('auto', cache, createLogger('normal', (l) => lines.push(l)));
+  const ppc = ARCHES.ppc64le!;
+  const x86 = ARCHES.x86_64!;
+  t.equal(q.binaryFor(ppc), join(root, 'root/usr/bin', ppc.qemu.binary));
+  t.same(q.dataArgsFor(ppc), ['-L', join(root, 'root/usr/share/qemu')]);
+  t.ok(q.envFor(ppc)?.QEMU_MODULE_DIR);
+  t.equal(q.binaryFor(x86), x86.qemu.binary);
+  t.same(q.dataArgsFor(x86), [], "no -L of the other QEMU's firmware for the host's");
+  t.equal(q.envFor(x86), undefined);
+  t.match(q.describe, /^ppc64le: Debian's backported QEMU .* \(the host's is QEMU emulator version 7\.2\.22/);
 });
