@@ -7,7 +7,7 @@ import { LP_SYSFS } from '../vm/guestops.js';
 import { blockingTasks, formatBlocking } from './sleeper.js';
 import { CheckFailed, Inconclusive, Skipped, type Check, type Expectations, type PatchFeature, type Scenario, type ScenarioContext, type ScenarioReport, type StepApi, type Unit } from './types.js';
 
-type BaseContext = Omit<ScenarioContext, 'step' | 'timing' | 'copyIn' | 'cpu' | 'requireFeatures' | 'has' | 'unchecked' | 'event' | 'series'>;
+type BaseContext = Omit<ScenarioContext, 'step' | 'timing' | 'copyIn' | 'copyInAll' | 'cpu' | 'requireFeatures' | 'has' | 'unchecked' | 'event' | 'series'>;
 
 export async function runScenario(scenario: Scenario, base: BaseContext, cpu?: string): Promise<ScenarioReport> {
   const started = Date.now();
@@ -88,6 +88,11 @@ class ScenarioRun {
         const guestPath = `/root/${basename(hostPath)}`;
         await base.ops.put(readFileSync(hostPath), guestPath);
         return guestPath;
+      },
+      copyInAll: async (hostPaths) => {
+        const files = hostPaths.map((p) => ({ data: readFileSync(p), remotePath: `/root/${basename(p)}` }));
+        await base.ops.putAll(files);
+        return files.map((f) => f.remotePath);
       },
       step: (name, fn) => this.step(name, fn),
     };

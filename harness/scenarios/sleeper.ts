@@ -146,11 +146,13 @@ export class Sleeper {
   }
 
   async load(s: StepApi): Promise<void> {
-    const ko = await this.ctx.copyIn(this.ctx.modules.modules['klp_sleeper.ko']!);
-    for (const m of Object.keys(this.ctx.modules.modules).filter((m) => m !== 'klp_sleeper.ko')) await this.ctx.copyIn(this.ctx.modules.modules[m]!);
-    s.equal('insmod klp_sleeper.ko', (await this.ops.insmod(ko)).code ?? 'no exit status', 0);
-    // The kernel names the task a stuck transition waits on (LIVEPATCH.md).
-    await this.ops.run(`echo 'file kernel/livepatch/transition.c +p' > /sys/kernel/debug/dynamic_debug/control`);
+    // Every guest-side file of the scenario in one copy (the sleeper first).
+    const mods = this.ctx.modules.modules;
+    const names = ['klp_sleeper.ko', ...Object.keys(mods).filter((m) => m !== 'klp_sleeper.ko')];
+    const [ko] = await this.ctx.copyInAll(names.map((m) => mods[m]!));
+    // The kernel names the task a stuck transition waits on (LIVEPATCH.md): dynamic debug on, in the same command; the status is insmod's.
+    const r = await this.ops.run(`insmod ${q(ko!)}; rc=$?; echo 'file kernel/livepatch/transition.c +p' > /sys/kernel/debug/dynamic_debug/control; exit $rc`);
+    s.equal('insmod klp_sleeper.ko', r.code ?? 'no exit status', 0);
   }
 
   async status(): Promise<Record<string, BlockerStatus>> {

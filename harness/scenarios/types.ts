@@ -105,6 +105,8 @@ export interface ScenarioContext {
   timing(name: string, ms: number): void;
   /** Copies a host file into the guest and returns the guest path. */
   copyIn(hostPath: string): Promise<string>;
+  /** Copies host files into the guest in one command and returns their guest paths, in order. */
+  copyInAll(hostPaths: readonly string[]): Promise<string[]>;
   /** Records a moment on the guest's clock for the report's timeline. */
   event(what: string, atMs: number): void;
   /** Records readings over time (guest clock) for the report's timeline. */

@@ -127,6 +127,11 @@ export class GuestOps {
     return this.guard(this.ssh.put(data, remotePath));
   }
 
+  /** Copies several files into the guest in one command. */
+  putAll(files: readonly { data: Buffer; remotePath: string; mode?: number }[]): Promise<void> {
+    return this.guard(this.ssh.putAll(files));
+  }
+
   async read(path: string): Promise<string> {
     return (await this.must(`cat ${q(path)}`)).trim();
   }

@@ -8,6 +8,7 @@ import { Client, type ClientChannel } from 'ssh2';
 import { HarnessError, infraError, timeoutError } from '../core/errors.js';
 import { hostMs } from '../core/timeouts.js';
 import type { Keys } from '../image/keys.js';
+import { writeCpio } from '../image/cpio.js';
 
 export interface ExecResult {
   command: string;
@@ -185,6 +186,23 @@ export class GuestShell {
     });
     if (r.code !== 0 || Number(r.stdout.trim()) !== data.length) {
       throw infraError(`copying ${data.length} bytes to ${remotePath} failed`, { details: `${r.stdout}${r.stderr}` });
+    }
+  }
+
+  /**
+   * Copies several files in one command: a cpio archive unpacked by the
+   * guest's busybox, then one `stat` of them all (a guest fork costs tens of
+   * milliseconds of emulated CPU; `put` per file took three each).
+   */
+  async putAll(files: readonly { data: Buffer; remotePath: string; mode?: number }[]): Promise<void> {
+    if (!files.length) return;
+    const archive = writeCpio(files.map((f) => ({ type: 'file', path: f.remotePath, data: f.data, mode: f.mode ?? 0o644 })));
+    const paths = files.map((f) => q(f.remotePath)).join(' ');
+    const r = await this.exec(`cd / && cpio -i -d -u 2>/dev/null && stat -c '%s %n' ${paths}`, { stdin: archive, timeoutMs: this.deadlines.copyMs });
+    const sizes = new Map(r.stdout.trim().split('\n').map((l) => [l.slice(l.indexOf(' ') + 1), Number(l.split(' ')[0])] as const));
+    const wrong = files.filter((f) => sizes.get(f.remotePath) !== f.data.length);
+    if (r.code !== 0 || wrong.length) {
+      throw infraError(`copying ${files.length} file(s) into the guest failed: ${wrong.map((f) => `${f.remotePath} (${f.data.length} bytes)`).join(', ') || `exit status ${r.code}`}`, { details: `${r.stdout}${r.stderr}` });
     }
   }
 
