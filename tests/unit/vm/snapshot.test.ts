@@ -35,6 +35,9 @@ t.test('the key follows the kernel, the image, the CPU and the command line, not
   const kernel2 = req.kernel + '2';
   writeFileSync(kernel2, 'kernel two');
   t.not((await snapshotKey({ ...req, kernel: kernel2 })).key, a.key, 'another kernel');
+  // A state saved under one accelerator is never restored under the other (issue 22).
+  t.not((await snapshotKey({ ...req, accel: Accelerator.fixed('kvm') })).key, a.key, 'another accelerator');
+  t.not((await snapshotKey({ ...req, qemuDataArgs: ['-L', '/elsewhere'] })).key, a.key, "another QEMU's firmware");
 });
 
 t.test('a restore that fails is said, and the guest boots instead (here into a panic)', async (t) => {
