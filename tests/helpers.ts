@@ -23,3 +23,33 @@ export async function goneSoon(pid: number): Promise<boolean> {
   }
   return false;
 }
+
+type Teardown = { teardown(fn: () => void): void };
+
+/** Sets (or, for undefined, removes) environment variables until the test ends. */
+export function setEnv(t: Teardown, vars: Record<string, string | undefined>): void {
+  for (const [name, value] of Object.entries(vars)) {
+    const before = process.env[name];
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+    t.teardown(() => {
+      if (before === undefined) delete process.env[name];
+      else process.env[name] = before;
+    });
+  }
+}
+
+/** Kills these pids and their groups at the end of the test. */
+export function killAtEnd(t: Teardown, ...pids: (() => number | undefined)[]): void {
+  t.teardown(() => {
+    for (const pid of pids.map((p) => p()).filter((p): p is number => !!p)) {
+      for (const target of [-pid, pid]) {
+        try {
+          process.kill(target, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  });
+}

@@ -7,22 +7,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { cacheRoot, envVar, MARKER, sha256File, treeManifest, writeFileAtomic } from '../../../harness/core/cache.js';
 import type { HarnessError } from '../../../harness/core/errors.js';
-import { tempDir } from '../../helpers.js';
+import { setEnv, tempDir } from '../../helpers.js';
 
 type Teardown = { teardown(fn: () => void): void };
-
-/** Sets environment variables for the rest of test t (undefined: unset). */
-function setEnv(t: Teardown, vars: Record<string, string | undefined>) {
-  for (const [name, value] of Object.entries(vars)) {
-    const before = process.env[name];
-    if (value === undefined) delete process.env[name];
-    else process.env[name] = value;
-    t.teardown(() => {
-      if (before === undefined) delete process.env[name];
-      else process.env[name] = before;
-    });
-  }
-}
 
 t.test('envVar: an empty value counts as unset', async (t) => {
   setEnv(t, { KLP_TEST_A: 'x', KLP_TEST_B: '', KLP_TEST_C: undefined });

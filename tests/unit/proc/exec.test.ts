@@ -9,18 +9,7 @@ import { HarnessError } from '../../../harness/core/errors.js';
 import { createLogger } from '../../../harness/core/log.js';
 import { formatCommand, run, shellQuote, tail, type CommandFailure } from '../../../harness/proc/exec.js';
 import { liveChildren } from '../../../harness/proc/supervisor.js';
-import { goneSoon, tempDir } from '../../helpers.js';
-
-/** Sets an environment variable for the rest of test t. */
-function setEnv(t: { teardown(fn: () => void): void }, name: string, value: string | undefined) {
-  const before = process.env[name];
-  if (value === undefined) delete process.env[name];
-  else process.env[name] = value;
-  t.teardown(() => {
-    if (before === undefined) delete process.env[name];
-    else process.env[name] = before;
-  });
-}
+import { goneSoon, setEnv, tempDir } from '../../helpers.js';
 
 /** Kills a pid (and its group, if it leads one) at the end of test t, in case a check failed before it was gone. */
 function killLater(t: { teardown(fn: () => void): void }, pid: () => number) {
@@ -159,7 +148,7 @@ t.test('onLine gets whole lines, however the output is split into chunks', async
 });
 
 t.test('a program that is not there is a missing host tool, with or without setpriv', async (t) => {
-  setEnv(t, 'KLP_HARNESS_NO_PDEATHSIG', undefined);
+  setEnv(t, { KLP_HARNESS_NO_PDEATHSIG: undefined });
   const viaSetpriv = (await run('klp-no-such-tool-here', ['x']).catch((e: unknown) => e)) as HarnessError;
   t.equal(viaSetpriv.message, "host tool 'klp-no-such-tool-here' is not installed");
   t.equal(viaSetpriv.kind, 'infra');
@@ -171,7 +160,7 @@ t.test('a program that is not there is a missing host tool, with or without setp
 });
 
 t.test('a program that cannot be started for another reason says why, not that it is missing', async (t) => {
-  setEnv(t, 'KLP_HARNESS_NO_PDEATHSIG', '1');
+  setEnv(t, { KLP_HARNESS_NO_PDEATHSIG: '1' });
   const file = join(tempDir(t), 'not-executable');
   writeFileSync(file, '#!/bin/sh\necho hi\n');
   chmodSync(file, 0o644);
@@ -189,7 +178,7 @@ t.test(
 );
 
 t.test('under the death-signal wrapper the command is a child of node itself: setpriv execs it', async (t) => {
-  setEnv(t, 'KLP_HARNESS_NO_PDEATHSIG', undefined);
+  setEnv(t, { KLP_HARNESS_NO_PDEATHSIG: undefined });
   const r = await run('sh', ['-c', 'echo $PPID; cat /proc/$$/comm']);
   t.same(r.stdout.split('\n'), [String(process.pid), 'sh'], 'no setpriv process in between');
 });

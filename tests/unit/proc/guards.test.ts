@@ -7,7 +7,7 @@ import { delimiter, join } from 'node:path';
 import t from 'tap';
 import { findOnPath, setprivMissing, withDeathSignal } from '../../../harness/proc/guards.js';
 import { procStat } from '../../../harness/proc/stat.js';
-import { goneSoon, ROOT, tempDir } from '../../helpers.js';
+import { goneSoon, killAtEnd, ROOT, setEnv, tempDir } from '../../helpers.js';
 
 type Teardown = { teardown(fn: () => void): void };
 const GUARDS_JS = join(ROOT, 'dist/harness/proc/guards.js');
@@ -18,31 +18,6 @@ const NO_SETPRIV = HOST_SETPRIV ? false : 'no setpriv on this host';
 /** The environment for child node processes: without tap's --import hook (NODE_OPTIONS), which only slows them down. */
 const nodeEnv = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({ ...process.env, NODE_OPTIONS: '', ...extra });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function setEnv(t: Teardown, name: string, value: string | undefined) {
-  const before = process.env[name];
-  if (value === undefined) delete process.env[name];
-  else process.env[name] = value;
-  t.teardown(() => {
-    if (before === undefined) delete process.env[name];
-    else process.env[name] = before;
-  });
-}
-
-/** Kills these pids and their groups at the end of the test. */
-function killAtEnd(t: Teardown, ...pids: (() => number | undefined)[]) {
-  t.teardown(() => {
-    for (const pid of pids.map((p) => p()).filter((p): p is number => !!p)) {
-      for (const target of [-pid, pid]) {
-        try {
-          process.kill(target, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-    }
-  });
-}
 
 function executable(dir: string, name: string, mode = 0o755): string {
   mkdirSync(dir, { recursive: true });
@@ -86,7 +61,7 @@ t.test('findOnPath: the first executable file of that name along PATH', async (t
   t.equal(findOnPath('tool', [join(root, 'none'), a, b, c].join(delimiter)), inB, 'skips a missing dir and a file without x; b before c');
   t.equal(findOnPath('other', [a, b, c].join(delimiter)), undefined, 'not found');
   t.equal(findOnPath('tool', ''), undefined, 'an empty PATH finds nothing in other directories');
-  setEnv(t, 'PATH', [c, b].join(delimiter));
+  setEnv(t, { PATH: [c, b].join(delimiter) });
   t.equal(findOnPath('tool'), join(c, 'tool'), 'PATH is the default');
 });
 
@@ -109,8 +84,8 @@ t.test('findOnPath: a directory of that name is no executable file', async (t) =
 t.test('withDeathSignal: setpriv from PATH wraps the command, unless turned off or missing', async (t) => {
   const bin = tempDir(t);
   const setpriv = executable(bin, 'setpriv');
-  setEnv(t, 'PATH', bin);
-  setEnv(t, 'KLP_HARNESS_NO_PDEATHSIG', undefined);
+  setEnv(t, { PATH: bin });
+  setEnv(t, { KLP_HARNESS_NO_PDEATHSIG: undefined });
   const args = ['-j2', 'O=/b'];
   const w = withDeathSignal('make', args);
   t.same(w, { file: setpriv, args: ['--pdeathsig', 'KILL', '--', 'make', '-j2', 'O=/b'] });

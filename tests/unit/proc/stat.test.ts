@@ -6,25 +6,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { groupMembers, groupStillRuns, isRunning, procId, procStat, signalGroup, watchedAncestors } from '../../../harness/proc/stat.js';
-import { goneSoon, ROOT, tempDir } from '../../helpers.js';
+import { goneSoon, killAtEnd, ROOT, tempDir } from '../../helpers.js';
 
 type Teardown = { teardown(fn: () => void): void };
 const STAT_JS = join(ROOT, 'dist/harness/proc/stat.js');
-
-/** Kills these pids and their groups at the end of the test. */
-function killAtEnd(t: Teardown, ...pids: (() => number | undefined)[]) {
-  t.teardown(() => {
-    for (const pid of pids.map((p) => p()).filter((p): p is number => !!p)) {
-      for (const target of [-pid, pid]) {
-        try {
-          process.kill(target, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-    }
-  });
-}
 
 /** Starts `sh -c script`; resolves with the child once it printed its first line (which is returned). */
 function shell(t: Teardown, script: string, o: { detached?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<{ child: ChildProcess; line: string }> {

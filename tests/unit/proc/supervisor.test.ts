@@ -7,28 +7,13 @@ import { join } from 'node:path';
 import t from 'tap';
 import { procId, procStat } from '../../../harness/proc/stat.js';
 import { checkInterrupted, killGroup, liveChildren, Supervisor, wasInterrupted } from '../../../harness/proc/supervisor.js';
-import { goneSoon, ROOT, tempDir } from '../../helpers.js';
+import { goneSoon, killAtEnd, ROOT, tempDir } from '../../helpers.js';
 
 type Teardown = { teardown(fn: () => void): void };
 const SUPERVISOR_JS = join(ROOT, 'dist/harness/proc/supervisor.js');
 /** The environment for child node processes: without tap's --import hook (NODE_OPTIONS), which only slows them down. */
 const nodeEnv = (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv => ({ ...process.env, NODE_OPTIONS: '', ...extra });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Kills these pids and their groups at the end of the test. */
-function killAtEnd(t: Teardown, ...pids: (() => number | undefined)[]) {
-  t.teardown(() => {
-    for (const pid of pids.map((p) => p()).filter((p): p is number => !!p)) {
-      for (const target of [-pid, pid]) {
-        try {
-          process.kill(target, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-    }
-  });
-}
 
 /** A group of its own (as the harness starts each child): a shell and the sleep it started. */
 async function sleeperGroup(t: Teardown): Promise<{ pid: number; child: number }> {
