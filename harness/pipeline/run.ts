@@ -235,16 +235,12 @@ async function runGuests(g: ArchGuests): Promise<void> {
   const planned = plannedRuns(arch, opts);
   const accel = await g.pool.accelFor(arch);
   const wallStart = Date.now();
-  const binary = (artifacts as Partial<BinaryArtifacts>).kernel;
-  if (binary && planned.length) {
-    // A kernel not built here may not livepatch at all: its first guest says so, and then no scenario boots.
-    const probe = await g.slots.use(() => probeLivepatch({ arch, kernel: binary, logger: opts.logger, guest: async () => (await guestFor(g, { scenario: PROBE, cpu: planned[0]!.cpu })).booted }));
-    if (probe.skip) {
-      ar.scenarios.push(...planned.map((p) => skippedOutcome(p.scenario.name, arch.name, p.cpu, probe.skip!)));
-      ar.scenariosWallMs = Date.now() - wallStart;
-      ar.accel = `${accel.accel}: ${accel.why}`;
-      return;
-    }
+  const cannot = await cannotLivepatch(g, planned);
+  if (cannot) {
+    ar.scenarios.push(...planned.map((p) => skippedOutcome(p.scenario.name, arch.name, p.cpu, cannot)));
+    ar.scenariosWallMs = Date.now() - wallStart;
+    ar.accel = `${accel.accel}: ${accel.why}`;
+    return;
   }
   let failure: { error: unknown } | undefined;
   const one = async (run: PlannedRun) => {
@@ -290,6 +286,14 @@ async function runGuests(g: ArchGuests): Promise<void> {
   ar.scenariosWallMs = Date.now() - wallStart;
   ar.accel = `${accel.accel}: ${accel.why}`;
   if (failure) throw failure.error;
+}
+
+/** A kernel not built here may not livepatch at all: its first guest says so (why not), and then no scenario boots. */
+async function cannotLivepatch(g: ArchGuests, planned: PlannedRun[]): Promise<string | undefined> {
+  const binary = (g.artifacts as Partial<BinaryArtifacts>).kernel;
+  if (!binary || !planned.length) return undefined;
+  const guest = async () => (await guestFor(g, { scenario: PROBE, cpu: planned[0]!.cpu })).booted;
+  return (await g.slots.use(() => probeLivepatch({ arch: g.arch, kernel: binary, logger: g.opts.logger, guest }))).skip;
 }
 
 /** What the first guest of a kernel not built here boots for: to ask whether it can livepatch. */
