@@ -84,13 +84,15 @@ const HOST_MS = {
   canaryLine: 3_000,
   /** A restored guest's first 20 ms sleep (timers run) over SSH, before the arch's scale. */
   restoredTimers: 5_000,
+  /** `qemu-system-* --version` of a host binary (--qemu auto asks before choosing). */
+  toolVersion: 30_000,
 } as const;
 
 export type HostWait = keyof typeof HOST_MS;
 
 /** A host-side wait; the ones that are deadlines grow with KLP_HARNESS_TIMEOUT_SCALE, intervals and graces do not. */
 export function hostMs(name: HostWait): number {
-  const deadline = name === 'qmpConnect' || name === 'sshHandshake' || name === 'canaryLine' || name === 'restoredTimers';
+  const deadline = name === 'qmpConnect' || name === 'sshHandshake' || name === 'canaryLine' || name === 'restoredTimers' || name === 'toolVersion';
   return deadline ? Math.round(HOST_MS[name] * extraScale()) : HOST_MS[name];
 }
 

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { ARCHES, type ArchRecord } from '../core/arch.js';
 import { readValidMarker, writeMarker } from '../core/cache.js';
 import { usageError } from '../core/errors.js';
+import { hostMs } from '../core/timeouts.js';
 import { run } from '../proc/exec.js';
 import { entryLock, useEntry } from '../core/lock.js';
 import type { Logger } from '../core/log.js';
@@ -87,7 +88,7 @@ export async function qemuInstall(choice: QemuChoice, cacheDir: string, logger: 
 /** The first line of `qemu --version` of a binary, or undefined when it does not run. */
 async function versionLine(binary: string): Promise<string | undefined> {
   try {
-    return (await run(binary, ['--version'], { timeoutMs: 30_000 })).stdout.split('\n')[0];
+    return (await run(binary, ['--version'], { timeoutMs: hostMs('toolVersion') })).stdout.split('\n')[0];
   } catch {
     return undefined;
   }

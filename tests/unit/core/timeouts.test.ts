@@ -12,6 +12,7 @@ const HOST_WAITS: Record<HostWait, 'deadline' | 'fixed'> = {
   qmpConnect: 'deadline',
   sshHandshake: 'deadline',
   canaryLine: 'deadline',
+  toolVersion: 'deadline',
   restoredTimers: 'deadline',
   qmpPoll: 'fixed',
   restorePoll: 'fixed',
