@@ -241,7 +241,7 @@ for (const a of last?.arches ?? []) {
     const ready = b?.readyCpuMs;
     const rest = b?.cpuMs !== undefined && ready !== undefined ? b.cpuMs - ready : undefined;
     if (ready !== undefined && rest !== undefined) splits.push({ ready, rest, commands: b?.guestCommands ?? 0 });
-    say(`| ${a.arch} | ${s.name} | ${s.cpu ?? ''} | ${b?.restoredFrom ? 'restored' : 'booted'} | ${sec(s.durationMs)} | ${b?.cpuMs !== undefined ? sec(b.cpuMs) : '-'} | ${ready !== undefined ? sec(ready) : '-'} | ${rest !== undefined ? sec(rest) : '-'} | ${b?.guestCommands ?? '-'} |`);
+    say(`| ${a.arch} | ${s.name} | ${s.cpu ?? ''} | ${!b?.readyMs ? 'none' : b.restoredFrom ? 'restored' : 'booted'} | ${sec(s.durationMs)} | ${b?.cpuMs !== undefined ? sec(b.cpuMs) : '-'} | ${ready !== undefined ? sec(ready) : '-'} | ${rest !== undefined ? sec(rest) : '-'} | ${b?.guestCommands ?? '-'} |`);
   }
 }
 if (splits.length) {
