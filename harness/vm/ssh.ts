@@ -88,6 +88,9 @@ export class GuestShell {
           c.end();
           reject(e);
         });
+        // A connection closed before 'ready' without an 'error' (a server that goes away mid-handshake)
+        // would leave this attempt pending for ever: it counts as not up yet (once settled, this is a no-op).
+        c.on('close', () => reject(new Error('Connection lost before handshake')));
         c.connect({
           host: '127.0.0.1',
           port: opts.port,

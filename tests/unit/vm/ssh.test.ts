@@ -62,3 +62,20 @@ t.test('only "not up yet" errors are retried', async (t) => {
   t.ok(isNotUpYet({ message: 'Connection lost before handshake' }));
   t.notOk(isNotUpYet({ message: 'All configured authentication methods failed' }));
 });
+
+t.test('a server that closes the connection mid-handshake without an error is retried until the deadline, never waited on for ever', async (t) => {
+  // Sends a banner, then goes away: ssh2 emits 'close' with no 'error' (this attempt once stayed pending for ever).
+  const srv = createServer((sock) => {
+    sock.on('error', () => {});
+    sock.write('SSH-2.0-fake_1.0\r\n');
+    setTimeout(() => sock.destroy(), 50);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => srv.close());
+  const g = guestServer(t);
+  const started = Date.now();
+  const err = (await GuestShell.connect({ port: (srv.address() as AddressInfo).port, keys: g.keys, deadlineMs: 1500, commands: COMMANDS }).catch((e) => e)) as HarnessError;
+  t.type(err, HarnessError);
+  t.equal(err.kind, 'timeout');
+  t.ok(Date.now() - started < 10_000, `ended ${Date.now() - started} ms after the start, at its deadline`);
+});
