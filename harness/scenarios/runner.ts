@@ -84,11 +84,7 @@ class ScenarioRun {
         base.logger.info(`  ${this.who}: not checked: ${what}`);
       },
       timing: (name, ms) => (report.timings[name] = ms),
-      copyIn: async (hostPath) => {
-        const guestPath = `/root/${basename(hostPath)}`;
-        await base.ops.put(readFileSync(hostPath), guestPath);
-        return guestPath;
-      },
+      copyIn: async (hostPath) => (await ctx.copyInAll([hostPath]))[0]!,
       copyInAll: async (hostPaths) => {
         const files = hostPaths.map((p) => ({ data: readFileSync(p), remotePath: `/root/${basename(p)}` }));
         await base.ops.putAll(files);

@@ -95,7 +95,7 @@ async function versionLine(binary: string): Promise<string | undefined> {
 }
 
 /** A bookworm amd64 host: the one bookworm-backports' amd64 QEMU runs on. */
-function bookwormAmd64(): boolean {
+export function bookwormAmd64(): boolean {
   try {
     return process.arch === 'x64' && /^12\./.test(readFileSync('/etc/debian_version', 'utf8'));
   } catch {

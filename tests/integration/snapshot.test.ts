@@ -3,7 +3,7 @@
 // sooner than a boot; a ppc64le guest on a QEMU that cannot carry its timers
 // boots instead and says why, and on the QEMU a run picks by default (the
 // backported one on a bookworm host) POWER9 guests are restored.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { getArch } from '../../harness/core/arch.js';
@@ -12,6 +12,7 @@ import { createLogger } from '../../harness/core/log.js';
 import { prepareRun } from '../../harness/pipeline/prepare.js';
 import { freshGuest, versionAtLeast } from '../../harness/vm/snapshot.js';
 import { processCpuMs } from '../../harness/vm/qemu.js';
+import { bookwormAmd64 } from '../../harness/vm/qemu-dist.js';
 import { run } from '../../harness/proc/exec.js';
 import { tempDir } from '../helpers.js';
 
@@ -69,7 +70,7 @@ t.test('ppc64le on the QEMU a run picks (--qemu auto): a POWER9 guest is restore
   const { build, image } = p.artifacts.get(arch.name)!;
   const binary = p.qemu.binaryFor(arch);
   const version = (await run(binary, ['--version'], { env: p.qemu.envFor(arch) })).stdout.split('\n')[0]!;
-  const bookworm = existsSync('/etc/debian_version') && /^12\./.test(readFileSync('/etc/debian_version', 'utf8')) && process.arch === 'x64';
+  const bookworm = bookwormAmd64();
   if (!versionAtLeast(version, '8.1')) {
     t.notOk(bookworm, `on a bookworm amd64 host auto must pick a QEMU that restores pseries guests (picked: ${p.qemu.describe}, ${version})`);
     return;

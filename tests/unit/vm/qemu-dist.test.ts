@@ -2,14 +2,14 @@
 // them); the host's QEMU runs each arch's binary from PATH and touches no
 // cache; a backported QEMU already in the cache is used as it is, with its
 // firmware (-L) and modules directory, never fetched again. No downloads here.
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ARCHES } from '../../../harness/core/arch.js';
 import { readValidMarker, writeMarker } from '../../../harness/core/cache.js';
 import { EXIT, exitCodeFor, HarnessError } from '../../../harness/core/errors.js';
 import { createLogger } from '../../../harness/core/log.js';
-import { DEFAULT_QEMU, HOST_QEMU, parseQemuChoice, QEMU_CHOICES, qemuInstall } from '../../../harness/vm/qemu-dist.js';
+import { bookwormAmd64, DEFAULT_QEMU, HOST_QEMU, parseQemuChoice, QEMU_CHOICES, qemuInstall } from '../../../harness/vm/qemu-dist.js';
 import { tempDir } from '../../helpers.js';
 
 const quiet = () => createLogger('quiet', () => {});
@@ -97,13 +97,7 @@ function fakeHostQemus(t: { teardown(fn: () => void): void }, version: string): 
   t.teardown(() => (process.env.PATH = path));
 }
 
-const bookworm: boolean = (() => {
-  try {
-    return process.arch === 'x64' && /^12\./.test(readFileSync('/etc/debian_version', 'utf8'));
-  } catch {
-    return false;
-  }
-})();
+const bookworm = bookwormAmd64();
 
 t.test('auto: a host QEMU that restores every arch\'s snapshots is used for all, and the cache is not touched', async (t) => {
   fakeHostQemus(t, 'QEMU emulator version 8.2.2 (Debian 1:8.2.2+ds-0ubuntu1)');

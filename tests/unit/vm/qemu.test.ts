@@ -29,7 +29,7 @@ const pendingAfter = (p: Promise<unknown>, ms: number) => Promise.race([p.then((
 /** The file's text once it satisfies ok (the console log is written through a stream). */
 async function readWhen(path: string, ok: (s: string) => boolean): Promise<string> {
   let text = '';
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 250; i++) {
     text = readFileSync(path, 'utf8');
     if (ok(text)) break;
     await new Promise((r) => setTimeout(r, 20));
@@ -147,7 +147,7 @@ t.test('a QemuVM on the fake QEMU: its command quoted, the panic reported, lines
   t.same(vm.console.last(), seen, 'every line went to onConsoleLine and the ring buffer');
   t.ok(vm.lastLineAt >= vm.startedAt);
   const pid = vm.pid!;
-  for (let i = 0; i < 50 && groupMembers(pid).length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 250 && groupMembers(pid).length < 2; i++) await new Promise((r) => setTimeout(r, 20));
   t.ok(groupMembers(pid).length >= 2, 'the script and its sleep run in the group');
   const exit = await vm.stop(1000);
   t.equal(exit.signal, 'SIGTERM');
