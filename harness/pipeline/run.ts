@@ -26,7 +26,6 @@ import { prepareBinaryArch, type BinaryArtifacts, type BinarySource } from './pr
 import { GuestPool } from '../vm/guest-pool.js';
 import { DEFAULT_QEMU, qemuInstall, type QemuChoice } from '../vm/qemu-dist.js';
 import type { FreshGuest } from '../vm/snapshot.js';
-import { processCpuMs } from '../vm/qemu.js';
 import { sshCommand } from '../vm/ssh.js';
 import { runOnGuest } from './on-guest.js';
 import { prepareArch, type ArchArtifacts, type Stage } from './prepare.js';
@@ -49,6 +48,8 @@ export interface RunOptions {
   jobs?: number;
   /** false: every guest boots; default: guests after the first are restored from a snapshot of a booted one. */
   snapshots?: boolean;
+  /** false: every restored guest gets a QEMU of its own; default: a finished guest's QEMU is reset in place (loadvm) for the next guest of its snapshot. */
+  reuse?: boolean;
   /** Which QEMU runs the guests (vm/qemu-dist.ts; default DEFAULT_QEMU). */
   qemu?: QemuChoice;
   /** Config fragments (common.config + one per arch); default kconfigs/. */
@@ -134,7 +135,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   const slots = guestSlots(opts, report);
   const qemu = await qemuInstall(opts.qemu ?? DEFAULT_QEMU, report.cacheDir, logger, opts.arches);
   logger.info(`qemu: ${qemu.describe}`);
-  const pool = new GuestPool({ cacheDir: report.cacheDir, logger, qemu, snapshots: opts.snapshots });
+  await using pool = new GuestPool({ cacheDir: report.cacheDir, logger, qemu, snapshots: opts.snapshots, reuse: opts.reuse, idleMax: slots.size });
 
   // Kernel builds run one at a time; an arch's scenarios start as soon as its
   // artifacts are ready and run alongside the next build (or the other arch's VMs).
@@ -273,7 +274,7 @@ async function runGuests(g: ArchGuests): Promise<void> {
       } finally {
         bootRec.guestCommands = booted.ssh.commands;
         await booted[Symbol.asyncDispose]();
-        bootRec.cpuMs = booted.vm.cpuMs;
+        bootRec.cpuMs = booted.cpu.usedMs;
       }
       if (!last?.inconclusive || attempt === 2) break;
       opts.logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name} inconclusive (${last.inconclusive}); running it once more`);
@@ -313,12 +314,13 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   const commandFile = join(g.archOut, `qemu-command-${label}.txt`);
   const booted = await g.pool.guest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, cpu, extraAppend: scenario.kernelArgs ? [...scenario.kernelArgs(arch)] : undefined });
   bootRec.readyMs = booted.readyMs;
-  bootRec.readyCpuMs = processCpuMs(booted.vm.pid);
+  bootRec.readyCpuMs = booted.cpu.atReadyMs;
   if (booted.restored) bootRec.restoredFrom = booted.restored.snapshot;
+  if (booted.restored?.inPlace) bootRec.resetInPlace = booted.restored.inPlace;
   if (booted.snapshotProblem) bootRec.snapshotProblem = booted.snapshotProblem;
   if (booted.stalled.length) bootRec.stalledConsoleLogs = booted.stalled;
   bootRec.qemuCommand = booted.vm.command;
-  const how = booted.restored ? 'restored' : 'booted';
+  const how = booted.restored?.inPlace ? `reset in place (QEMU pid ${booted.restored.inPlace.pid}, its guest ${booted.restored.inPlace.guest})` : booted.restored ? 'restored' : 'booted';
   opts.logger.info(`guest ${arch.name}/${cpu} for ${scenario.name}: ${how}, SSH up after ${(booted.readyMs / 1000).toFixed(2)} s (${sshCommand(keys, booted.port)})`);
   return { booted, bootRec };
 }

@@ -31,6 +31,8 @@ export interface BootReport {
   stalledConsoleLogs?: string[];
   /** The snapshot the guest was restored from (readyMs is then the restore's). */
   restoredFrom?: string;
+  /** The guest is an earlier guest's QEMU (pid), reset in place to the snapshot (loadvm): its nth guest. */
+  resetInPlace?: { pid: number; guest: number };
   /** Why this guest booted although snapshots were on (a failed save or restore). */
   snapshotProblem?: string;
   /** CPU time its QEMU used, boot or restore and scenario together (from /proc at its stop). */

@@ -115,7 +115,7 @@ async function bootOnce(req: BootRequest & { accel: Accelerator }, stalled: stri
 }
 
 /** Starts QEMU for the request (booting, or from a saved state) and says where its command line is. */
-export function startQemu(req: BootRequest, port: number, accel: Accel, incoming?: string): QemuVM {
+export function startQemu(req: BootRequest, port: number, accel: Accel, incoming?: string, warm: { paused?: boolean; vmstateImage?: string } = {}): QemuVM {
   const { arch, logger } = req;
   const vm = new QemuVM({
     arch,
@@ -132,6 +132,7 @@ export function startQemu(req: BootRequest, port: number, accel: Accel, incoming
     extraAppend: req.extraAppend,
     qmpSocket: req.qmpSocket,
     incoming,
+    ...warm,
     onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
   });
   // The full command line is long: it goes to --verbose and next to the console log, not to every default log line.

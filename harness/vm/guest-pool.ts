@@ -1,7 +1,9 @@
 // The guests of one run. A pool owns what the run's guests share: the QEMU
 // that runs them, the accelerator verdict per arch, what is known of
-// snapshots, and whether guests are restored at all. It hands out fresh
-// guests (`await using`); nothing about guests lives at module level.
+// snapshots, whether guests are restored at all, and the paused QEMUs kept
+// to be reset in place for the next guest. It hands out fresh guests
+// (`await using`) and is itself disposed at the end of a run (the kept
+// QEMUs stop); nothing about guests lives at module level.
 import type { ArchRecord } from '../core/arch.js';
 import type { Logger } from '../core/log.js';
 import { Accelerator } from './accel.js';
@@ -16,18 +18,31 @@ export interface PoolOptions {
   qemu?: QemuInstall;
   /** false: every guest boots (--no-snapshot). */
   snapshots?: boolean;
+  /**
+   * Whether a restored guest's QEMU, once its guest ends, is kept paused and
+   * reset in place (loadvm) for the next guest of the same snapshot (default:
+   * yes, with snapshots); at most `idleMax` wait at once (default 4).
+   */
+  reuse?: boolean;
+  idleMax?: number;
 }
 
 /** What a guest is for: the request minus what the pool supplies. */
 export type GuestRequest = Omit<BootRequest, 'accel' | 'qemuBinary' | 'qemuDataArgs' | 'qemuEnv' | 'logger'>;
 
-export class GuestPool {
+export class GuestPool implements AsyncDisposable {
   readonly qemu: QemuInstall;
   private readonly accels = new Map<string, Promise<Accelerator>>();
-  private readonly book = new SnapshotBook();
+  private readonly book: SnapshotBook;
 
   constructor(private readonly o: PoolOptions) {
     this.qemu = o.qemu ?? HOST_QEMU;
+    this.book = new SnapshotBook(o.snapshots !== false && o.reuse !== false, o.idleMax);
+  }
+
+  /** Stops the QEMUs kept for reuse. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.book.close();
   }
 
   /** The arch's accelerator, decided once per pool (the first call says which and why). */
@@ -37,7 +52,7 @@ export class GuestPool {
     return a;
   }
 
-  /** A pristine guest: restored from the snapshot of its kind (made first if there is none), or booted. */
+  /** A pristine guest: restored from the snapshot of its kind (made first if there is none; an idle QEMU of it is reset in place), or booted. */
   async guest(req: GuestRequest): Promise<FreshGuest> {
     const accel = await this.accelFor(req.arch);
     return freshGuest(

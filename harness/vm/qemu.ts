@@ -32,6 +32,10 @@ export interface QemuOptions {
   qmpSocket?: string;
   /** A saved guest state to start from instead of booting (a snapshot's state file). */
   incoming?: string;
+  /** Start with the guest paused (-S): a restore that is saved again in place before it runs. */
+  paused?: boolean;
+  /** A qcow2 image (a drive no device uses) where `savevm` keeps the state a guest is reset to in place. */
+  vmstateImage?: string;
   /** The console log stops growing here (default CONSOLE_LOG_MAX_BYTES); the ring buffer and the panic watch go on. */
   consoleLogMaxBytes?: number;
 }
@@ -72,6 +76,8 @@ export function qemuArgs(o: QemuOptions): string[] {
     ...(o.qmpSocket ? ['-qmp', `unix:${o.qmpSocket},server=on,wait=off`] : []),
     // QEMU loads the kernel and initrd as for a boot, then the saved state replaces the guest's memory and devices.
     ...(o.incoming ? ['-incoming', `exec:cat ${shellQuote(o.incoming)}`] : []),
+    ...(o.paused ? ['-S'] : []),
+    ...(o.vmstateImage ? ['-drive', `if=none,id=klp-vmstate,format=qcow2,file=${o.vmstateImage}`] : []),
   ];
 }
 
@@ -93,12 +99,14 @@ export class QemuVM {
   readonly startedAt = Date.now();
   /** When the console last printed a line (the boot watchdog's clock). */
   lastLineAt = Date.now();
-  readonly console = new RingBuffer(120);
-  readonly events: ConsoleEvent[] = [];
+  /** The console, its kernel reports and its first fatal line are the current guest's: a reset in place starts them anew (`nextGuest`). */
+  console = new RingBuffer(120);
+  events: ConsoleEvent[] = [];
   /** Resolves when QEMU exits, for whatever reason. */
   readonly exited: Promise<VmExit>;
   /** Resolves with the first fatal console event (panic). */
-  readonly fatal: Promise<ConsoleEvent>;
+  fatal!: Promise<ConsoleEvent>;
+  private resolveFatal!: (e: ConsoleEvent) => void;
   private group: ProcessGroup;
   private log: WriteStream;
   private stderr = '';
@@ -107,14 +115,14 @@ export class QemuVM {
   /** Bytes written to the console log so far. */
   private logBytes = 0;
 
-  constructor(readonly options: QemuOptions) {
+  constructor(public options: QemuOptions) {
     const binary = options.binary ?? options.arch.qemu.binary;
     const args = qemuArgs(options);
     this.command = formatCommand(binary, args);
     this.log = createWriteStream(options.consoleLog, { flags: 'a' });
     this.log.write(`# ${this.command}\n`);
-    const logMax = options.consoleLogMaxBytes ?? CONSOLE_LOG_MAX_BYTES;
     const toLog = (chunk: Buffer | string) => {
+      const logMax = this.options.consoleLogMaxBytes ?? CONSOLE_LOG_MAX_BYTES;
       if (this.logBytes >= logMax) return;
       const room = logMax - this.logBytes;
       const piece = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
@@ -126,8 +134,7 @@ export class QemuVM {
     const env = options.env ? { ...process.env, ...options.env } : undefined;
     const { child, group } = spawnGroup(binary, args, { name: binary, spawn: { stdio: ['ignore', 'pipe', 'pipe'], env } });
     this.group = group;
-    let resolveFatal!: (e: ConsoleEvent) => void;
-    this.fatal = new Promise((r) => (resolveFatal = r));
+    this.fatal = new Promise((r) => (this.resolveFatal = r));
     let partial = '';
     child.stdout!.on('data', (chunk: Buffer) => {
       toLog(chunk);
@@ -145,7 +152,7 @@ export class QemuVM {
         if (ev) {
           // A guest printing WARNs in a loop: the first ones tell the story.
           if (this.events.length < MAX_EVENTS) this.events.push(ev);
-          if (isFatal(ev)) resolveFatal(ev);
+          if (isFatal(ev)) this.resolveFatal(ev);
         }
       }
     });
@@ -193,6 +200,25 @@ export class QemuVM {
     const hit = this.matched.get(re) ?? this.console.last().find((l) => re.test(l));
     if (hit) return Promise.resolve(hit);
     return new Promise((resolve) => this.lineWaiters.push({ re, resolve }));
+  }
+
+  /**
+   * The same QEMU serves another guest (reset in place): from here on its
+   * console goes to consoleLog, and the console buffer, the kernel reports,
+   * the fatal watch and the lines waited for are the new guest's.
+   */
+  nextGuest(consoleLog: string, header: string, events: readonly ConsoleEvent[]): void {
+    this.log.end();
+    this.options = { ...this.options, consoleLog };
+    this.log = createWriteStream(consoleLog, { flags: 'a' });
+    this.log.write(header);
+    this.logBytes = 0;
+    this.console = new RingBuffer(120);
+    this.events = [...events];
+    this.fatal = new Promise((r) => (this.resolveFatal = r));
+    this.matched.clear();
+    this.lineWaiters = [];
+    this.lastLineAt = Date.now();
   }
 
   /** CPU time QEMU used (user + system, all its threads), read when it was stopped. */

@@ -7,7 +7,7 @@
 // made under the entry's exclusive lock and used under its shared one, with
 // the boot's console and any kernel reports of the boot kept beside it. A
 // restore that fails is said in the log and the report, and the guest boots.
-import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pRetry, { AbortError } from 'p-retry';
@@ -21,7 +21,8 @@ import { delay, pollUntil } from '../core/poll.js';
 import { bootGuest, portTaken, startQemu, type BootRequest, type Booted } from './boot.js';
 import type { ConsoleEvent } from './console.js';
 import { freePort } from './ports.js';
-import { processCpuMs, qemuArgs } from './qemu.js';
+import { writeEmptyQcow2 } from './qcow2.js';
+import { processCpuMs, qemuArgs, type QemuVM } from './qemu.js';
 import { migrateToFile, QmpClient } from './qmp.js';
 import { GuestShell } from './ssh.js';
 
@@ -36,10 +37,38 @@ export interface FreshGuestRequest extends BootRequest {
 
 /** A guest from freshGuest: booted, or restored from a snapshot (then `restored` says which and how long it took). */
 export interface FreshGuest extends Booted {
-  /** cpuAt*: QEMU's CPU time (ms) once the state was loaded and once SSH connected: where a restore's cost goes. */
-  restored?: { snapshot: string; ms: number; cpuAtRunning?: number; cpuAtConnected?: number };
+  /**
+   * cpuAt*: QEMU's CPU time (ms) once the state was loaded and once SSH
+   * connected, counted from this guest's start: where a restore's cost goes.
+   * inPlace: the guest is an earlier guest's QEMU reset to the snapshot (loadvm), its nth guest.
+   */
+  restored?: { snapshot: string; ms: number; cpuAtRunning?: number; cpuAtConnected?: number; inPlace?: { pid: number; guest: number } };
   /** Why a snapshot could not be made or used, when the guest booted instead. */
   snapshotProblem?: string;
+  /** QEMU CPU (ms) this guest used: from its start (or its reset) to SSH answering, then to its end (set when it ends). */
+  cpu: { atReadyMs: number; usedMs?: number };
+}
+
+/** The state a QEMU that serves several guests is reset to before each: saved in its own qcow2 image right after the restore. */
+const PRISTINE = 'klp-pristine';
+
+/**
+ * A QEMU restored from a snapshot that outlives its guest: paused between
+ * guests, and reset in place (`loadvm`) for the next guest of the same
+ * snapshot, which then costs no process start and no page faults for the
+ * guest's memory (on this host a restore's own cost, 0.3 to 2.8 s of QEMU CPU,
+ * is mostly the kernel zeroing the fresh memory it touches).
+ */
+interface WarmQemu {
+  key: string;
+  vm: QemuVM;
+  qmp: QmpClient;
+  port: number;
+  snapshot: Snapshot;
+  /** The folder of its qcow2 image (removed when it stops). */
+  dir: string;
+  /** Guests it has served. */
+  guests: number;
 }
 
 interface SnapshotMeta {
@@ -73,6 +102,25 @@ export class SnapshotBook {
   private readonly fileSums = new Map<string, Promise<string>>();
   private readonly qemuVersions = new Map<string, Promise<string>>();
   private sockets = 0;
+  /** Paused QEMUs between two guests, oldest first (`reuse`: whether guests are reset in place at all). */
+  private idle: WarmQemu[] = [];
+  constructor(
+    readonly reuse = false,
+    private readonly idleMax = 4,
+  ) {}
+  takeIdle(key: string): WarmQemu | undefined {
+    const i = this.idle.findIndex((w) => w.key === key);
+    return i < 0 ? undefined : this.idle.splice(i, 1)[0];
+  }
+  /** Keeps a paused QEMU for the next guest of its snapshot; the oldest beyond idleMax stop (each holds its guest's memory). */
+  async putIdle(w: WarmQemu): Promise<void> {
+    this.idle.push(w);
+    while (this.idle.length > this.idleMax) await stopWarm(this.idle.shift()!);
+  }
+  /** Stops every QEMU kept for reuse (the end of a run). */
+  async close(): Promise<void> {
+    await Promise.all(this.idle.splice(0).map(stopWarm));
+  }
   sumOf = (path: string) => once(this.fileSums, path, () => sha256File(path));
   versionOf = (binary: string) => once(this.qemuVersions, binary, () => run(binary, ['--version']).then((r) => r.stdout.split('\n')[0] ?? ''));
   /** A fresh path for a QMP socket (short: unix socket paths are limited to 108 bytes). */
@@ -104,7 +152,7 @@ export function versionAtLeast(versionLine: string, want: string): boolean {
 
 /** A pristine guest for one scenario: restored from the snapshot when there is one (made first if not), else booted. */
 export async function freshGuest(given: FreshGuestRequest, book = new SnapshotBook()): Promise<FreshGuest> {
-  if (!given.snapshots) return bootGuest(given);
+  if (!given.snapshots) return withCpu(await bootGuest(given));
   const limits = given.arch.qemu.restoreLimits;
   // Guests that restore are made and restored with the vCPUs that restore right; every guest that boots boots as given.
   const req = limits && limits.cpuModels.includes(given.cpu ?? given.arch.qemu.cpuModels[0]!) ? { ...given, smp: limits.smp } : given;
@@ -120,7 +168,7 @@ export async function freshGuest(given: FreshGuestRequest, book = new SnapshotBo
     req.logger.info(`snapshot ${req.arch.name}: ${unusable.get(key)}; these guests boot`);
   }
   const problem = unusable.get(key);
-  if (problem) return { ...(await bootGuest(given)), snapshotProblem: problem };
+  if (problem) return { ...withCpu(await bootGuest(given)), snapshotProblem: problem };
   let snap = known.get(key);
   if (!snap) known.set(key, (snap = snapshotEntry(req, key, inputs, book)));
   let s: Snapshot | undefined;
@@ -132,17 +180,27 @@ export async function freshGuest(given: FreshGuestRequest, book = new SnapshotBo
     const why = `no snapshot: ${describeError(e).split('\n')[0]}`;
     unusable.set(key, why);
     req.logger.info(`snapshot ${req.arch.name}: ${why}; guests boot instead`);
-    return { ...(await bootGuest(given)), snapshotProblem: why };
+    return { ...withCpu(await bootGuest(given)), snapshotProblem: why };
   }
-  if (!s) return bootGuest(given);
+  if (!s) return withCpu(await bootGuest(given));
+  const warm = book.takeIdle(key);
+  if (warm) {
+    try {
+      return await resetInPlace(req, warm, book);
+    } catch (e) {
+      if (wasInterrupted()) throw e;
+      req.logger.info(`snapshot ${req.arch.name}: resetting QEMU pid ${warm.vm.pid} in place failed (${(e as Error).message.split('\n')[0]}); restoring a new one`);
+      await stopWarm(warm);
+    }
+  }
   try {
-    return await restoreGuest(req, s, book);
+    return await restoreGuest(req, s, book, key);
   } catch (e) {
     if (wasInterrupted()) throw e;
     const why = `restore from ${s.dir} failed: ${(e as Error).message.split('\n')[0]}`;
     unusable.set(key, why);
     req.logger.info(`snapshot ${req.arch.name}: ${why}; booting instead (the console of the failed restore is kept)`);
-    return { ...(await bootGuest(given)), snapshotProblem: why };
+    return { ...withCpu(await bootGuest(given)), snapshotProblem: why };
   }
 }
 
@@ -195,53 +253,55 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
 }
 
 /** Starts QEMU from the snapshot's state and connects; a taken port is retried, anything else thrown. */
-async function restoreGuest(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook): Promise<FreshGuest> {
-  return pRetry(() => restoreOnce(req, s, book), { retries: 3, minTimeout: 0 });
+async function restoreGuest(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook, key: string): Promise<FreshGuest> {
+  return pRetry(() => restoreOnce(req, s, book, key), { retries: 3, minTimeout: 0 });
 }
 
-async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook): Promise<FreshGuest> {
+/**
+ * One restore. A QEMU that is to serve later guests too (the book reuses
+ * them) starts paused with an empty qcow2 image, saves the loaded state
+ * there (`savevm`, about 0.1-0.2 s of QEMU CPU) and only then runs.
+ */
+async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook, key: string): Promise<FreshGuest> {
   const port = await (req.pickPort ?? freePort)();
   writeFileSync(req.consoleLog, `# klp-harness: restored from ${s.state}; the boot's console is ${join(s.dir, 'boot-console.log')}\n`);
   const qmpSocket = book.qmpSocketPath();
-  const vm = startQemu({ ...req, qmpSocket }, port, accelOf(req), s.state);
+  const dir = book.reuse ? mkdtempSync(join(tmpdir(), 'klp-warm-')) : undefined;
+  if (dir) writeEmptyQcow2(join(dir, 'vmstate.qcow2'));
+  const vm = startQemu({ ...req, qmpSocket }, port, accelOf(req), s.state, dir ? { paused: true, vmstateImage: join(dir, 'vmstate.qcow2') } : {});
   // The boot's kernel reports count for this guest too: it is that boot, resumed.
   vm.events.push(...s.meta.bootEvents);
-  const abort = Promise.race([
-    vm.fatal.then((ev) => `kernel ${ev.kind} after the restore: ${ev.line.trim()}`),
-    vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH answered: ${x.stderr.trim().split('\n').slice(-1)[0] ?? ''}`),
-  ]);
+  let qmp: QmpClient | undefined;
   try {
     // A connection made while QEMU still loads the state loses its first SYN
     // in the user network and waits out a retransmission (seen: 6 s with four
     // restores at once): connect once the guest runs.
-    const running = untilRunning(qmpSocket, timeout('restoreToSsh', req.arch), () => !vm.running);
-    running.catch(() => {}); // when the abort wins
-    await Promise.race([running, abort.then((why) => Promise.reject(new HarnessError('boot', why)))]);
-    const cpuAtRunning = processCpuMs(vm.pid);
-    const commands = { commandMs: timeout('guestCommand', req.arch), copyMs: timeout('fileCopy', req.arch) };
-    const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: timeout('restoreToSsh', req.arch), commands, abort });
-    const cpuAtConnected = processCpuMs(vm.pid);
-    // A guest whose timers did not survive the restore answers SSH and then hangs in the first sleep.
-    const timers = await ssh.exec('usleep 20000 && echo timers-ok', { timeoutMs: hostMs('restoredTimers') * req.arch.timeoutScale }).catch((e: Error) => ({ stdout: e.message }));
-    if (!timers.stdout.includes('timers-ok')) {
-      ssh.close();
-      throw infraError(`the restored guest's timers do not fire (a 20 ms sleep did not end: ${timers.stdout.trim().split('\n')[0]})`);
+    const deadline = timeout('restoreToSsh', req.arch);
+    qmp = await Promise.race([QmpClient.connect(qmpSocket, deadline, () => !vm.running), abortOf(vm, 'after the restore').then((why) => Promise.reject(new HarnessError('boot', why)))]);
+    await untilStatus(qmp, dir ? 'paused' : 'running', deadline, vm);
+    if (dir) {
+      // QEMU 10 leaves the drives of an incoming guest that has not run yet
+      // inactive (savevm: "does not support snapshots") until asked; 7.2 has no such command and no need.
+      await qmp.execute('blockdev-set-active', { active: true }).catch((e: Error) => {
+        if (!/has not been found/.test(e.message)) throw e;
+      });
+      await humanMonitor(qmp, `savevm ${PRISTINE}`);
+      await qmp.execute('cont');
     }
+    const cpuAtRunning = processCpuMs(vm.pid);
+    const { ssh, cpuAtConnected } = await connectResumed(req, vm, port, 'after the restore');
     const ms = Date.now() - vm.startedAt;
-    return {
-      vm,
-      ssh,
-      readyMs: ms,
-      port,
-      stalled: [],
-      restored: { snapshot: s.dir, ms, cpuAtRunning, cpuAtConnected },
-      async [Symbol.asyncDispose]() {
-        ssh.close();
-        await vm.stop();
-      },
-    };
+    const restored = { snapshot: s.dir, ms, cpuAtRunning, cpuAtConnected };
+    if (!dir) {
+      qmp.close();
+      return { vm, ssh, readyMs: ms, port, stalled: [], restored, ...leaseOf(vm, 0, () => vm.stop().then(() => vm.cpuMs)) };
+    }
+    const warm: WarmQemu = { key, vm, qmp, port, snapshot: s, dir, guests: 1 };
+    return { vm, ssh, readyMs: ms, port, stalled: [], restored, ...warmLease(warm, ssh, 0, book) };
   } catch (e) {
+    qmp?.close();
     await vm.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
     if (vm.exit && portTaken(vm.exit.stderr)) throw infraError(`port ${port} was taken`);
     throw new AbortError(e as Error);
   } finally {
@@ -249,14 +309,104 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
   }
 }
 
-/** Waits until QEMU has loaded the state and the guest runs. */
-async function untilRunning(qmpSocket: string, deadlineMs: number, gone: () => boolean): Promise<void> {
-  const qmp = await QmpClient.connect(qmpSocket, deadlineMs, gone);
-  try {
-    const status = async () => ((await qmp.execute('query-status')) as { status: string }).status;
-    const r = await pollUntil(status, (s) => s === 'running', { everyMs: hostMs('restorePoll'), deadlineMs });
-    if (!r.ok) throw infraError(`the guest was not running ${deadlineMs / 1000} s after the restore began (QEMU status: ${r.last})`);
-  } finally {
-    qmp.close();
+/**
+ * The next guest of a paused QEMU: its console goes to this guest's log,
+ * the state saved right after its restore is loaded back (RAM, devices,
+ * clocks: the guest is the snapshot's again, bit for bit; QEMU drops its
+ * translated code with it), and it runs and answers SSH as a restored guest does.
+ */
+async function resetInPlace(req: FreshGuestRequest, w: WarmQemu, book: SnapshotBook): Promise<FreshGuest> {
+  const started = Date.now();
+  const cpu0 = processCpuMs(w.vm.pid) ?? 0;
+  const before = w.vm.options.consoleLog;
+  w.vm.nextGuest(req.consoleLog, `# klp-harness: QEMU pid ${w.vm.pid} reset in place (loadvm) to ${w.snapshot.state} for its guest ${w.guests + 1}; its guest before: ${before}; the boot's console: ${join(w.snapshot.dir, 'boot-console.log')}\n`, w.snapshot.meta.bootEvents);
+  writeFileSync(req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt'), w.vm.command + '\n');
+  await humanMonitor(w.qmp, `loadvm ${PRISTINE}`);
+  await w.qmp.execute('cont');
+  const cpuAtRunning = (processCpuMs(w.vm.pid) ?? 0) - cpu0;
+  const { ssh, cpuAtConnected } = await connectResumed(req, w.vm, w.port, 'after a reset in place');
+  w.guests++;
+  const ms = Date.now() - started;
+  req.logger.info(`reset ${req.arch.name}: QEMU pid ${w.vm.pid} reset in place for its guest ${w.guests} in ${(ms / 1000).toFixed(2)} s`);
+  const restored = { snapshot: w.snapshot.dir, ms, cpuAtRunning, cpuAtConnected: (cpuAtConnected ?? 0) - cpu0, inPlace: { pid: w.vm.pid ?? 0, guest: w.guests } };
+  return { vm: w.vm, ssh, readyMs: ms, port: w.port, stalled: [], restored, ...warmLease(w, ssh, cpu0, book) };
+}
+
+/** Why waiting on a restored guest is pointless: it panicked or QEMU is gone. */
+function abortOf(vm: QemuVM, when: string): Promise<string> {
+  return Promise.race([
+    vm.fatal.then((ev) => `kernel ${ev.kind} ${when}: ${ev.line.trim()}`),
+    vm.exited.then((x) => `QEMU exited (code ${x.code}, signal ${x.signal}) before SSH answered: ${x.stderr.trim().split('\n').slice(-1)[0] ?? ''}`),
+  ]);
+}
+
+/** SSH to a guest resumed from a saved state, and proof that its timers run. */
+async function connectResumed(req: FreshGuestRequest, vm: QemuVM, port: number, when: string): Promise<{ ssh: GuestShell; cpuAtConnected?: number }> {
+  const commands = { commandMs: timeout('guestCommand', req.arch), copyMs: timeout('fileCopy', req.arch) };
+  const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: timeout('restoreToSsh', req.arch), commands, abort: abortOf(vm, when) });
+  const cpuAtConnected = processCpuMs(vm.pid);
+  // A guest whose timers did not survive the restore answers SSH and then hangs in the first sleep.
+  const timers = await ssh.exec('usleep 20000 && echo timers-ok', { timeoutMs: hostMs('restoredTimers') * req.arch.timeoutScale }).catch((e: Error) => ({ stdout: e.message }));
+  if (!timers.stdout.includes('timers-ok')) {
+    ssh.close();
+    throw infraError(`the restored guest's timers do not fire (a 20 ms sleep did not end: ${timers.stdout.trim().split('\n')[0]})`);
   }
+  return { ssh, cpuAtConnected };
+}
+
+/** The CPU record and the end of a guest that ends with its QEMU; `end` stops it and says the QEMU's CPU. */
+function leaseOf(vm: QemuVM, cpu0: number, end: () => Promise<number | undefined>): Pick<FreshGuest, 'cpu' | typeof Symbol.asyncDispose> {
+  const cpu: FreshGuest['cpu'] = { atReadyMs: (processCpuMs(vm.pid) ?? 0) - cpu0 };
+  return {
+    cpu,
+    async [Symbol.asyncDispose]() {
+      const used = await end();
+      cpu.usedMs = used === undefined ? undefined : used - cpu0;
+    },
+  };
+}
+
+/** A booted guest with its CPU record. */
+function withCpu(b: Booted): FreshGuest {
+  const { vm, ssh } = b;
+  return { ...b, ...leaseOf(vm, 0, async () => (ssh.close(), await vm.stop(), vm.cpuMs)) };
+}
+
+/** A guest of a QEMU that is kept: at its end the QEMU pauses and waits for the next guest of its snapshot (or stops, if it cannot). */
+function warmLease(w: WarmQemu, ssh: GuestShell, cpu0: number, book: SnapshotBook): Pick<FreshGuest, 'cpu' | typeof Symbol.asyncDispose> {
+  return leaseOf(w.vm, cpu0, async () => {
+    ssh.close();
+    const used = processCpuMs(w.vm.pid);
+    if (w.vm.running && !wasInterrupted()) {
+      try {
+        await w.qmp.execute('stop');
+        await book.putIdle(w);
+        return used;
+      } catch {
+        // not reusable: stopped below
+      }
+    }
+    await stopWarm(w);
+    return w.vm.cpuMs ?? used;
+  });
+}
+
+async function stopWarm(w: WarmQemu): Promise<void> {
+  w.qmp.close();
+  await w.vm.stop();
+  rmSync(w.dir, { recursive: true, force: true });
+}
+
+/** A human-monitor command (savevm and loadvm have no plain QMP form in QEMU 7.2); any text it prints is its error. */
+async function humanMonitor(qmp: QmpClient, line: string): Promise<void> {
+  const said = String((await qmp.execute('human-monitor-command', { 'command-line': line })) ?? '').trim();
+  if (said) throw infraError(`QEMU '${line}': ${said}`);
+}
+
+/** Waits until QEMU has loaded the state: the guest runs, or (started with -S) waits paused. */
+async function untilStatus(qmp: QmpClient, want: 'running' | 'paused', deadlineMs: number, vm: QemuVM): Promise<void> {
+  const status = async () => ((await qmp.execute('query-status')) as { status: string }).status;
+  const r = await pollUntil(status, (st) => st === want || !vm.running, { everyMs: hostMs('restorePoll'), deadlineMs });
+  if (!vm.running) throw new HarnessError('boot', `${await abortOf(vm, 'during the restore')}`);
+  if (!r.ok) throw infraError(`the guest was not ${want} ${deadlineMs / 1000} s after the restore began (QEMU status: ${r.last})`);
 }
