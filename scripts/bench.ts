@@ -2,8 +2,9 @@
 // writes bench/RESULTS.md. Prints figures; asserts nothing.
 //   the cold path: npm ci, then the main job from an empty cache with the
 //     page cache dropped, next to a plain make of the same tree and configs
-//   a fresh guest: restore from a snapshot vs a boot, median of --samples (20)
-//   the warm full matrix for each --jobs-list value (1,2,4): wall, CPU per scenario
+//   a fresh guest: restore from a snapshot vs a boot vs a reset in place, median of --samples (20)
+//   the warm full matrix for each --jobs-list value (1,2,4): wall, CPU per scenario;
+//     then with --no-reuse at the --reuse-jobs value (default 4): each guest in a QEMU of its own
 //   boot stalls: --stall-boots (200) x86_64 boots, four at a time on this host
 //   remedy-to-completion latency per scenario
 //   the kernel's own KUnit runner on the same tree, as a peer (--no-kunit skips it)
@@ -14,6 +15,7 @@ import { ARCHES, type ArchRecord } from '../harness/core/arch.js';
 import { bootGuest } from '../harness/vm/boot.js';
 import { Accelerator } from '../harness/vm/accel.js';
 import { freshGuest } from '../harness/vm/snapshot.js';
+import { GuestPool } from '../harness/vm/guest-pool.js';
 import { Slots } from '../harness/pipeline/slots.js';
 import type { RunReport } from '../harness/report/run-report.js';
 import { makeArgs } from '../harness/kernel/build.js';
@@ -173,12 +175,12 @@ for (const [q, p] of preparedBy) {
 for (const l of phaseTable(profiled)) say(l);
 say();
 
-say(`## A fresh guest: restore from a snapshot vs boot, median of ${samples}`);
+say(`## A fresh guest: restore from a snapshot vs boot vs reset in place, median of ${samples}`);
 say();
-say('To SSH answering (a restore also proves the guest\'s timers run: a 20 ms sleep over SSH).');
+say("To SSH answering (a restore and a reset also prove the guest's timers run: a 20 ms sleep over SSH). A restore starts a QEMU on the snapshot's state; a reset loads the same state back into the QEMU of the guest before (what a run does once a guest ends). QEMU CPU: the median's own.");
 say();
-say('| arch | QEMU | boot median | boot slowest | restore median | restore slowest | note |');
-say('| --- | --- | --- | --- | --- | --- | --- |');
+say('| arch | QEMU | boot median | boot slowest | restore median | restore slowest | restore QEMU CPU | reset median | reset slowest | reset QEMU CPU | note |');
+say('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const [q, p] of preparedBy)
 for (const arch of arches) {
   const { build, image } = p.artifacts.get(arch.name)!;
@@ -187,6 +189,9 @@ for (const arch of arches) {
   const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger, cacheDir, snapshots: true, accel, qemuBinary: p.qemu.binaryFor(arch), qemuDataArgs: p.qemu.dataArgsFor(arch), qemuEnv: p.qemu.envFor(arch) };
   const boots: number[] = [];
   const restores: number[] = [];
+  const restoreCpu: number[] = [];
+  const resets: number[] = [];
+  const resetCpu: number[] = [];
   let note = '';
   for (let i = 0; i < samples; i++) {
     await using b = await bootGuest(req);
@@ -196,10 +201,20 @@ for (const arch of arches) {
     await using g = await freshGuest(req);
     if (g.snapshotProblem) note = g.snapshotProblem;
     if (g.restored && i > 0) restores.push(g.restored.ms); // the first may make the snapshot
+    if (g.restored && i > 0) restoreCpu.push(g.cpu.atReadyMs);
+  }
+  {
+    await using pool = new GuestPool({ cacheDir, logger, qemu: p.qemu });
+    for (let i = 0; i <= samples; i++) {
+      await using g = await pool.guest(req);
+      if (g.restored?.inPlace) resets.push(g.restored.ms);
+      if (g.restored?.inPlace) resetCpu.push(g.cpu.atReadyMs);
+    }
   }
   rmSync(dir, { recursive: true, force: true });
   const slowest = (xs: number[]) => (xs.length ? sec(Math.max(...xs)) : '-');
-  say(`| ${arch.name} | ${q} | ${sec(median(boots))} | ${slowest(boots)} | ${restores.length ? `${(median(restores) / 1000).toFixed(2)} s` : '-'} | ${slowest(restores)} | ${note} |`);
+  const med2 = (xs: number[]) => (xs.length ? `${(median(xs) / 1000).toFixed(2)} s` : '-');
+  say(`| ${arch.name} | ${q} | ${sec(median(boots))} | ${slowest(boots)} | ${med2(restores)} | ${slowest(restores)} | ${med2(restoreCpu)} | ${med2(resets)} | ${slowest(resets)} | ${med2(resetCpu)} | ${note} |`);
 }
 say();
 
@@ -207,23 +222,34 @@ say('## Warm full matrix, both arches, by guests at once (`--jobs`)');
 say();
 say(`Every scenario on a pristine guest (restored from a snapshot, or booted where the QEMU cannot restore that guest: see the per-scenario table), on the ${qemuList[0]} QEMU. QEMU CPU is user + system time of each guest's QEMU, from /proc when it stopped.`);
 say();
-say('| --jobs | wall | scenarios passed | sum of scenario times | peak guests | QEMU CPU, all guests | harness CPU | boot stalls |');
-say('| --- | --- | --- | --- | --- | --- | --- | --- |');
+say("QEMU CPU, all guests: the sum over guests, each from its start (or reset) to its end. Child processes' CPU: every process the run started and waited for (its QEMUs, paused or not, with their exits; the `cat` feeding a restore), from /proc/self/stat: the cross-check that nothing escapes the per-guest sums.");
+say();
+say('| --jobs | QEMUs | wall | scenarios passed | sum of scenario times | peak guests | QEMU processes | QEMU CPU, all guests | child processes\' CPU | harness CPU | boot stalls |');
+say('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+/** User + system CPU of this process's waited-for children (/proc/self/stat cutime + cstime, clock ticks of 10 ms). */
+const childrenCpuMs = () => {
+  const f = readFileSync('/proc/self/stat', 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[13]) + Number(fields[14])) * 10;
+};
 let last: RunReport | undefined;
-for (const j of jobsList) {
+const reuseJobs = Number(valueOf('--reuse-jobs', '4'));
+for (const [j, reuse] of [...jobsList.map((j) => [j, true] as const), ...(reuseJobs > 0 ? [[reuseJobs, false] as const] : [])]) {
   const runDir = mkdtempSync(join(tmpdir(), `klp-bench-run-j${j}-`));
   const cpu0 = process.cpuUsage();
+  const children0 = childrenCpuMs();
   const w0 = Date.now();
-  const report = await runMain({ arches, scenarios: [...SCENARIOS], logger, outDir: runDir, jobs: j, qemu: qemuList[0] });
+  const report = await runMain({ arches, scenarios: [...SCENARIOS], logger, outDir: runDir, jobs: j, qemu: qemuList[0], reuse });
   const wallMs = Date.now() - w0;
   const cpu = process.cpuUsage(cpu0);
   const all = report.arches.flatMap((a) => a.scenarios);
   const boots = report.arches.flatMap((a) => a.boots);
   const qemuCpu = boots.reduce((s, b) => s + (b.cpuMs ?? 0), 0);
+  const processes = boots.filter((b) => !b.resetInPlace).length;
   const stalls = boots.filter((b) => b.stalledConsoleLogs?.length).length;
-  say(`| ${j} | ${sec(wallMs)} | ${all.filter((s) => s.ok).length}/${all.length} | ${sec(all.reduce((s, x) => s + x.durationMs, 0))} | ${report.jobs?.peak ?? '?'} | ${sec(qemuCpu)} | ${sec((cpu.user + cpu.system) / 1000)} | ${stalls} of ${boots.length} |`);
+  say(`| ${j} | ${reuse ? 'reset in place' : 'one per guest (--no-reuse)'} | ${sec(wallMs)} | ${all.filter((s) => s.ok).length}/${all.length} | ${sec(all.reduce((s, x) => s + x.durationMs, 0))} | ${report.jobs?.peak ?? '?'} | ${processes} | ${sec(qemuCpu)} | ${sec(childrenCpuMs() - children0)} | ${sec((cpu.user + cpu.system) / 1000)} | ${stalls} of ${boots.length} |`);
   process.stdout.write(`(logs of this run: ${runDir})\n`);
-  last = report;
+  if (reuse) last = report;
 }
 say();
 say('Goal: 45 s for both arches. Host CPU is 2 cores x wall time; the QEMU and harness CPU columns say how much of it the run used.');
@@ -241,7 +267,7 @@ for (const a of last?.arches ?? []) {
     const ready = b?.readyCpuMs;
     const rest = b?.cpuMs !== undefined && ready !== undefined ? b.cpuMs - ready : undefined;
     if (ready !== undefined && rest !== undefined) splits.push({ ready, rest, commands: b?.guestCommands ?? 0 });
-    say(`| ${a.arch} | ${s.name} | ${s.cpu ?? ''} | ${!b?.readyMs ? 'none' : b.restoredFrom ? 'restored' : 'booted'} | ${sec(s.durationMs)} | ${b?.cpuMs !== undefined ? sec(b.cpuMs) : '-'} | ${ready !== undefined ? sec(ready) : '-'} | ${rest !== undefined ? sec(rest) : '-'} | ${b?.guestCommands ?? '-'} |`);
+    say(`| ${a.arch} | ${s.name} | ${s.cpu ?? ''} | ${!b?.readyMs ? 'none' : b.resetInPlace ? 'reset' : b.restoredFrom ? 'restored' : 'booted'} | ${sec(s.durationMs)} | ${b?.cpuMs !== undefined ? sec(b.cpuMs) : '-'} | ${ready !== undefined ? sec(ready) : '-'} | ${rest !== undefined ? sec(rest) : '-'} | ${b?.guestCommands ?? '-'} |`);
   }
 }
 if (splits.length) {

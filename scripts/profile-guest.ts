@@ -32,7 +32,8 @@ const REPEAT = 20;
 export async function profileGuest(o: { arch: ArchRecord; artifacts: ArchArtifacts; keys: Keys; cacheDir: string; logger: Logger; qemu: QemuInstall }): Promise<PhaseFigure[]> {
   const { arch, artifacts } = o;
   const dir = mkdtempSync(join(tmpdir(), `klp-profile-${arch.name}-`));
-  const pool = new GuestPool({ cacheDir: o.cacheDir, logger: o.logger, qemu: o.qemu });
+  // Each guest in a QEMU of its own: the first phase measures a restore (the bench's table compares resets).
+  await using pool = new GuestPool({ cacheDir: o.cacheDir, logger: o.logger, qemu: o.qemu, reuse: false });
   const req = { arch, kernel: artifacts.build.image, initrd: artifacts.image.path, keys: o.keys, consoleLog: join(dir, 'console.log') };
   // The first guest may make the snapshot: not measured.
   await (await pool.guest(req))[Symbol.asyncDispose]();
