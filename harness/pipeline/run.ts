@@ -135,7 +135,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   const slots = guestSlots(opts, report);
   const qemu = await qemuInstall(opts.qemu ?? DEFAULT_QEMU, report.cacheDir, logger, opts.arches);
   logger.info(`qemu: ${qemu.describe}`);
-  await using pool = new GuestPool({ cacheDir: report.cacheDir, logger, qemu, snapshots: opts.snapshots, reuse: opts.reuse, idleMax: slots.size });
+  await using pool = new GuestPool({ cacheDir: report.cacheDir, logger, qemu, snapshots: opts.snapshots, reuse: opts.reuse, maxQemus: slots.size });
 
   // Kernel builds run one at a time; an arch's scenarios start as soon as its
   // artifacts are ready and run alongside the next build (or the other arch's VMs).

@@ -21,10 +21,11 @@ export interface PoolOptions {
   /**
    * Whether a restored guest's QEMU, once its guest ends, is kept paused and
    * reset in place (loadvm) for the next guest of the same snapshot (default:
-   * yes, with snapshots); at most `idleMax` wait at once (default 4).
+   * yes, with snapshots). At most `maxQemus` QEMUs at once, paused ones
+   * included (default 4; a run gives its --jobs): a new one stops paused ones first.
    */
   reuse?: boolean;
-  idleMax?: number;
+  maxQemus?: number;
 }
 
 /** What a guest is for: the request minus what the pool supplies. */
@@ -37,7 +38,7 @@ export class GuestPool implements AsyncDisposable {
 
   constructor(private readonly o: PoolOptions) {
     this.qemu = o.qemu ?? HOST_QEMU;
-    this.book = new SnapshotBook(o.snapshots !== false && o.reuse !== false, o.idleMax);
+    this.book = new SnapshotBook(o.snapshots !== false && o.reuse !== false, o.maxQemus);
   }
 
   /** Stops the QEMUs kept for reuse. */

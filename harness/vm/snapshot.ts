@@ -59,7 +59,8 @@ const PRISTINE = 'klp-pristine';
  * guest's memory (on this host a restore's own cost, 0.3 to 2.8 s of QEMU CPU,
  * is mostly the kernel zeroing the fresh memory it touches).
  */
-interface WarmQemu {
+export interface WarmQemu {
+  book: SnapshotBook;
   key: string;
   vm: QemuVM;
   qmp: QmpClient;
@@ -104,18 +105,23 @@ export class SnapshotBook {
   private sockets = 0;
   /** Paused QEMUs between two guests, oldest first (`reuse`: whether guests are reset in place at all). */
   private idle: WarmQemu[] = [];
+  /** QEMUs started through this book and not yet stopped: guests in use and paused ones. */
+  live = 0;
   constructor(
     readonly reuse = false,
-    private readonly idleMax = 4,
+    /** At most this many QEMUs at once, paused ones included (the run's --jobs: each holds its guest's memory). */
+    private readonly maxQemus = 4,
   ) {}
   takeIdle(key: string): WarmQemu | undefined {
     const i = this.idle.findIndex((w) => w.key === key);
     return i < 0 ? undefined : this.idle.splice(i, 1)[0];
   }
-  /** Keeps a paused QEMU for the next guest of its snapshot; the oldest beyond idleMax stop (each holds its guest's memory). */
-  async putIdle(w: WarmQemu): Promise<void> {
+  putIdle(w: WarmQemu): void {
     this.idle.push(w);
-    while (this.idle.length > this.idleMax) await stopWarm(this.idle.shift()!);
+  }
+  /** Before a new QEMU starts: paused ones (of other snapshots) stop, oldest first, until it fits under maxQemus. */
+  async makeRoom(): Promise<void> {
+    while (this.idle.length && this.live >= this.maxQemus) await stopWarm(this.idle.shift()!);
   }
   /** Stops every QEMU kept for reuse (the end of a run). */
   async close(): Promise<void> {
@@ -152,7 +158,7 @@ export function versionAtLeast(versionLine: string, want: string): boolean {
 
 /** A pristine guest for one scenario: restored from the snapshot when there is one (made first if not), else booted. */
 export async function freshGuest(given: FreshGuestRequest, book = new SnapshotBook()): Promise<FreshGuest> {
-  if (!given.snapshots) return withCpu(await bootGuest(given));
+  if (!given.snapshots) return bootFresh(given, book);
   const limits = given.arch.qemu.restoreLimits;
   // Guests that restore are made and restored with the vCPUs that restore right; every guest that boots boots as given.
   const req = limits && limits.cpuModels.includes(given.cpu ?? given.arch.qemu.cpuModels[0]!) ? { ...given, smp: limits.smp } : given;
@@ -168,7 +174,7 @@ export async function freshGuest(given: FreshGuestRequest, book = new SnapshotBo
     req.logger.info(`snapshot ${req.arch.name}: ${unusable.get(key)}; these guests boot`);
   }
   const problem = unusable.get(key);
-  if (problem) return { ...withCpu(await bootGuest(given)), snapshotProblem: problem };
+  if (problem) return { ...(await bootFresh(given, book)), snapshotProblem: problem };
   let snap = known.get(key);
   if (!snap) known.set(key, (snap = snapshotEntry(req, key, inputs, book)));
   let s: Snapshot | undefined;
@@ -180,9 +186,9 @@ export async function freshGuest(given: FreshGuestRequest, book = new SnapshotBo
     const why = `no snapshot: ${describeError(e).split('\n')[0]}`;
     unusable.set(key, why);
     req.logger.info(`snapshot ${req.arch.name}: ${why}; guests boot instead`);
-    return { ...withCpu(await bootGuest(given)), snapshotProblem: why };
+    return { ...(await bootFresh(given, book)), snapshotProblem: why };
   }
-  if (!s) return withCpu(await bootGuest(given));
+  if (!s) return bootFresh(given, book);
   const warm = book.takeIdle(key);
   if (warm) {
     try {
@@ -200,7 +206,7 @@ export async function freshGuest(given: FreshGuestRequest, book = new SnapshotBo
     const why = `restore from ${s.dir} failed: ${(e as Error).message.split('\n')[0]}`;
     unusable.set(key, why);
     req.logger.info(`snapshot ${req.arch.name}: ${why}; booting instead (the console of the failed restore is kept)`);
-    return { ...withCpu(await bootGuest(given)), snapshotProblem: why };
+    return { ...(await bootFresh(given, book)), snapshotProblem: why };
   }
 }
 
@@ -254,6 +260,7 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
 
 /** Starts QEMU from the snapshot's state and connects; a taken port is retried, anything else thrown. */
 async function restoreGuest(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook, key: string): Promise<FreshGuest> {
+  await book.makeRoom();
   return pRetry(() => restoreOnce(req, s, book, key), { retries: 3, minTimeout: 0 });
 }
 
@@ -294,9 +301,11 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
     const restored = { snapshot: s.dir, ms, cpuAtRunning, cpuAtConnected };
     if (!dir) {
       qmp.close();
-      return { vm, ssh, readyMs: ms, port, stalled: [], restored, ...leaseOf(vm, 0, () => vm.stop().then(() => vm.cpuMs)) };
+      book.live++;
+      return { vm, ssh, readyMs: ms, port, stalled: [], restored, ...leaseOf(vm, 0, () => vm.stop().then(() => (book.live--, vm.cpuMs))) };
     }
-    const warm: WarmQemu = { key, vm, qmp, port, snapshot: s, dir, guests: 1 };
+    const warm: WarmQemu = { book, key, vm, qmp, port, snapshot: s, dir, guests: 1 };
+    book.live++;
     return { vm, ssh, readyMs: ms, port, stalled: [], restored, ...warmLease(warm, ssh, 0, book) };
   } catch (e) {
     qmp?.close();
@@ -366,10 +375,17 @@ function leaseOf(vm: QemuVM, cpu0: number, end: () => Promise<number | undefined
   };
 }
 
-/** A booted guest with its CPU record. */
-function withCpu(b: Booted): FreshGuest {
+/** A booted guest with its CPU record, counted among the book's QEMUs until it stops. */
+function withCpu(b: Booted, book: SnapshotBook): FreshGuest {
   const { vm, ssh } = b;
-  return { ...b, ...leaseOf(vm, 0, async () => (ssh.close(), await vm.stop(), vm.cpuMs)) };
+  book.live++;
+  return { ...b, ...leaseOf(vm, 0, async () => (ssh.close(), await vm.stop(), book.live--, vm.cpuMs)) };
+}
+
+/** A guest that boots, once paused QEMUs made room for it. */
+async function bootFresh(req: FreshGuestRequest, book: SnapshotBook): Promise<FreshGuest> {
+  await book.makeRoom();
+  return withCpu(await bootGuest(req), book);
 }
 
 /** A guest of a QEMU that is kept: at its end the QEMU pauses and waits for the next guest of its snapshot (or stops, if it cannot). */
@@ -380,7 +396,7 @@ function warmLease(w: WarmQemu, ssh: GuestShell, cpu0: number, book: SnapshotBoo
     if (w.vm.running && !wasInterrupted()) {
       try {
         await w.qmp.execute('stop');
-        await book.putIdle(w);
+        book.putIdle(w);
         return used;
       } catch {
         // not reusable: stopped below
@@ -394,6 +410,7 @@ function warmLease(w: WarmQemu, ssh: GuestShell, cpu0: number, book: SnapshotBoo
 async function stopWarm(w: WarmQemu): Promise<void> {
   w.qmp.close();
   await w.vm.stop();
+  w.book.live--;
   rmSync(w.dir, { recursive: true, force: true });
 }
 

@@ -9,7 +9,7 @@ import { HarnessError } from '../../../harness/core/errors.js';
 import { createLogger } from '../../../harness/core/log.js';
 import { loadKeys } from '../../../harness/image/keys.js';
 import { Accelerator } from '../../../harness/vm/accel.js';
-import { freshGuest, snapshotKey, type FreshGuestRequest } from '../../../harness/vm/snapshot.js';
+import { freshGuest, snapshotKey, SnapshotBook, type FreshGuestRequest, type WarmQemu } from '../../../harness/vm/snapshot.js';
 import { fixture, tempDir } from '../../helpers.js';
 
 const arch = getArch('x86_64');
@@ -73,4 +73,30 @@ t.test('QEMU versions: snapshots on pseries need 8.1 or later', async (t) => {
   t.notOk(versionAtLeast('QEMU emulator version 8.0.5', '8.1'));
   t.notOk(versionAtLeast('no version here', '8.1'), 'an unreadable version is not assumed new');
   t.equal(getArch('ppc64le').qemu.snapshotsFrom?.version, '8.1');
+});
+
+t.test('paused QEMUs kept for reuse never push a run past its QEMUs: a new one stops the oldest paused first', async (t) => {
+  const book = new SnapshotBook(true, 2);
+  const stopped: string[] = [];
+  const paused = (key: string) => {
+    const w = { book, key, dir: tempDir(t), qmp: { close() {} }, vm: { stop: async () => void stopped.push(key) } } as unknown as WarmQemu;
+    book.live++;
+    book.putIdle(w);
+    return w;
+  };
+  paused('a');
+  paused('b');
+  t.equal(book.takeIdle('c'), undefined, 'no paused QEMU of another snapshot is handed out');
+  await book.makeRoom();
+  t.same(stopped, ['a'], 'two QEMUs of two allowed: the oldest paused one stops before a new one starts');
+  t.equal(book.live, 1);
+  t.equal(book.takeIdle('a'), undefined, 'a stopped QEMU is not handed out');
+  t.not(book.takeIdle('b'), undefined, 'the other is, for its own snapshot');
+  t.equal(book.takeIdle('b'), undefined, 'and only once');
+  await book.makeRoom();
+  t.same(stopped, ['a'], 'nothing paused: nothing to stop');
+  paused('d');
+  await book.close();
+  t.same(stopped, ['a', 'd'], 'the end of the run stops every paused QEMU');
+  t.equal(book.live, 1, "b's guest, taken and still in use, is counted until its own end stops it");
 });
