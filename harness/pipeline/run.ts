@@ -29,7 +29,7 @@ import type { FreshGuest } from '../vm/snapshot.js';
 import { sshCommand } from '../vm/ssh.js';
 import { runOnGuest } from './on-guest.js';
 import { prepareArch, type ArchArtifacts, type Stage } from './prepare.js';
-import { defaultJobs, hostCapacity, Slots } from './slots.js';
+import { defaultJobs, guestsInMemory, hostCapacity, Slots } from './slots.js';
 import { ARTIFACTS } from '../report/result.js';
 
 export type { Stage } from './prepare.js';
@@ -135,7 +135,10 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   const slots = guestSlots(opts, report);
   const qemu = await qemuInstall(opts.qemu ?? DEFAULT_QEMU, report.cacheDir, logger, opts.arches);
   logger.info(`qemu: ${qemu.describe}`);
-  await using pool = new GuestPool({ cacheDir: report.cacheDir, logger, qemu, snapshots: opts.snapshots, reuse: opts.reuse, maxQemus: slots.size });
+  // Paused QEMUs take memory, not CPU: as many as memory holds are kept (at least --jobs).
+  const maxQemus = Math.max(slots.size, guestsInMemory(hostCapacity(), Math.max(...opts.arches.map((a) => a.qemu.memoryMiB))));
+  await using pool = new GuestPool({ cacheDir: report.cacheDir, logger, qemu, snapshots: opts.snapshots, reuse: opts.reuse, maxQemus });
+  if (opts.snapshots !== false && opts.reuse !== false) logger.info(`guests: a finished guest's QEMU is paused and reset in place for the next guest of its snapshot; up to ${maxQemus} QEMUs at once, paused ones included (memory)`);
 
   // Kernel builds run one at a time; an arch's scenarios start as soon as its
   // artifacts are ready and run alongside the next build (or the other arch's VMs).

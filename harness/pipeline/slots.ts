@@ -29,13 +29,16 @@ export function hostCapacity(): HostCapacity {
   return { cores: availableParallelism(), availableMiB };
 }
 
+/** QEMUs of guestMiB that three quarters of the available memory holds (paused ones too: they keep their memory). */
+export const guestsInMemory = (host: HostCapacity, guestMiB: number) => Math.floor((host.availableMiB * 0.75) / (guestMiB + QEMU_OVERHEAD_MIB));
+
 /**
  * Guests at once: GUESTS_PER_CORE per core, no more than three quarters of
  * the available memory holds (the largest guest counted for each), at least 1.
  */
 export function defaultJobs(host: HostCapacity, guestMiB: number): { jobs: number; why: string } {
   const byCpu = host.cores * GUESTS_PER_CORE;
-  const byMemory = Math.floor((host.availableMiB * 0.75) / (guestMiB + QEMU_OVERHEAD_MIB));
+  const byMemory = guestsInMemory(host, guestMiB);
   const jobs = Math.max(1, Math.min(byCpu, byMemory));
   const why = `${host.cores} cores allow ${byCpu}, ${Math.round(host.availableMiB)} MiB available allows ${byMemory} guests of ${guestMiB} MiB`;
   return { jobs, why };
