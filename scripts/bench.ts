@@ -256,7 +256,7 @@ say('Goal: 45 s for both arches. Host CPU is 2 cores x wall time; the QEMU and h
 say();
 say(`### CPU seconds per scenario (the --jobs ${jobsList[jobsList.length - 1]} run)`);
 say();
-say('QEMU CPU split at the moment SSH answered: the restore (or boot) and the connection, then the scenario; guest commands are the SSH commands the scenario ran (each a fork and exec in the guest).');
+say('QEMU CPU split at the moment SSH answered: the restore (or boot) and the connection, then the scenario; guest commands are the commands the scenario ran over SSH (each a subshell of a shell kept open, or an exec channel of its own).');
 say();
 say('| arch | scenario | cpu | guest | scenario time | QEMU CPU | to SSH | scenario part | guest commands |');
 say('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');

@@ -52,6 +52,13 @@ export async function profileGuest(o: { arch: ArchRecord; artifacts: ArchArtifac
   await measure('one SSH command (`true`)', REPEAT, async () => {
     for (let i = 0; i < REPEAT; i++) await sh('true');
   });
+  // A command given stdin gets an exec channel of its own, as every command did before the shells.
+  await measure('one SSH command on a channel of its own (`true`)', REPEAT, async () => {
+    for (let i = 0; i < REPEAT; i++) await g.ssh.exec('true', { timeoutMs: 60_000 * arch.timeoutScale, stdin: '' });
+  });
+  await measure('one SSH command that starts a program (`cat /proc/uptime`)', REPEAT, async () => {
+    for (let i = 0; i < REPEAT; i++) await sh('cat /proc/uptime');
+  });
   await measure('one sysfs read inside one command (a guest-side loop)', REPEAT, () => sh(`for i in $(seq ${REPEAT}); do cat /proc/uptime >/dev/null; done`));
   await measure('a 100 ms guest-side poll, per second (usleep loop)', 3, () => sh('i=0; while [ $i -lt 30 ]; do usleep 100000; i=$((i+1)); done'));
   await measure('a 100 ms guest-side poll, per second (read -t on a FIFO, as the harness polls)', 3, () => sh(`${TICK_OPEN}i=0; while [ $i -lt 30 ]; do ${guestSleep(100)} i=$((i+1)); done`));

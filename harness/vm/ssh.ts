@@ -1,5 +1,7 @@
 // SSH to the guest with ssh2: run a command (stdout, stderr, exit status),
-// copy a file in. Connecting retries only while the server is not up yet.
+// copy a file in. Commands go to long-lived shells on the connection (one
+// SSH channel per command cost the guest a fork and an exec of sh each).
+// Connecting retries only while the server is not up yet.
 // Every command has a deadline (by default the table's, given at connect)
 // and its output is capped, so a guest that stops answering or floods
 // cannot hold the run forever or exhaust the host.
@@ -9,6 +11,7 @@ import { HarnessError, infraError, timeoutError } from '../core/errors.js';
 import { hostMs } from '../core/timeouts.js';
 import type { Keys } from '../image/keys.js';
 import { writeCpio } from '../image/cpio.js';
+import { ShellPool, type ShellSession } from './shell-session.js';
 
 export interface ExecResult {
   command: string;
@@ -47,6 +50,18 @@ export class CappedOutput {
   }
 }
 
+/** How a command's run ended: its exit status (null: the channel closed first) and the signal that ended it, if any. */
+interface Ended {
+  code: number | null;
+  signal?: string;
+}
+
+/** A command under way, and a way to give up on it (its channel or shell is closed). */
+interface Attempt {
+  ended: Promise<Ended>;
+  abandon(): void;
+}
+
 /** Deadlines for guest commands, from the timeout table (scaled per arch). */
 export interface CommandDeadlines {
   /** A command given no timeout of its own. */
@@ -63,14 +78,17 @@ export function isNotUpYet(err: unknown): boolean {
 }
 
 export class GuestShell {
-  /** Commands run on this connection so far (a profile of a scenario's guest work: each is a fork and exec in the guest). */
+  /** Commands run on this connection so far (a profile of a scenario's guest work: each is at least a fork in the guest). */
   commands = 0;
+  private readonly shells: ShellPool;
 
   private constructor(
     private readonly client: Client,
     readonly port: number,
     readonly deadlines: CommandDeadlines,
-  ) {}
+  ) {
+    this.shells = new ShellPool(client);
+  }
 
   /**
    * Connects, retrying while the server is not up. `abort` resolves (with a
@@ -136,18 +154,21 @@ export class GuestShell {
    * Runs a shell command in the guest. Never throws for a non-zero exit
    * status; throws a timeout error naming the command when it does not end
    * within timeoutMs (default: the connection's command deadline).
+   * The command runs in one of the connection's long-lived shells (see
+   * shell-session.ts) with stdin /dev/null; with `stdin`, or when the shells
+   * are all busy, on an exec channel of its own that gets `stdin` then EOF.
    */
   exec(command: string, opts: { timeoutMs?: number; stdin?: Buffer | string } = {}): Promise<ExecResult> {
     const started = Date.now();
     const timeoutMs = opts.timeoutMs ?? this.deadlines.commandMs;
     this.commands++;
+    const stdout = new CappedOutput();
+    const stderr = new CappedOutput();
+    const attempt = opts.stdin === undefined && this.shells.canTake(command) ? this.inShell(command, stdout, stderr) : this.onChannel(command, opts.stdin, stdout, stderr);
     return new Promise((resolve, reject) => {
-      const stdout = new CappedOutput();
-      const stderr = new CappedOutput();
-      let channel: ClientChannel | undefined;
       // The timer covers opening the channel too: a frozen guest never answers that.
       const timer = setTimeout(() => {
-        channel?.close();
+        attempt.abandon();
         const shown = command.length > 200 ? `${command.slice(0, 200)}...` : command;
         reject(
           timeoutError(`guest command '${shown}' did not finish within ${(timeoutMs / 1000).toFixed(1)} s`, {
@@ -157,12 +178,29 @@ export class GuestShell {
           }),
         );
       }, timeoutMs);
-      this.client.exec(command, (err: Error | undefined, ch: ClientChannel) => {
-        if (err) {
+      attempt.ended.then(
+        ({ code, signal }) => {
           clearTimeout(timer);
-          return reject(infraError(`could not start a guest command: ${err.message}`, { command }, err));
-        }
+          resolve({ command, stdout: stdout.text(), stderr: stderr.text(), code, signal, durationMs: Date.now() - started });
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
+  }
+
+  /** The command on an exec channel of its own (the guest's `sh -c`), `stdin` written to it, then EOF. */
+  private onChannel(command: string, stdin: Buffer | string | undefined, stdout: CappedOutput, stderr: CappedOutput): Attempt {
+    let channel: ClientChannel | undefined;
+    let abandoned = false;
+    const ended = new Promise<Ended>((resolve, reject) => {
+      this.client.exec(command, (err: Error | undefined, ch: ClientChannel) => {
+        if (err) return reject(infraError(`could not start a guest command: ${err.message}`, { command }, err));
         channel = ch;
+        // Timed out before the channel opened: the command is not started late.
+        if (abandoned) return ch.close();
         let code: number | null = null;
         let signal: string | undefined;
         ch.on('data', (d: Buffer) => stdout.push(d));
@@ -171,14 +209,55 @@ export class GuestShell {
           code = c;
           signal = sig;
         });
-        ch.on('close', () => {
-          clearTimeout(timer);
-          resolve({ command, stdout: stdout.text(), stderr: stderr.text(), code, signal, durationMs: Date.now() - started });
-        });
-        if (opts.stdin !== undefined) ch.end(opts.stdin);
+        ch.on('close', () => resolve({ code, signal }));
+        if (stdin !== undefined) ch.end(stdin);
         else ch.end();
       });
     });
+    return {
+      ended,
+      abandon: () => {
+        abandoned = true;
+        channel?.close();
+      },
+    };
+  }
+
+  /**
+   * The command in one of the connection's shells. A server that refuses
+   * shell sessions gets an exec channel per command instead (the tests'
+   * stand-in servers do; the guest's dropbear does not).
+   */
+  private inShell(command: string, stdout: CappedOutput, stderr: CappedOutput): Attempt {
+    let abandoned = false;
+    let shell: ShellSession | undefined;
+    let instead: Attempt | undefined;
+    const run = async (): Promise<Ended> => {
+      try {
+        shell = await this.shells.take();
+      } catch (e) {
+        if (!this.shells.refused) throw infraError(`could not start a guest command: ${(e as Error).message}`, { command }, e);
+        instead = this.onChannel(command, undefined, stdout, stderr);
+        if (abandoned) instead.abandon();
+        return instead.ended;
+      }
+      // Timed out while the shell opened: that shell goes, as a timed-out one does.
+      if (abandoned) shell.close();
+      try {
+        return { code: await shell.run(command, stdout, stderr) };
+      } finally {
+        this.shells.give(shell);
+      }
+    };
+    return {
+      ended: run(),
+      // The shell is discarded: its subshell may still run, and the next command needs a shell that waits for nothing.
+      abandon: () => {
+        abandoned = true;
+        shell?.close();
+        instead?.abandon();
+      },
+    };
   }
 
   /** Copies data into a guest file (through `cat`, so no SFTP server is needed). */
@@ -238,7 +317,9 @@ export class GuestShell {
     });
   }
 
+  /** Ends the connection, its shells and any command still running on it. */
   close(): void {
+    this.shells.close();
     this.client.end();
   }
 }
