@@ -45,7 +45,9 @@ export function loadKeys(cacheDir: string): Keys {
   const clientPrivatePath = join(dir, 'id_ed25519');
   const hostPath = join(dir, 'dropbear_ed25519_host_key');
   if (!existsSync(clientPrivatePath) || !existsSync(`${clientPrivatePath}.pub`)) {
-    const kp = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'klp-harness' });
+    // About one key in 256 that ssh2 makes, ssh2 cannot parse back (mscdex/ssh2#1513): every connection would fail; make another.
+    let kp = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'klp-harness' });
+    while (ssh2.utils.parseKey(kp.private) instanceof Error) kp = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'klp-harness' });
     writeFileAtomic(clientPrivatePath, kp.private, 0o600);
     writeFileAtomic(`${clientPrivatePath}.pub`, kp.public + '\n', 0o644);
   }

@@ -1,9 +1,9 @@
-// Long-lived shells on the guest's SSH connection. An SSH exec costs the
-// guest a channel, a fork and an exec of sh (~25 ms of emulated CPU per
-// command); a command sent to a shell that is already running costs the
-// fork of one subshell (~6-8 ms). The subshell keeps what a command does to
-// its shell (`exit`, `cd`, variables, fds, traps, a syntax error) out of the
-// next one, as `sh -c` did.
+// Long-lived shells on the guest's SSH connection. An SSH exec of `true`
+// costs the guest a channel, a fork and an exec of sh: ~25 ms of emulated
+// CPU. Sent to a shell already running it costs ~10-12 ms, mostly the fork
+// of one subshell (scripts/profile-guest.ts, x86_64 and ppc64le). The
+// subshell keeps what a command does to its shell (`exit`, `cd`, variables,
+// fds, traps, a syntax error) out of the next one, as `sh -c` did.
 //
 // The guest reads each command as text (a line count, then the lines, with
 // `read -r`: the persistent shell never parses it) and evals it in a

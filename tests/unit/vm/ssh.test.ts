@@ -216,7 +216,7 @@ t.test('in a shell, both streams are complete when the call resolves; a flood is
   t.equal((await ssh.exec('echo next')).stdout, 'next\n');
 });
 
-t.test('a command too long for a shell, or holding NUL, gets an exec channel of its own', async (t) => {
+t.test('a command too long for a shell gets an exec channel of its own', async (t) => {
   const { ssh, execs } = await withSh(t);
   const long = `: ${'x'.repeat(SHELL_COMMAND_MAX_BYTES)}; echo long`;
   t.equal((await ssh.exec(long)).stdout, 'long\n');
