@@ -330,8 +330,8 @@ async function resetInPlace(req: FreshGuestRequest, w: WarmQemu, book: SnapshotB
   const before = w.vm.options.consoleLog;
   w.vm.nextGuest(req.consoleLog, `# klp-harness: QEMU pid ${w.vm.pid} reset in place (loadvm) to ${w.snapshot.state} for its guest ${w.guests + 1}; its guest before: ${before}; the boot's console: ${join(w.snapshot.dir, 'boot-console.log')}\n`, w.snapshot.meta.bootEvents);
   writeFileSync(req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt'), w.vm.command + '\n');
-  await humanMonitor(w.qmp, `loadvm ${PRISTINE}`);
-  await w.qmp.execute('cont');
+  await bounded(humanMonitor(w.qmp, `loadvm ${PRISTINE}`), timeout('guestCommand', req.arch), 'loadvm');
+  await bounded(w.qmp.execute('cont'), hostMs('qmpAnswer'), 'QMP cont');
   const cpuAtRunning = (processCpuMs(w.vm.pid) ?? 0) - cpu0;
   const { ssh, cpuAtConnected } = await connectResumed(req, w.vm, w.port, 'after a reset in place');
   w.guests++;
@@ -395,7 +395,8 @@ function warmLease(w: WarmQemu, ssh: GuestShell, cpu0: number, book: SnapshotBoo
     const used = processCpuMs(w.vm.pid);
     if (w.vm.running && !wasInterrupted()) {
       try {
-        await w.qmp.execute('stop');
+        // A QEMU that does not answer (stopped from outside, hung) is not kept: it is stopped below.
+        await bounded(w.qmp.execute('stop'), hostMs('qmpAnswer'), 'QMP stop');
         book.putIdle(w);
         return used;
       } catch {
@@ -412,6 +413,13 @@ async function stopWarm(w: WarmQemu): Promise<void> {
   await w.vm.stop();
   w.book.live--;
   rmSync(w.dir, { recursive: true, force: true });
+}
+
+/** A QMP call that must answer within ms (QMP itself has no deadline: a stopped QEMU never answers). */
+function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(infraError(`${what}: QEMU did not answer within ${ms / 1000} s`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** A human-monitor command (savevm and loadvm have no plain QMP form in QEMU 7.2); any text it prints is its error. */

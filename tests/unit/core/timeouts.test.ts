@@ -10,6 +10,7 @@ import { checkTimeoutScale, guestBound, hostMs, KVM_MS, timeout, type GuestBound
 const TIMEOUT_NAMES: Record<TimeoutName, true> = { bootToSsh: true, restoreToSsh: true, bootSilence: true, guestCommand: true, transition: true, blockerState: true, autoSignal: true, fileCopy: true };
 const HOST_WAITS: Record<HostWait, 'deadline' | 'fixed'> = {
   qmpConnect: 'deadline',
+  qmpAnswer: 'deadline',
   sshHandshake: 'deadline',
   canaryLine: 'deadline',
   toolVersion: 'deadline',
