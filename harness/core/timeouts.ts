@@ -94,7 +94,7 @@ export type HostWait = keyof typeof HOST_MS;
 
 /** A host-side wait; the ones that are deadlines grow with KLP_HARNESS_TIMEOUT_SCALE, intervals and graces do not. */
 export function hostMs(name: HostWait): number {
-  const deadline = name === 'qmpConnect' || name === 'sshHandshake' || name === 'canaryLine' || name === 'restoredTimers' || name === 'toolVersion';
+  const deadline = name === 'qmpConnect' || name === 'qmpAnswer' || name === 'sshHandshake' || name === 'canaryLine' || name === 'restoredTimers' || name === 'toolVersion';
   return deadline ? Math.round(HOST_MS[name] * extraScale()) : HOST_MS[name];
 }
 
