@@ -114,6 +114,9 @@ async function bootOnce(req: BootRequest & { accel: Accelerator }, stalled: stri
   }
 }
 
+/** Where a guest's QEMU command line is written: the request's file, or beside its console log. */
+export const commandFileOf = (req: Pick<BootRequest, 'commandFile' | 'consoleLog'>) => req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt');
+
 /** Starts QEMU for the request (booting, or from a saved state) and says where its command line is. */
 export function startQemu(req: BootRequest, port: number, accel: Accel, incoming?: string, warm: { paused?: boolean; vmstateImage?: string } = {}): QemuVM {
   const { arch, logger } = req;
@@ -136,7 +139,7 @@ export function startQemu(req: BootRequest, port: number, accel: Accel, incoming
     onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
   });
   // The full command line is long: it goes to --verbose and next to the console log, not to every default log line.
-  const commandFile = req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt');
+  const commandFile = commandFileOf(req);
   writeFileSync(commandFile, vm.command + '\n');
   logger.info(`${incoming ? 'restore' : 'boot'} ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid} (command line in ${commandFile})`);
   logger.verbose(`boot ${arch.name}: ${vm.command}`);

@@ -18,7 +18,7 @@ import { run } from '../proc/exec.js';
 import { entryLock, useEntry } from '../core/lock.js';
 import { hostMs, timeout } from '../core/timeouts.js';
 import { delay, pollUntil } from '../core/poll.js';
-import { bootGuest, portTaken, startQemu, type BootRequest, type Booted } from './boot.js';
+import { bootGuest, commandFileOf, portTaken, startQemu, type BootRequest, type Booted } from './boot.js';
 import type { ConsoleEvent } from './console.js';
 import { freePort } from './ports.js';
 import { writeEmptyQcow2 } from './qcow2.js';
@@ -329,7 +329,7 @@ async function resetInPlace(req: FreshGuestRequest, w: WarmQemu, book: SnapshotB
   const cpu0 = processCpuMs(w.vm.pid) ?? 0;
   const before = w.vm.options.consoleLog;
   w.vm.nextGuest(req.consoleLog, `# klp-harness: QEMU pid ${w.vm.pid} reset in place (loadvm) to ${w.snapshot.state} for its guest ${w.guests + 1}; its guest before: ${before}; the boot's console: ${join(w.snapshot.dir, 'boot-console.log')}\n`, w.snapshot.meta.bootEvents);
-  writeFileSync(req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt'), w.vm.command + '\n');
+  writeFileSync(commandFileOf(req), w.vm.command + '\n');
   await bounded(humanMonitor(w.qmp, `loadvm ${PRISTINE}`), timeout('guestCommand', req.arch), 'loadvm');
   await bounded(w.qmp.execute('cont'), hostMs('qmpAnswer'), 'QMP cont');
   const cpuAtRunning = (processCpuMs(w.vm.pid) ?? 0) - cpu0;
