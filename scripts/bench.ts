@@ -276,6 +276,33 @@ if (splits.length) {
   say(`Medians over ${splits.length} scenarios: QEMU CPU ${sec(med((x) => x.ready + x.rest))} (to SSH ${sec(med((x) => x.ready))}, scenario ${sec(med((x) => x.rest))}), ${med((x) => x.commands)} guest commands.`);
 }
 say();
+// Where the scenario part goes: each step's QEMU CPU (read from /proc before and after it), summed by step.
+const bySteps = new Map<string, { cpu: number; n: number; wall: number }>();
+let stepCpu = 0;
+for (const s of (last?.arches ?? []).flatMap((a) => a.scenarios)) {
+  for (const st of s.steps) {
+    if (st.qemuCpuMs === undefined) continue;
+    const e = bySteps.get(st.name) ?? { cpu: 0, n: 0, wall: 0 };
+    e.cpu += st.qemuCpuMs;
+    e.wall += st.durationMs;
+    e.n++;
+    bySteps.set(st.name, e);
+    stepCpu += st.qemuCpuMs;
+  }
+}
+if (bySteps.size) {
+  const rest = splits.reduce((t, x) => t + x.rest, 0);
+  say(`### Where the scenario part goes: QEMU CPU by step (the --jobs ${jobsList[jobsList.length - 1]} run)`);
+  say();
+  say(`The steps' QEMU CPU adds up to ${sec(stepCpu)} of the scenario parts' ${sec(rest)}; the rest is between steps (the scenario's own setup, the snapshot of the transition for the report). The 12 steps that cost most over all scenarios:`);
+  say();
+  say('| step | scenarios | QEMU CPU, all | per scenario | wall per scenario |');
+  say('| --- | --- | --- | --- | --- |');
+  for (const [name, e] of [...bySteps].sort((a, b) => b[1].cpu - a[1].cpu).slice(0, 12)) {
+    say(`| ${name.replace(/\|/g, '/')} | ${e.n} | ${sec(e.cpu)} | ${sec(e.cpu / e.n)} | ${sec(e.wall / e.n)} |`);
+  }
+  say();
+}
 
 if (stallBoots > 0) {
   say(`## Boot stalls: ${stallBoots} x86_64 boots, four at a time on ${jobs} cores`);

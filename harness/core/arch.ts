@@ -113,12 +113,16 @@ const PPC64LE: ArchRecord = {
     // Seen with 7.2: the restored guest answers SSH, but usleep never returns.
     snapshotsFrom: { version: '8.1', why: "QEMU before 8.1 does not carry the emulated decrementer across a migration, so a restored pseries guest's timers never fire" },
     // Seen with 10.0.2 (TCG): a second vCPU comes back with an interrupt pending in its XIVE
-    // thread context (NSR set, IPB 02) that is never taken, and on POWER8's XICS MSIs left
-    // rejected are never resent; either way the guest's network is dead after the restore.
+    // thread context (NSR set, IPB 02) that is never taken. POWER8 (XICS) cannot restore at
+    // all: 10.0.2's migration stream has no 'icp/server' section (the registration was lost
+    // when pseries-2.9 was removed, QEMU commit 24ee9229fe31; upstream fix "hw/intc/xics: Add
+    // missing call to register vmstate_icp_server", 2025), so the loaded CPU's priority is the
+    // reset value 0 (`info pic`: XIRR=00000000, ff000000 when saved) and every interrupt is
+    // rejected for ever. 7.2 carries the ICP but not the decrementer (snapshotsFrom).
     restoreLimits: {
       smp: 1,
       cpuModels: ['power9'],
-      why: 'QEMU (10.0 seen) restores a pseries guest only with one vCPU on POWER9: a second vCPU loses its pending XIVE interrupt, and POWER8 (XICS) loses rejected MSIs, so the restored guest never answers',
+      why: "QEMU (10.0 seen) restores a pseries guest only with one vCPU and only on POWER9 (XIVE): a second vCPU loses its pending XIVE interrupt, and a POWER8 (XICS) guest's migration stream carries no interrupt presenter state (no 'icp/server' section: a QEMU regression), so the restored CPU blocks every interrupt and never answers",
     },
   },
   kvmHostArch: 'ppc64',

@@ -132,11 +132,13 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   const keys = loadKeys(report.cacheDir);
   const initScript = readFileSync(projectPath('guest/init'), 'utf8');
   const rebuild = new Set(opts.rebuild ?? []);
-  const slots = guestSlots(opts, report);
+  // Slots and kept QEMUs are both counted in guests of the largest arch's memory.
+  const guestMiB = Math.max(...opts.arches.map((a) => a.qemu.memoryMiB));
+  const slots = guestSlots(opts, report, guestMiB);
   const qemu = await qemuInstall(opts.qemu ?? DEFAULT_QEMU, report.cacheDir, logger, opts.arches);
   logger.info(`qemu: ${qemu.describe}`);
   // Paused QEMUs take memory, not CPU: as many as memory holds are kept (at least --jobs).
-  const maxQemus = Math.max(slots.size, guestsInMemory(hostCapacity(), Math.max(...opts.arches.map((a) => a.qemu.memoryMiB))));
+  const maxQemus = Math.max(slots.size, guestsInMemory(hostCapacity(), guestMiB));
   await using pool = new GuestPool({ cacheDir: report.cacheDir, logger, qemu, snapshots: opts.snapshots, reuse: opts.reuse, maxQemus });
   if (opts.snapshots !== false && opts.reuse !== false) logger.info(`guests: a finished guest's QEMU is paused and reset in place for the next guest of its snapshot; up to ${maxQemus} QEMUs at once, paused ones included (memory)`);
 
@@ -172,8 +174,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
 }
 
 /** The guest slots of a run: --jobs, or what the host holds. */
-function guestSlots(opts: RunOptions, report: RunReport): Slots {
-  const guestMiB = Math.max(...opts.arches.map((a) => a.qemu.memoryMiB));
+function guestSlots(opts: RunOptions, report: RunReport, guestMiB: number): Slots {
   const auto = defaultJobs(hostCapacity(), guestMiB);
   const size = opts.jobs ?? auto.jobs;
   report.jobs = { size, peak: 0, chosen: opts.jobs ? '--jobs' : auto.why };

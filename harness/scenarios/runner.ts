@@ -4,8 +4,9 @@ import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { describeError, faultOf, HarnessError } from '../core/errors.js';
 import { LP_SYSFS } from '../vm/guestops.js';
+import { processCpuMs } from '../vm/qemu.js';
 import { blockingTasks, formatBlocking } from './sleeper.js';
-import { CheckFailed, Inconclusive, Skipped, type Check, type Expectations, type PatchFeature, type Scenario, type ScenarioContext, type ScenarioReport, type StepApi, type Unit } from './types.js';
+import { CheckFailed, Inconclusive, Skipped, type Check, type Expectations, type PatchFeature, type Scenario, type ScenarioContext, type ScenarioReport, type StepApi, type StepReport, type Unit } from './types.js';
 
 type BaseContext = Omit<ScenarioContext, 'step' | 'timing' | 'copyIn' | 'copyInAll' | 'cpu' | 'requireFeatures' | 'has' | 'unchecked' | 'event' | 'series'>;
 
@@ -110,8 +111,9 @@ class ScenarioRun {
 
   private async step(name: string, fn: (s: StepApi) => Promise<void>): Promise<void> {
     const stepStarted = Date.now();
+    const cpuBefore = processCpuMs(this.base.vm?.pid);
     const checks: Check[] = [];
-    const step = { name, checks, durationMs: 0, error: undefined as string | undefined };
+    const step: StepReport = { name, checks, durationMs: 0 };
     this.report.steps.push(step);
     this.base.logger.info(`  ${this.who}: ${name}`);
     this.base.logger.status(this.report.arch, `scenario: ${this.scenario.name}${this.cpu ? `/${this.cpu}` : ''}: ${name}`);
@@ -122,6 +124,8 @@ class ScenarioRun {
       throw e;
     } finally {
       step.durationMs = Date.now() - stepStarted;
+      const cpuAfter = processCpuMs(this.base.vm?.pid);
+      if (cpuBefore !== undefined && cpuAfter !== undefined) step.qemuCpuMs = cpuAfter - cpuBefore;
     }
     const failed = checks.filter((c) => !c.ok);
     if (failed.length) throw new CheckFailed(`${name}: ${failed.map((c) => c.what).join(', ')}`);

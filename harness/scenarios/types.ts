@@ -28,6 +28,8 @@ export interface StepReport {
   name: string;
   checks: Check[];
   durationMs: number;
+  /** The guest's QEMU CPU (user + system, from /proc on the host) spent during the step. */
+  qemuCpuMs?: number;
   error?: string;
 }
 

@@ -292,7 +292,8 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
       await qmp.execute('blockdev-set-active', { active: true }).catch((e: Error) => {
         if (!/has not been found/.test(e.message)) throw e;
       });
-      await humanMonitor(qmp, `savevm ${PRISTINE}`);
+      // A deadline like loadvm's: a QEMU that never answers (stopped from outside) fails this restore, not the run.
+      await bounded(humanMonitor(qmp, `savevm ${PRISTINE}`), timeout('guestCommand', req.arch), 'savevm');
       await qmp.execute('cont');
     }
     const cpuAtRunning = processCpuMs(vm.pid);

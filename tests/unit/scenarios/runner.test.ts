@@ -107,3 +107,31 @@ t.test('an unexplained taint fails a scenario whose checks all held', async (t) 
   t.equal(warned.ok, false, 'W (a WARN) fails it');
   t.match(warned.steps.at(-1)!.checks.at(-1)!.actual, /W\(bit 9\)/);
 });
+
+t.test("each step records its guest's QEMU CPU: the process's CPU from /proc across the step, none without a process", async (t) => {
+  // The "QEMU" is a child that burns CPU only while the second step runs (SIGCONT/SIGSTOP around it).
+  const { spawn } = await import('node:child_process');
+  const burner = spawn(process.execPath, ['-e', 'for (;;);'], { stdio: 'ignore' });
+  t.teardown(() => burner.kill('SIGKILL'));
+  burner.kill('SIGSTOP');
+  const base = { ...fakeGuest([]), vm: { events: [], pid: burner.pid } as unknown as QemuVM };
+  const twoSteps: Scenario = {
+    name: 'two-steps',
+    description: '',
+    async run(ctx) {
+      await ctx.step('idle', async () => new Promise((r) => setTimeout(r, 300)));
+      await ctx.step('busy', async () => {
+        burner.kill('SIGCONT');
+        await new Promise((r) => setTimeout(r, 300));
+        burner.kill('SIGSTOP');
+      });
+    },
+  };
+  const r = await runScenario(twoSteps, base);
+  const idle = r.steps.find((s) => s.name === 'idle')!;
+  const busy = r.steps.find((s) => s.name === 'busy')!;
+  t.ok(idle.qemuCpuMs !== undefined && idle.qemuCpuMs <= 20, `a stopped process used no CPU in its step (${idle.qemuCpuMs} ms)`);
+  t.ok(busy.qemuCpuMs !== undefined && busy.qemuCpuMs >= 100, `a busy one used most of its 300 ms (${busy.qemuCpuMs} ms)`);
+  const none = await runScenario(twoSteps, fakeGuest([]));
+  t.equal(none.steps[0]!.qemuCpuMs, undefined, 'no QEMU process: no figure, not 0');
+});
