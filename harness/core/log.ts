@@ -1,9 +1,9 @@
 // Progress output. Everywhere: plain timestamped lines (no control
 // characters), so the same text reads well in CI and in a log file. On a
 // terminal, in addition, a live task list per arch stays below those lines,
-// redrawn by log-update (which knows how to erase what it drew).
+// redrawn in place: erased (the lines it drew, from the bottom up) and
+// written again.
 import { appendFileSync } from 'node:fs';
-import { createLogUpdate } from 'log-update';
 
 export type Level = 'quiet' | 'normal' | 'verbose';
 
@@ -20,6 +20,35 @@ export interface Logger {
 
 const stamp = () => new Date().toISOString().slice(11, 19);
 
+const ESC = '\x1b[';
+/** Erases the `n` lines above the cursor and the cursor's own, leaving it in column 1. */
+const eraseLines = (n: number) => (n ? Array.from({ length: n }, (_, i) => `${ESC}2K${i < n - 1 ? `${ESC}1A` : ''}`).join('') + `${ESC}G` : '');
+
+/**
+ * A block of lines kept at the bottom of a terminal: each draw erases the
+ * one before. Lines are cut to the terminal's width, never wrapped, so the
+ * count of lines to erase is the count drawn.
+ */
+function liveBlock(out: (s: string) => void, columns: number) {
+  let drawn = 0;
+  let last = '';
+  const fit = (line: string) => (line.length < columns ? line : `${line.slice(0, Math.max(0, columns - 2))}…`);
+  return {
+    draw(lines: string[]) {
+      const text = lines.map(fit).join('\n') + '\n';
+      if (text === last) return;
+      out(eraseLines(drawn) + text);
+      last = text;
+      drawn = lines.length + 1;
+    },
+    clear() {
+      out(eraseLines(drawn));
+      drawn = 0;
+      last = '';
+    },
+  };
+}
+
 export interface LoggerOptions {
   out?: (s: string) => void;
   /** Draw the live task list (default: when stderr is a terminal). */
@@ -33,14 +62,14 @@ export function createLogger(level: Level = 'normal', outOrOpts: ((s: string) =>
   let teePath: string | undefined;
   const lanes = new Map<string, { task: string; since: number }>();
   let timer: NodeJS.Timeout | undefined;
-  // log-update writes to a stream; ours is `out`, so that tests can read what a terminal would get.
-  const area = createLogUpdate({ write: (chunk: string) => (out(chunk), true), columns: process.stderr.columns || 100, isTTY: true } as unknown as NodeJS.WriteStream, { showCursor: true });
+  // The block goes to `out` like the lines, so that tests can read what a terminal would get.
+  const area = liveBlock(out, process.stderr.columns || 100);
 
   // The live block is erased before a log line and drawn again after it.
   const erase = () => area.clear();
   const draw = () => {
     if (!live || lanes.size === 0) return;
-    area([...lanes].map(([lane, s]) => `  ${lane.padEnd(8)} ${s.task} (${Math.round((Date.now() - s.since) / 1000)} s)`).join('\n'));
+    area.draw([...lanes].map(([lane, s]) => `  ${lane.padEnd(8)} ${s.task} (${Math.round((Date.now() - s.since) / 1000)} s)`));
   };
   const redraw = () => draw();
   const emit = (msg: string, show: boolean) => {

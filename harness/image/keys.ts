@@ -4,8 +4,17 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
+import { createRequire } from 'node:module';
 import { writeFileAtomic } from '../core/cache.js';
+
+/**
+ * ssh2, loaded when first needed: a CLI call that ends in bad usage or
+ * --help makes no key and opens no connection, and loading it costs a
+ * fifth of a second. It is CommonJS, so a synchronous require serves both
+ * the key maker here and the client in vm/ssh.ts.
+ */
+let ssh2Module: typeof import('ssh2') | undefined;
+export const loadSsh2 = (): typeof import('ssh2') => (ssh2Module ??= createRequire(import.meta.url)('ssh2') as typeof import('ssh2'));
 
 export interface Keys {
   dir: string;
@@ -46,8 +55,9 @@ export function loadKeys(cacheDir: string): Keys {
   const hostPath = join(dir, 'dropbear_ed25519_host_key');
   if (!existsSync(clientPrivatePath) || !existsSync(`${clientPrivatePath}.pub`)) {
     // About one key in 256 that ssh2 makes, ssh2 cannot parse back (mscdex/ssh2#1513): every connection would fail; make another.
-    let kp = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'klp-harness' });
-    while (ssh2.utils.parseKey(kp.private) instanceof Error) kp = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'klp-harness' });
+    const { utils } = loadSsh2();
+    let kp = utils.generateKeyPairSync('ed25519', { comment: 'klp-harness' });
+    while (utils.parseKey(kp.private) instanceof Error) kp = utils.generateKeyPairSync('ed25519', { comment: 'klp-harness' });
     writeFileAtomic(clientPrivatePath, kp.private, 0o600);
     writeFileAtomic(`${clientPrivatePath}.pub`, kp.public + '\n', 0o644);
   }

@@ -1,7 +1,7 @@
 // The low layer for short host commands: every make, tar, patch and apt call
 // goes through here, is printed shell-quoted first, and is logged to a file.
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { HarnessError, infraError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { ProcessGroup } from './group.js';
@@ -49,6 +49,11 @@ export interface CommandResult {
   durationMs: number;
 }
 
+// execa is loaded at the first command, not at startup: a CLI call that ends
+// in bad usage or --help runs no command and should not pay for it.
+let execaModule: typeof import('execa') | undefined;
+const loadExeca = async () => (execaModule ??= await import('execa'));
+
 /** Runs a command to completion in its own process group; throws a HarnessError on failure. */
 export async function run(file: string, args: readonly string[], opts: CommandOptions = {}): Promise<CommandResult> {
   const command = formatCommand(file, args);
@@ -58,7 +63,8 @@ export async function run(file: string, args: readonly string[], opts: CommandOp
   log?.write(`$ ${command}\n`);
   // spawn says ENOENT for a missing working directory as for a missing program: tell them apart first.
   if (opts.cwd && !existsSync(opts.cwd)) throw infraError(`could not run ${file}: its working directory ${opts.cwd} does not exist`, { command });
-  const child = start(file, args, opts, command);
+  const { execa } = await loadExeca();
+  const child = start(execa, file, args, opts, command);
   const group = new ProcessGroup(child, { name: file, timeoutMs: opts.timeoutMs });
   // The group's timer ends with its leader; a child the command left holding the output is bound by the same deadline.
   let leftBehind = false;
@@ -85,7 +91,7 @@ export async function run(file: string, args: readonly string[], opts: CommandOp
 }
 
 /** Starts the command under the death signal, leading a process group of its own. */
-function start(file: string, args: readonly string[], opts: CommandOptions, command: string): ResultPromise {
+function start(execa: typeof import('execa').execa, file: string, args: readonly string[], opts: CommandOptions, command: string): ResultPromise {
   // The kernel kills the command if node dies; its own group lets us end what it started.
   const guarded = withDeathSignal(file, args);
   prepareSpawn();

@@ -6,12 +6,13 @@
 // and its output is capped, so a guest that stops answering or floods
 // cannot hold the run forever or exhaust the host.
 import pRetry, { AbortError } from 'p-retry';
-import { Client, type ClientChannel } from 'ssh2';
+import type { Client, ClientChannel } from 'ssh2';
 import { HarnessError, infraError, timeoutError } from '../core/errors.js';
 import { hostMs } from '../core/timeouts.js';
 import type { Keys } from '../image/keys.js';
 import { writeCpio } from '../image/cpio.js';
 import { ShellPool, type ShellSession } from './shell-session.js';
+import { loadSsh2 } from '../image/keys.js';
 
 export interface ExecResult {
   command: string;
@@ -100,7 +101,7 @@ export class GuestShell {
     const started = Date.now();
     const attempt = () =>
       new Promise<Client>((resolve, reject) => {
-        const c = new Client();
+        const c = new (loadSsh2().Client)();
         c.on('ready', () => resolve(c));
         c.on('error', (e) => {
           c.end();

@@ -20,9 +20,22 @@ t.test('on a terminal: a live task list per arch stays below the log lines', asy
   log.info('a log line');
   t.match(text, /x86_64 +build: 10 of ~900 files compiled \(\d+ s\)/);
   t.match(text, /ppc64le +waiting: one kernel build at a time/);
-  // log-update erases its two lines (erase line, up, erase line, column 1), then the line, then the block again.
+  // The block's two lines are erased (erase line, up, erase line, up, erase line, column 1), then the line, then the block again.
   // eslint-disable-next-line no-control-regex
   t.match(text, /\x1b\[2K\x1b\[1A\x1b\[2K\x1b\[1A\x1b\[2K\x1b\[G\[\d\d:\d\d:\d\d\] a log line\n {2}x86_64/, 'block erased, line printed, block drawn again');
+});
+
+t.test('on a terminal: a task longer than the terminal is cut to one line, so the erase counts what was drawn', async (t) => {
+  let text = '';
+  const log = createLogger('normal', { out: (s) => (text += s), live: true });
+  log.status('x86_64', `build: ${'x'.repeat(300)}`);
+  const drawn = text.split('\n')[0]!;
+  t.ok(drawn.length < 100, `the drawn line is ${drawn.length} characters (terminal: 100 off a terminal)`);
+  t.match(drawn, /x…$/, 'and says it was cut');
+  text = '';
+  log.info('next');
+  // eslint-disable-next-line no-control-regex
+  t.match(text, /^\x1b\[2K\x1b\[1A\x1b\[2K\x1b\[G\[\d\d:\d\d:\d\d\] next\n/, 'one line and the cursor line erased, not more');
 });
 
 t.test('quiet: nothing but what the caller prints itself', async (t) => {
