@@ -86,6 +86,30 @@ async function dropCaches(): Promise<boolean> {
 const readBytes = () => Number(/^read_bytes: (\d+)/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1] ?? 0);
 const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
 
+// The CLI's own start: every klp-harness call and every CLI spawn in the unit tests pays it.
+{
+  const cli = join(PROJECT_ROOT, 'bin/klp-harness.js');
+  const medianOf10 = async (argv: string[]) => {
+    const times: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t0 = Date.now();
+      await run(process.execPath, argv).catch(() => undefined); // bad usage exits 4
+      times.push(Date.now() - t0);
+    }
+    return median(times);
+  };
+  say('## The CLI\'s start');
+  say();
+  say('Median of 10 spawns each, from start to exit (node included).');
+  say();
+  say('| call | time |');
+  say('| --- | --- |');
+  say(`| \`klp-harness --help\` | ${await medianOf10([cli, '--help'])} ms |`);
+  say(`| \`klp-harness run --jobs 0\` (bad usage, exit 4) | ${await medianOf10([cli, 'run', '--jobs', '0'])} ms |`);
+  say(`| \`node -e 0\` (node alone) | ${await medianOf10(['-e', '0'])} ms |`);
+  say();
+}
+
 if (!skipCold) {
   say('## Cold path: an empty cache, the page cache dropped');
   say();
