@@ -300,6 +300,34 @@ if (splits.length) {
   say(`Medians over ${splits.length} scenarios: QEMU CPU ${sec(med((x) => x.ready + x.rest))} (to SSH ${sec(med((x) => x.ready))}, scenario ${sec(med((x) => x.rest))}), ${med((x) => x.commands)} guest commands.`);
 }
 say();
+// Getting to SSH, by how the guest came: what a first restore, a reset in place and a boot cost, split where the harness reads it.
+{
+  type Row = { n: number; ready: number[]; running: number[]; connected: number[] };
+  const kinds = new Map<string, Row>();
+  for (const a of last?.arches ?? []) {
+    for (const b of a.boots) {
+      if (b.readyCpuMs === undefined) continue;
+      const kind = `${a.arch}${b.cpu ? `/${b.cpu}` : ''}: ${b.resetInPlace ? 'reset in place' : b.restoredFrom ? 'first restore in its QEMU' : 'boot'}`;
+      const r = kinds.get(kind) ?? { n: 0, ready: [], running: [], connected: [] };
+      r.n++;
+      r.ready.push(b.readyCpuMs);
+      if (b.restoreCpuMs?.running !== undefined) r.running.push(b.restoreCpuMs.running);
+      if (b.restoreCpuMs?.connected !== undefined) r.connected.push(b.restoreCpuMs.connected);
+      kinds.set(kind, r);
+    }
+  }
+  if (kinds.size) {
+    say(`### Getting a guest to SSH, by how it came (the --jobs ${jobsList[jobsList.length - 1]} run)`);
+    say();
+    say("QEMU CPU up to SSH answering; for a restore or reset, medians of its parts: the saved state loaded and running, then SSH connected (the guest's side of the handshake); the timer proof (a 20 ms sleep over SSH) is the rest.");
+    say();
+    say('| guests | count | QEMU CPU to SSH, all | median | state running (median) | SSH connected (median) |');
+    say('| --- | --- | --- | --- | --- | --- |');
+    const medOr = (xs: number[]) => (xs.length ? sec(median(xs)) : '-');
+    for (const [kind, r] of [...kinds].sort()) say(`| ${kind} | ${r.n} | ${sec(r.ready.reduce((t, x) => t + x, 0))} | ${sec(median(r.ready))} | ${medOr(r.running)} | ${medOr(r.connected)} |`);
+    say();
+  }
+}
 // Where the scenario part goes: each step's QEMU CPU (read from /proc before and after it), summed by step.
 const bySteps = new Map<string, { cpu: number; n: number; wall: number }>();
 for (const s of (last?.arches ?? []).flatMap((a) => a.scenarios)) {

@@ -321,6 +321,7 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   bootRec.readyCpuMs = booted.cpu.atReadyMs;
   if (booted.restored) bootRec.restoredFrom = booted.restored.snapshot;
   if (booted.restored?.inPlace) bootRec.resetInPlace = booted.restored.inPlace;
+  if (booted.restored) bootRec.restoreCpuMs = { running: booted.restored.cpuAtRunning, connected: booted.restored.cpuAtConnected };
   if (booted.snapshotProblem) bootRec.snapshotProblem = booted.snapshotProblem;
   if (booted.stalled.length) bootRec.stalledConsoleLogs = booted.stalled;
   bootRec.qemuCommand = booted.vm.command;

@@ -39,6 +39,12 @@ export interface BootReport {
   cpuMs?: number;
   /** QEMU's CPU time when the guest answered SSH (the restore's or boot's share of cpuMs). */
   readyCpuMs?: number;
+  /**
+   * For a restore or a reset: readyCpuMs up to the loaded state running
+   * (QEMU reading it, or loadvm) and up to SSH connected (the guest's side
+   * of the handshake); the rest of readyCpuMs is the proof that timers run.
+   */
+  restoreCpuMs?: { running?: number; connected?: number };
   /** Commands the scenario ran in the guest over SSH. */
   guestCommands?: number;
 }
