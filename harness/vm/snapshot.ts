@@ -275,7 +275,14 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
   const qmpSocket = book.qmpSocketPath();
   const dir = book.reuse ? mkdtempSync(join(tmpdir(), 'klp-warm-')) : undefined;
   if (dir) writeEmptyQcow2(join(dir, 'vmstate.qcow2'));
-  const vm = startQemu({ ...req, qmpSocket }, port, accelOf(req), s.state, dir ? { paused: true, vmstateImage: join(dir, 'vmstate.qcow2') } : {});
+  let vm: QemuVM;
+  try {
+    vm = startQemu({ ...req, qmpSocket }, port, accelOf(req), s.state, dir ? { paused: true, vmstateImage: join(dir, 'vmstate.qcow2') } : {});
+  } catch (e) {
+    // The state file could not be opened (a cache pruned under the run): no QEMU started, nothing to retry.
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    throw new AbortError(e as Error);
+  }
   // The boot's kernel reports count for this guest too: it is that boot, resumed.
   vm.events.push(...s.meta.bootEvents);
   let qmp: QmpClient | undefined;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { getArch } from '../../../harness/core/arch.js';
 import { groupMembers } from '../../../harness/proc/stat.js';
-import { CONSOLE_LINE_MAX_CHARS, processCpuMs, QemuVM, qemuArgs, type QemuOptions } from '../../../harness/vm/qemu.js';
+import { CONSOLE_LINE_MAX_CHARS, INCOMING_FD, processCpuMs, QemuVM, qemuArgs, qemuCommandText, type QemuOptions } from '../../../harness/vm/qemu.js';
 import { fixture, goneSoon, killAtEnd, tempDir } from '../../helpers.js';
 
 const x86 = getArch('x86_64');
@@ -102,10 +102,27 @@ t.test('a QMP socket and a saved state are asked for only when given', async (t)
   t.equal(after(qemuArgs(base({ qmpSocket: '/run/x/qmp.sock' })), '-qmp'), 'unix:/run/x/qmp.sock,server=on,wait=off', 'a server socket QEMU does not wait on');
   const state = "/cache/snap shots/it's.state";
   const args = qemuArgs(base({ incoming: state }));
-  const incoming = after(args, '-incoming')!;
-  t.match(incoming, /^exec:cat /);
-  t.same(shWords(incoming.slice('exec:'.length)), ['cat', state], 'the shell QEMU runs it in gets the path whole');
+  t.equal(after(args, '-incoming'), `fd:${INCOMING_FD}`, 'the state comes on a file descriptor, not through a pipe');
+  const text = qemuCommandText('qemu-system-x86_64', base({ incoming: state }));
+  const redirect = ` -incoming fd:${INCOMING_FD} ${INCOMING_FD}< `;
+  t.ok(text.includes(redirect), 'the logged command gives the file as that descriptor');
+  t.same(shWords(text.slice(text.indexOf(redirect) + redirect.length)), [state], 'the path whole');
   t.equal(after(args, '-kernel'), '/k/bzImage', 'the kernel and initrd are still given with a saved state');
+});
+
+t.test('a restoring QEMU reads its state file on fd 3, opened read-only; a missing state file starts no QEMU', async (t) => {
+  const dir = tempDir(t);
+  const state = join(dir, "it's a state");
+  writeFileSync(state, 'saved guest state bytes\n');
+  const { bin } = script(t, [`cat <&${INCOMING_FD}`, `echo "appended" >&${INCOMING_FD} 2>/dev/null && echo writable || echo read-only`].join('\n'));
+  const consoleLog = join(dir, 'console.log');
+  const lines: string[] = [];
+  const vm = new QemuVM(base({ consoleLog, binary: bin, incoming: state, onConsoleLine: (l) => lines.push(l) }));
+  killAtEnd(t, () => vm.pid);
+  await vm.exited;
+  t.same(lines, ['saved guest state bytes', 'read-only']);
+  t.equal(readFileSync(state, 'utf8'), 'saved guest state bytes\n', 'the state file is unchanged');
+  t.throws(() => new QemuVM(base({ consoleLog, binary: bin, incoming: join(dir, 'gone') })), /ENOENT/);
 });
 
 t.test('processCpuMs: this process\'s CPU time in ms; nothing for no pid or a pid that is gone', async (t) => {
