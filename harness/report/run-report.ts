@@ -40,9 +40,11 @@ export interface BootReport {
   /** QEMU's CPU time when the guest answered SSH (the restore's or boot's share of cpuMs). */
   readyCpuMs?: number;
   /**
-   * For a restore or a reset: readyCpuMs up to the loaded state running
-   * (QEMU reading it, or loadvm) and up to SSH connected (the guest's side
-   * of the handshake); the rest of readyCpuMs is the proof that timers run.
+   * For a restore or a reset, QEMU CPU counted as readyCpuMs is, by two
+   * moments on the way: the loaded state running (QEMU reading it, or
+   * loadvm; for a QEMU kept for later guests, its savevm too) and SSH
+   * connected (the difference: the guest's side of the handshake). The rest
+   * of readyCpuMs is the proof that timers run.
    */
   restoreCpuMs?: { running?: number; connected?: number };
   /** Commands the scenario ran in the guest over SSH. */
