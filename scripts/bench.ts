@@ -302,14 +302,13 @@ if (splits.length) {
 say();
 // Getting to SSH, by how the guest came: what a first restore, a reset in place and a boot cost, split where the harness reads it.
 {
-  type Row = { n: number; ready: number[]; running: number[]; connected: number[] };
+  type Row = { ready: number[]; running: number[]; connected: number[] };
   const kinds = new Map<string, Row>();
   for (const a of last?.arches ?? []) {
     for (const b of a.boots) {
       if (b.readyCpuMs === undefined) continue;
       const kind = `${a.arch}${b.cpu ? `/${b.cpu}` : ''}: ${b.resetInPlace ? 'reset in place' : b.restoredFrom ? 'first restore in its QEMU' : 'boot'}`;
-      const r = kinds.get(kind) ?? { n: 0, ready: [], running: [], connected: [] };
-      r.n++;
+      const r = kinds.get(kind) ?? { ready: [], running: [], connected: [] };
       r.ready.push(b.readyCpuMs);
       if (b.restoreCpuMs?.running !== undefined) r.running.push(b.restoreCpuMs.running);
       if (b.restoreCpuMs?.connected !== undefined) r.connected.push(b.restoreCpuMs.connected);
@@ -324,7 +323,7 @@ say();
     say('| guests | count | QEMU CPU to SSH, all | median | by the state running (median) | by SSH connected (median) |');
     say('| --- | --- | --- | --- | --- | --- |');
     const medOr = (xs: number[]) => (xs.length ? sec(median(xs)) : '-');
-    for (const [kind, r] of [...kinds].sort()) say(`| ${kind} | ${r.n} | ${sec(r.ready.reduce((t, x) => t + x, 0))} | ${sec(median(r.ready))} | ${medOr(r.running)} | ${medOr(r.connected)} |`);
+    for (const [kind, r] of [...kinds].sort()) say(`| ${kind} | ${r.ready.length} | ${sec(r.ready.reduce((t, x) => t + x, 0))} | ${sec(median(r.ready))} | ${medOr(r.running)} | ${medOr(r.connected)} |`);
     say();
   }
 }

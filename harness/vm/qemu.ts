@@ -88,7 +88,7 @@ export function qemuArgs(o: QemuOptions): string[] {
 export const INCOMING_FD = 3;
 
 /** The command line as a person would type it: a restore's state file given as fd 3 by the shell. */
-export const qemuCommandText = (binary: string, o: QemuOptions) => formatCommand(binary, qemuArgs(o)) + (o.incoming ? ` ${INCOMING_FD}< ${shellQuote(o.incoming)}` : '');
+export const qemuCommandText = (binary: string, o: QemuOptions, args = qemuArgs(o)) => formatCommand(binary, args) + (o.incoming ? ` ${INCOMING_FD}< ${shellQuote(o.incoming)}` : '');
 
 /** A console line cut into pieces of at most CONSOLE_LINE_MAX_CHARS. */
 function piecesOf(line: string): string[] {
@@ -127,7 +127,7 @@ export class QemuVM {
   constructor(public options: QemuOptions) {
     const binary = options.binary ?? options.arch.qemu.binary;
     const args = qemuArgs(options);
-    this.command = qemuCommandText(binary, options);
+    this.command = qemuCommandText(binary, options, args);
     // A state file that cannot be opened throws here, before a log or a QEMU is made (that restore fails).
     const state = options.incoming === undefined ? undefined : openSync(options.incoming, 'r');
     this.log = createWriteStream(options.consoleLog, { flags: 'a' });
