@@ -103,6 +103,16 @@ export const processCpuMs = (pid: number | undefined): number | undefined => (pi
 
 export type VmExit = { code: number | null; signal: NodeJS.Signals | null; stderr: string };
 
+/**
+ * A console log opened for appending before anything is written: the file is
+ * there as soon as the VM exists (a person can tail it, a test can read it
+ * after the exit), and a path that cannot be written throws here, not later
+ * as a stream error.
+ */
+function openLog(path: string): WriteStream {
+  return createWriteStream(path, { fd: openSync(path, 'a') });
+}
+
 export class QemuVM {
   readonly command: string;
   readonly startedAt = Date.now();
@@ -130,7 +140,12 @@ export class QemuVM {
     this.command = qemuCommandText(binary, options, args);
     // A state file that cannot be opened throws here, before a log or a QEMU is made (that restore fails).
     const state = options.incoming === undefined ? undefined : openSync(options.incoming, 'r');
-    this.log = createWriteStream(options.consoleLog, { flags: 'a' });
+    try {
+      this.log = openLog(options.consoleLog);
+    } catch (err) {
+      if (state !== undefined) closeSync(state);
+      throw err;
+    }
     this.log.write(`# ${this.command}\n`);
     const toLog = (chunk: Buffer | string) => {
       const logMax = this.options.consoleLogMaxBytes ?? CONSOLE_LOG_MAX_BYTES;
@@ -227,7 +242,7 @@ export class QemuVM {
   nextGuest(consoleLog: string, header: string, events: readonly ConsoleEvent[]): void {
     this.log.end();
     this.options = { ...this.options, consoleLog };
-    this.log = createWriteStream(consoleLog, { flags: 'a' });
+    this.log = openLog(consoleLog);
     this.log.write(header);
     this.logBytes = 0;
     this.console = new RingBuffer(120);

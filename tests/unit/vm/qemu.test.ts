@@ -2,7 +2,7 @@
 // 127.0.0.1, a saved state read through a quoted shell command); a QemuVM run
 // against stand-in scripts sees, cleans, logs and bounds the console and stops its group.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { getArch } from '../../../harness/core/arch.js';
@@ -123,6 +123,20 @@ t.test('a restoring QEMU reads its state file on fd 3, opened read-only; a missi
   t.same(lines, ['saved guest state bytes', 'read-only']);
   t.equal(readFileSync(state, 'utf8'), 'saved guest state bytes\n', 'the state file is unchanged');
   t.throws(() => new QemuVM(base({ consoleLog, binary: bin, incoming: join(dir, 'gone') })), /ENOENT/);
+});
+
+t.test('the console log is on disk as soon as the VM exists; a log that cannot be made starts no QEMU', async (t) => {
+  const { dir, bin } = script(t, `touch ${'"$0".ran'}; exit 0`);
+  const consoleLog = join(dir, 'console.log');
+  const vm = new QemuVM(base({ consoleLog, binary: bin }));
+  killAtEnd(t, () => vm.pid);
+  t.ok(existsSync(consoleLog), 'the file exists before any event-loop turn');
+  await vm.exited;
+  t.ok(existsSync(`${bin}.ran`), 'the stand-in ran');
+  const other = script(t, `touch ${'"$0".ran'}; exit 0`);
+  t.throws(() => new QemuVM(base({ consoleLog: join(other.dir, 'no-such-dir', 'console.log'), binary: other.bin })), /ENOENT/);
+  await new Promise((r) => setTimeout(r, 300));
+  t.notOk(existsSync(`${other.bin}.ran`), 'no QEMU was started');
 });
 
 t.test('processCpuMs: this process\'s CPU time in ms; nothing for no pid or a pid that is gone', async (t) => {
