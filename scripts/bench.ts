@@ -178,7 +178,7 @@ if (!skipCold) {
 }
 
 // The warm cache, once per QEMU compared (--qemu-list; the first is the one the matrix runs on).
-const qemuList = valueOf('--qemu-list', 'host,backports').split(',').map(parseQemuChoice);
+const qemuList = valueOf('--qemu-list', 'host,trixie').split(',').map(parseQemuChoice);
 const preparedBy = new Map<QemuChoice, PreparedRun>();
 for (const q of qemuList) preparedBy.set(q, await prepareRun({ arches, cacheDir, logger, qemu: q }));
 const main = preparedBy.get(qemuList[0]!)!;

@@ -1,7 +1,7 @@
 // Where a guest's emulated CPU goes: QEMU's user + system time (from /proc)
 // around each kind of thing a scenario does, on one fresh guest per arch.
 // Used by `npm run bench` (its "QEMU CPU per phase" table) and on its own:
-//   node dist/scripts/profile-guest.js [--arch x86_64,ppc64le] [--qemu host|backports] [--kconfig-extra FILE]
+//   node dist/scripts/profile-guest.js [--arch x86_64,ppc64le] [--qemu host|trixie|backports] [--kconfig-extra FILE]
 // (a config fragment on top of kconfigs/, e.g. to measure a tick setting: its kernels are built apart).
 // Prints figures; asserts nothing.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';

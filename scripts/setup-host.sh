@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential flex bison bc libelf-dev libssl-dev cpio xz-utils rsync patch kmod
   gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross
   qemu-system-x86 qemu-system-ppc
-  dpkg-dev apt tmux
+  dpkg-dev apt tmux patchelf
   python3
   chromium
 )

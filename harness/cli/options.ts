@@ -22,7 +22,7 @@ export const INPUTS = {
   kconfigs: { type: 'string', arg: 'DIR', help: 'config fragments: common.config + <arch>.config (default: kconfigs/)' },
   'kconfig-extra': { type: 'string', multiple: true, arg: 'FILE', help: 'one more fragment after those, e.g. kconfigs/debug.config\n(lockdep, for the race scenario); repeatable' },
   'cache-dir': { type: 'string', arg: 'DIR', help: 'build cache (default: $KLP_HARNESS_CACHE or ~/.cache/klp-harness)' },
-  qemu: { type: 'string', arg: 'WHICH', help: "auto (default: per arch, the host's QEMU where it can\nrestore snapshots, else backports), host (the host's QEMU),\nor backports (Debian's bookworm-backports QEMU, fetched\ninto the cache)" },
+  qemu: { type: 'string', arg: 'WHICH', help: "auto (default: per arch, the host's QEMU where it can\nrestore snapshots, else trixie's), host (the host's QEMU),\ntrixie (Debian 13's QEMU with its own libraries, fetched\ninto the cache), or backports (bookworm-backports' QEMU)" },
 } as const satisfies Options;
 
 /** A subcommand's parser; it carries its table (for --help) and its name. */

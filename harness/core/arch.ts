@@ -33,9 +33,16 @@ export interface ArchRecord {
     /**
      * Where a QEMU that has snapshots restores only some guests right: the
      * vCPUs a restored guest gets, the CPU models that restore at all (others
-     * boot), and why.
+     * boot), and why. stateSections: per CPU model, a section (QEMU's
+     * idstr) a saved state must hold for the restored guest to work; a state
+     * without it is recorded as unusable for that QEMU and its guests boot.
      */
-    readonly restoreLimits?: { readonly smp: number; readonly cpuModels: readonly string[]; readonly why: string };
+    readonly restoreLimits?: {
+      readonly smp: number;
+      readonly cpuModels: readonly string[];
+      readonly why: string;
+      readonly stateSections?: Readonly<Record<string, { readonly section: string; readonly why: string }>>;
+    };
   };
   /** Node's process.arch of a host that can run this guest with KVM. */
   readonly kvmHostArch: string;
@@ -115,17 +122,24 @@ const PPC64LE: ArchRecord = {
     memoryMiB: 512,
     // Seen with 7.2: the restored guest answers SSH, but usleep never returns.
     snapshotsFrom: { version: '8.1', why: "QEMU before 8.1 does not carry the emulated decrementer across a migration, so a restored pseries guest's timers never fire" },
-    // Seen with 10.0.2 (TCG): a second vCPU comes back with an interrupt pending in its XIVE
-    // thread context (NSR set, IPB 02) that is never taken. POWER8 (XICS) cannot restore at
-    // all: 10.0.2's migration stream has no 'icp/server' section (the registration was lost
-    // when pseries-2.9 was removed, QEMU commit 24ee9229fe31; upstream fix "hw/intc/xics: Add
-    // missing call to register vmstate_icp_server", 2025), so the loaded CPU's priority is the
-    // reset value 0 (`info pic`: XIRR=00000000, ff000000 when saved) and every interrupt is
-    // rejected for ever. 7.2 carries the ICP but not the decrementer (snapshotsFrom).
+    // A second vCPU comes back with an interrupt pending that is not taken in time: seen with
+    // 10.0.2 (XIVE thread context NSR set, IPB 02, never taken) and with 10.0.13 (POWER9 and
+    // POWER8 answered SSH only 6-11 s after a two-vCPU restore, 0.7 s with one). A pseries
+    // guest's state must carry its CPUs' interrupt presenters: QEMU 10.0.2's has no
+    // 'icp/server' section for XICS (POWER8; the registration was lost when pseries-2.9 was
+    // removed, QEMU commit 24ee9229fe31, and restored by "hw/intc/xics: Add missing call to
+    // register vmstate_icp_server" in the 10.0 and 10.1 stable series), so the loaded CPU's
+    // priority is the reset value 0 (`info pic`: XIRR=00000000, ff000000 when saved) and it
+    // rejects every interrupt for ever; 10.0.13 (Debian 13) has it. 7.2 carries the ICP but
+    // not the decrementer (snapshotsFrom).
     restoreLimits: {
       smp: 1,
-      cpuModels: ['power9'],
-      why: "QEMU (10.0 seen) restores a pseries guest only with one vCPU and only on POWER9 (XIVE): a second vCPU loses its pending XIVE interrupt, and a POWER8 (XICS) guest's migration stream carries no interrupt presenter state (no 'icp/server' section: a QEMU regression), so the restored CPU blocks every interrupt and never answers",
+      cpuModels: ['power9', 'power8'],
+      why: 'a restored pseries guest takes its interrupts in time only with one vCPU (a second vCPU comes back with an interrupt pending that it does not take)',
+      stateSections: {
+        power9: { section: 'xive-tctx', why: "the saved state has no XIVE thread context ('xive-tctx'), so the restored CPUs would take no interrupts" },
+        power8: { section: 'icp/server', why: "the saved state has no XICS interrupt presenter ('icp/server': lost in QEMU 10.0.2 and fixed in later 10.0 and 10.1 stable releases), so the restored CPUs would reject every interrupt" },
+      },
     },
   },
   kvmHostArch: 'ppc64',

@@ -23,7 +23,7 @@ import type { Expectations, PatchFeature, Scenario } from '../scenarios/types.js
 import { binaryExpectations, expectationsOf } from './expectations.js';
 import { probeLivepatch, skippedOutcome } from './livepatch-probe.js';
 import { prepareBinaryArch, type BinaryArtifacts, type BinarySource } from './prepare-binary.js';
-import { GuestPool } from '../vm/guest-pool.js';
+import { GuestPool, type GuestRequest } from '../vm/guest-pool.js';
 import { DEFAULT_QEMU, qemuInstall, type QemuChoice } from '../vm/qemu-dist.js';
 import type { FreshGuest } from '../vm/snapshot.js';
 import { sshCommand } from '../vm/ssh.js';
@@ -284,7 +284,13 @@ async function runGuests(g: ArchGuests): Promise<void> {
       opts.logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name} inconclusive (${last.inconclusive}); running it once more`);
     }
   };
-  await Promise.all(longestFirst(planned).map((run) => g.slots.use(() => one(run)).catch((e: unknown) => void (failure ??= { error: e }))));
+  // A freed slot takes, of the runs left, the longest whose snapshot has a paused QEMU waiting
+  // (reset in place: no new QEMU and no first restore, the dearest way to a guest), else the
+  // longest. Takes are one at a time: each sees the queue the one before left.
+  const queue = longestFirst(planned);
+  let taking = Promise.resolve<PlannedRun | undefined>(undefined);
+  const take = () => (taking = taking.then(() => nextRun(g, queue)));
+  await Promise.all(planned.map(() => g.slots.use(async () => one((await take())!), arch.name).catch((e: unknown) => void (failure ??= { error: e }))));
   // Reports list scenarios in the order they were asked for, not the order they ended.
   const order = (s: { name: string; cpu?: string }) => planned.findIndex((p) => p.scenario.name === s.name && p.cpu === s.cpu);
   ar.scenarios.sort((a, b) => order(a) - order(b));
@@ -298,7 +304,7 @@ async function cannotLivepatch(g: ArchGuests, planned: PlannedRun[]): Promise<st
   const binary = (g.artifacts as Partial<BinaryArtifacts>).kernel;
   if (!binary || !planned.length) return undefined;
   const guest = async () => (await guestFor(g, { scenario: PROBE, cpu: planned[0]!.cpu })).booted;
-  return (await g.slots.use(() => probeLivepatch({ arch: g.arch, kernel: binary, logger: g.opts.logger, guest }))).skip;
+  return (await g.slots.use(() => probeLivepatch({ arch: g.arch, kernel: binary, logger: g.opts.logger, guest }), g.arch.name)).skip;
 }
 
 /** What the first guest of a kernel not built here boots for: to ask whether it can livepatch. */
@@ -307,6 +313,24 @@ const PROBE: Scenario = { name: 'livepatch-probe', description: 'is there /sys/k
 /** Longest expected first (a long scenario started last would end the run alone); otherwise as planned. */
 const longestFirst = (runs: PlannedRun[]) => [...runs].sort((a, b) => (b.scenario.expectedSeconds ?? 0) - (a.scenario.expectedSeconds ?? 0));
 
+/** Takes the next run off the queue (longest first): the first whose guest would be a reset in place, else the first. */
+async function nextRun(g: ArchGuests, queue: PlannedRun[]): Promise<PlannedRun | undefined> {
+  let pick = 0;
+  for (let i = 0; i < queue.length; i++) {
+    if (await g.pool.resetWaiting(guestRequest(g, queue[i]!, '', ''))) {
+      pick = i;
+      break;
+    }
+  }
+  return queue.splice(pick, 1)[0];
+}
+
+/** What a planned run's guest is asked for. */
+function guestRequest(g: ArchGuests, { scenario, cpu }: PlannedRun, consoleLog: string, commandFile: string): GuestRequest {
+  const initrd = g.artifacts.images.get(scenario.image ?? 'base')!.path;
+  return { arch: g.arch, kernel: g.artifacts.build.image, initrd, keys: g.keys, consoleLog, commandFile, cpu, extraAppend: scenario.kernelArgs ? [...scenario.kernelArgs(g.arch)] : undefined };
+}
+
 /** A pristine guest for one planned run (restored, or booted), recorded in the arch's report. */
 async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{ booted: FreshGuest; bootRec: BootReport }> {
   const { arch, keys, opts } = g;
@@ -314,9 +338,8 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   const consoleLog = join(g.archOut, `console-${label}.log`);
   const bootRec: BootReport = { cpu, scenario: scenario.name, consoleLog };
   g.ar.boots.push(bootRec);
-  const initrd = g.artifacts.images.get(scenario.image ?? 'base')!.path;
   const commandFile = join(g.archOut, `qemu-command-${label}.txt`);
-  const booted = await g.pool.guest({ arch, kernel: g.artifacts.build.image, initrd, keys, consoleLog, commandFile, cpu, extraAppend: scenario.kernelArgs ? [...scenario.kernelArgs(arch)] : undefined });
+  const booted = await g.pool.guest(guestRequest(g, { scenario, cpu }, consoleLog, commandFile));
   bootRec.readyMs = booted.readyMs;
   bootRec.readyCpuMs = booted.cpu.atReadyMs;
   if (booted.restored) bootRec.restoredFrom = booted.restored.snapshot;

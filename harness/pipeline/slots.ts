@@ -44,10 +44,17 @@ export function defaultJobs(host: HostCapacity, guestMiB: number): { jobs: numbe
   return { jobs, why };
 }
 
-/** A counting semaphore with a first-come queue: at most `size` holders at once. */
+/**
+ * A counting semaphore: at most `size` holders at once. Holders may name a
+ * group (the run's arches): a freed slot goes to the waiter of the group
+ * that holds fewest slots now, first come first served among equals, so
+ * every group with work keeps a share (each arch then keeps fewer QEMUs of
+ * one kind running at once, and resets them in place more often).
+ */
 export class Slots {
   private free: number;
-  private readonly waiting: (() => void)[] = [];
+  private readonly waiting: { group: string; go: () => void }[] = [];
+  private readonly held = new Map<string, number>();
   /** The most holders seen at once (reports show it). */
   peak = 0;
 
@@ -57,16 +64,27 @@ export class Slots {
   }
 
   /** Runs fn once a slot is free, and frees it when fn settles. */
-  async use<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.free > 0) this.free--;
-    else await new Promise<void>((r) => this.waiting.push(r));
+  async use<T>(fn: () => Promise<T>, group = ''): Promise<T> {
+    if (this.free > 0 && this.waiting.length === 0) this.free--;
+    else await new Promise<void>((go) => this.waiting.push({ group, go }));
+    this.held.set(group, (this.held.get(group) ?? 0) + 1);
     this.peak = Math.max(this.peak, this.size - this.free);
     try {
       return await fn();
     } finally {
-      const next = this.waiting.shift();
-      if (next) next();
+      this.held.set(group, this.held.get(group)! - 1);
+      const next = this.nextWaiter();
+      if (next) next.go();
       else this.free++;
     }
+  }
+
+  private nextWaiter(): { go: () => void } | undefined {
+    let best = -1;
+    for (let i = 0; i < this.waiting.length; i++) {
+      const g = this.held.get(this.waiting[i]!.group) ?? 0;
+      if (best < 0 || g < (this.held.get(this.waiting[best]!.group) ?? 0)) best = i;
+    }
+    return best < 0 ? undefined : this.waiting.splice(best, 1)[0];
   }
 }

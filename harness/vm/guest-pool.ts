@@ -9,7 +9,7 @@ import type { Logger } from '../core/log.js';
 import { Accelerator } from './accel.js';
 import type { BootRequest } from './boot.js';
 import { HOST_QEMU, type QemuInstall } from './qemu-dist.js';
-import { freshGuest, SnapshotBook, type FreshGuest } from './snapshot.js';
+import { freshGuest, resetWaiting, SnapshotBook, type FreshGuest, type FreshGuestRequest } from './snapshot.js';
 
 export interface PoolOptions {
   cacheDir: string;
@@ -55,19 +55,24 @@ export class GuestPool implements AsyncDisposable {
 
   /** A pristine guest: restored from the snapshot of its kind (made first if there is none; an idle QEMU of it is reset in place), or booted. */
   async guest(req: GuestRequest): Promise<FreshGuest> {
-    const accel = await this.accelFor(req.arch);
-    return freshGuest(
-      {
-        ...req,
-        logger: this.o.logger,
-        accel,
-        qemuBinary: this.qemu.binaryFor(req.arch),
-        qemuDataArgs: this.qemu.dataArgsFor(req.arch),
-        qemuEnv: this.qemu.envFor(req.arch),
-        cacheDir: this.o.cacheDir,
-        snapshots: this.o.snapshots !== false,
-      },
-      this.book,
-    );
+    return freshGuest(await this.full(req), this.book);
+  }
+
+  /** Whether a guest for this request would now be a paused QEMU reset in place (no new QEMU, no first restore). */
+  async resetWaiting(req: GuestRequest): Promise<boolean> {
+    return resetWaiting(await this.full(req), this.book);
+  }
+
+  private async full(req: GuestRequest): Promise<FreshGuestRequest> {
+    return {
+      ...req,
+      logger: this.o.logger,
+      accel: await this.accelFor(req.arch),
+      qemuBinary: this.qemu.binaryFor(req.arch),
+      qemuDataArgs: this.qemu.dataArgsFor(req.arch),
+      qemuEnv: this.qemu.envFor(req.arch),
+      cacheDir: this.o.cacheDir,
+      snapshots: this.o.snapshots !== false,
+    };
   }
 }

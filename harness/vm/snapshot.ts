@@ -7,7 +7,7 @@
 // made under the entry's exclusive lock and used under its shared one, with
 // the boot's console and any kernel reports of the boot kept beside it. A
 // restore that fails is said in the log and the report, and the guest boots.
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pRetry, { AbortError } from 'p-retry';
@@ -78,6 +78,8 @@ interface SnapshotMeta {
   stateBytes: number;
   /** Kernel reports on the boot's console (a WARN at boot still fails a scenario's console check). */
   bootEvents: ConsoleEvent[];
+  /** Why the saved state cannot be restored (a section the arch needs is not in it): its guests boot. */
+  unusable?: string;
 }
 
 interface Snapshot {
@@ -112,6 +114,10 @@ export class SnapshotBook {
     /** At most this many QEMUs at once, paused ones included (the run's --jobs: each holds its guest's memory). */
     private readonly maxQemus = 4,
   ) {}
+  /** Whether a paused QEMU of this snapshot waits for a guest. */
+  hasIdle(key: string): boolean {
+    return this.idle.some((w) => w.key === key);
+  }
   takeIdle(key: string): WarmQemu | undefined {
     const i = this.idle.findIndex((w) => w.key === key);
     return i < 0 ? undefined : this.idle.splice(i, 1)[0];
@@ -156,12 +162,23 @@ export function versionAtLeast(versionLine: string, want: string): boolean {
   return major > wMajor || (major === wMajor && Number(have[2]) >= wMinor);
 }
 
+/** Guests that restore are made and restored with the vCPUs that restore right; every guest that boots boots as given. */
+function restoreRequest(given: FreshGuestRequest): FreshGuestRequest {
+  const limits = given.arch.qemu.restoreLimits;
+  return limits && limits.cpuModels.includes(given.cpu ?? given.arch.qemu.cpuModels[0]!) ? { ...given, smp: limits.smp } : given;
+}
+
+/** Whether a guest for this request would be a paused QEMU reset in place (one of its snapshot waits). */
+export async function resetWaiting(given: FreshGuestRequest, book: SnapshotBook): Promise<boolean> {
+  if (!given.snapshots || !book.reuse) return false;
+  return book.hasIdle((await snapshotKey(restoreRequest(given), book)).key);
+}
+
 /** A pristine guest for one scenario: restored from the snapshot when there is one (made first if not), else booted. */
 export async function freshGuest(given: FreshGuestRequest, book = new SnapshotBook()): Promise<FreshGuest> {
   if (!given.snapshots) return bootFresh(given, book);
   const limits = given.arch.qemu.restoreLimits;
-  // Guests that restore are made and restored with the vCPUs that restore right; every guest that boots boots as given.
-  const req = limits && limits.cpuModels.includes(given.cpu ?? given.arch.qemu.cpuModels[0]!) ? { ...given, smp: limits.smp } : given;
+  const req = restoreRequest(given);
   const { known, unusable } = book;
   const { key, inputs } = await snapshotKey(req, book);
   const tooOld = req.arch.qemu.snapshotsFrom;
@@ -189,6 +206,12 @@ export async function freshGuest(given: FreshGuestRequest, book = new SnapshotBo
     return { ...(await bootFresh(given, book)), snapshotProblem: why };
   }
   if (!s) return bootFresh(given, book);
+  if (s.meta.unusable) {
+    const why = `no snapshot for ${req.cpu ?? req.arch.qemu.cpuModels[0]} on ${inputs.qemu}: ${s.meta.unusable} (${s.dir})`;
+    if (!unusable.has(key)) req.logger.info(`snapshot ${req.arch.name}: ${why}; these guests boot`);
+    unusable.set(key, why);
+    return { ...(await bootFresh(given, book)), snapshotProblem: why };
+  }
   const warm = book.takeIdle(key);
   if (warm) {
     try {
@@ -250,12 +273,25 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
       qmp.close();
     }
     const meta: SnapshotMeta = { bootMs: booted.readyMs, saveMs: Date.now() - started, stateBytes: statSync(join(dir, STATE)).size, bootEvents: booted.vm.events.slice() };
+    const needs = req.arch.qemu.restoreLimits?.stateSections?.[req.cpu ?? req.arch.qemu.cpuModels[0]!];
+    // Kept as a made entry: the next run with this QEMU boots these guests at once instead of saving again.
+    if (needs && !stateHasSection(join(dir, STATE), needs.section)) meta.unusable = needs.why;
     writeFileSync(join(dir, 'inputs.json'), JSON.stringify(inputs, null, 2) + '\n');
     await writeMarker(dir, key, inputs, [STATE], meta as unknown as Record<string, unknown>);
-    req.logger.info(`snapshot ${req.arch.name}: saved ${(meta.stateBytes / 1048576).toFixed(0)} MiB in ${(meta.saveMs / 1000).toFixed(2)} s after a ${(booted.readyMs / 1000).toFixed(1)} s boot`);
+    if (meta.unusable) req.logger.info(`snapshot ${req.arch.name}: the state saved by ${inputs.qemu} cannot be restored: ${meta.unusable}`);
+    else req.logger.info(`snapshot ${req.arch.name}: saved ${(meta.stateBytes / 1048576).toFixed(0)} MiB in ${(meta.saveMs / 1000).toFixed(2)} s after a ${(booted.readyMs / 1000).toFixed(1)} s boot`);
   } finally {
     rmSync(qmpSocket, { force: true });
   }
+}
+
+/**
+ * Whether a saved migration stream has a section with this idstr: QEMU
+ * writes each section's idstr after a length byte, in its header.
+ */
+export function stateHasSection(statePath: string, idstr: string): boolean {
+  const needle = Buffer.concat([Buffer.from([Buffer.byteLength(idstr)]), Buffer.from(idstr)]);
+  return readFileSync(statePath).includes(needle);
 }
 
 /** Starts QEMU from the snapshot's state and connects; a taken port is retried, anything else thrown. */

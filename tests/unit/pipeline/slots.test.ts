@@ -24,6 +24,35 @@ t.test('never more holders than slots; waiting ones start in the order they aske
   t.same(started, [0, 1, 2, 3, 4]);
 });
 
+t.test('with groups, a freed slot goes to the group that holds fewest; first come among equals', async (t) => {
+  const slots = new Slots(2);
+  const started: string[] = [];
+  const ends = new Map<string, () => void>();
+  const hold = (name: string, group: string) =>
+    slots.use(async () => {
+      started.push(name);
+      await new Promise<void>((r) => ends.set(name, r));
+    }, group);
+  const all = [hold('a1', 'a'), hold('a2', 'a'), hold('a3', 'a'), hold('a4', 'a'), hold('b1', 'b'), hold('b2', 'b')];
+  await tick(10);
+  t.same(started, ['a1', 'a2'], 'a came first and holds both');
+  ends.get('a1')!();
+  await tick(10);
+  t.same(started, ['a1', 'a2', 'b1'], 'b holds none: b1 goes before a3, which asked earlier');
+  ends.get('a2')!();
+  await tick(10);
+  t.same(started.slice(3), ['a3'], 'a and b hold one each now: the first to ask (a3) goes');
+  ends.get('b1')!();
+  await tick(10);
+  t.same(started.slice(4), ['b2'], 'b holds none again');
+  for (const n of ['a3', 'b2']) ends.get(n)!();
+  await tick(10);
+  t.same(started.slice(5), ['a4']);
+  ends.get('a4')!();
+  await Promise.all(all);
+  t.equal(slots.peak, 2);
+});
+
 t.test('a holder that throws frees its slot', async (t) => {
   const slots = new Slots(1);
   const first = slots.use(async () => {

@@ -1,28 +1,30 @@
 // --qemu: only the known choices parse (anything else is a usage error listing
 // them); the host's QEMU runs each arch's binary from PATH and touches no
-// cache; a backported QEMU already in the cache is used as it is, with its
+// cache; a fetched QEMU (trixie's, backports') already in the cache is used as it is, with its
 // firmware (-L) and modules directory, never fetched again. No downloads here.
-import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ARCHES } from '../../../harness/core/arch.js';
 import { readValidMarker, writeMarker } from '../../../harness/core/cache.js';
 import { EXIT, exitCodeFor, HarnessError } from '../../../harness/core/errors.js';
 import { createLogger } from '../../../harness/core/log.js';
-import { bookwormAmd64, DEFAULT_QEMU, HOST_QEMU, parseQemuChoice, QEMU_CHOICES, qemuInstall } from '../../../harness/vm/qemu-dist.js';
+import { onPath } from '../../../harness/core/preflight.js';
+import { bookwormAmd64, DEFAULT_QEMU, HOST_QEMU, parseQemuChoice, QEMU_CHOICES, qemuInstall, useOwnLibraries } from '../../../harness/vm/qemu-dist.js';
 import { tempDir } from '../../helpers.js';
 
 const quiet = () => createLogger('quiet', () => {});
 
 t.test('each choice parses to itself; the default is one of them', async (t) => {
-  t.same([...QEMU_CHOICES].sort(), ['auto', 'backports', 'host']);
+  t.same([...QEMU_CHOICES].sort(), ['auto', 'backports', 'host', 'trixie']);
   for (const c of QEMU_CHOICES) t.equal(parseQemuChoice(c), c);
   t.ok(QEMU_CHOICES.includes(DEFAULT_QEMU));
   t.equal(DEFAULT_QEMU, 'auto', "the README's default: per arch, a QEMU that restores snapshots");
 });
 
 t.test('anything else is a usage error naming the value and listing the choices', async (t) => {
-  for (const bad of ['', 'Host', ' host', 'host ', 'backport', 'bookworm-backports', 'host,backports', 'qemu-system-x86_64']) {
+  for (const bad of ['', 'Host', ' host', 'host ', 'backport', 'Trixie', 'debian13', 'bookworm-backports', 'host,backports', 'qemu-system-x86_64']) {
     const e = (() => {
       try {
         parseQemuChoice(bad);
@@ -36,7 +38,7 @@ t.test('anything else is a usage error naming the value and listing the choices'
     t.equal(he.kind, 'usage');
     t.equal(exitCodeFor(he), EXIT.usage);
     t.equal(he.message, `--qemu '${bad}' is not a QEMU this harness knows`);
-    t.equal(he.context.hint, 'use one of: auto, host, backports');
+    t.equal(he.context.hint, 'use one of: auto, host, trixie, backports');
   }
 });
 
@@ -50,13 +52,14 @@ t.test("the host's QEMU: each arch's own binary by name, no extra arguments, no 
   t.notOk(existsSync(cache), 'the cache is not touched for the host QEMU');
 });
 
-/** A backported QEMU as a finished cache entry (marker written), optionally without its firmware directory. */
-async function cachedBackports(cache: string, firmware = true): Promise<string> {
-  const root = join(cache, 'qemu/backports');
+/** A fetched QEMU as a finished cache entry (marker written), optionally without its firmware directory. */
+async function cachedFetched(cache: string, name: 'backports' | 'trixie', firmware = true): Promise<string> {
+  const root = join(cache, 'qemu', name);
   for (const d of ['root/usr/bin', 'root/usr/lib/x86_64-linux-gnu/qemu', ...(firmware ? ['root/usr/share/qemu'] : [])]) mkdirSync(join(root, d), { recursive: true });
-  await writeMarker(root, 'qemu-backports', { debs: 'qemu-system-x86_10.0.2+ds-1~bpo12+1_amd64.deb', version: 'QEMU emulator version 10.0.2' }, []);
+  await writeMarker(root, `qemu-${name}`, { debs: 'qemu-system-x86_10.0.2+ds-1~bpo12+1_amd64.deb', version: 'QEMU emulator version 10.0.2' }, []);
   return root;
 }
+const cachedBackports = (cache: string, firmware = true) => cachedFetched(cache, 'backports', firmware);
 
 t.test('a backported QEMU in the cache is used as it is: its binaries, its firmware first, its own modules', async (t) => {
   const cache = tempDir(t);
@@ -73,6 +76,41 @@ t.test('a backported QEMU in the cache is used as it is: its binaries, its firmw
   t.same(readdirSync(join(root, 'root/usr/bin')), [], 'nothing was unpacked again');
 });
 
+t.test("a cached trixie QEMU is used the same way: Debian 13's, by path, its firmware and modules", async (t) => {
+  const cache = tempDir(t);
+  const root = await cachedFetched(cache, 'trixie');
+  t.ok(await readValidMarker(root), 'the entry is complete');
+  if (!(await readValidMarker(root))) return;
+  const q = await qemuInstall('trixie', cache, quiet());
+  t.equal(q.choice, 'trixie');
+  t.equal(q.binaryFor(ARCHES.ppc64le!), join(root, 'root/usr/bin/qemu-system-ppc64'));
+  t.same(q.dataArgsFor(ARCHES.x86_64!), ['-L', join(root, 'root/usr/share/qemu')]);
+  t.same(q.envFor(ARCHES.ppc64le!), { QEMU_MODULE_DIR: join(root, 'root/usr/lib/x86_64-linux-gnu/qemu') });
+  t.match(q.describe, /^Debian 13's QEMU /);
+});
+
+t.test('useOwnLibraries: every QEMU binary (not its symlinks) gets the root\'s loader and library directory; no loader is an infrastructure error', { skip: onPath('patchelf') ? false : 'patchelf is not installed' }, async (t) => {
+  const root = tempDir(t);
+  mkdirSync(join(root, 'usr/bin'), { recursive: true });
+  mkdirSync(join(root, 'usr/lib/x86_64-linux-gnu'), { recursive: true });
+  const e = await useOwnLibraries(root).catch((err: unknown) => err);
+  t.ok(e instanceof HarnessError && e.kind === 'infra', 'no loader in the root');
+  t.match((e as Error).message, /has no loader at .*ld-linux-x86-64\.so\.2/);
+  copyFileSync('/bin/true', join(root, 'usr/bin/qemu-system-x86_64'));
+  symlinkSync('qemu-system-x86_64', join(root, 'usr/bin/qemu-system-amd64'));
+  copyFileSync('/bin/true', join(root, 'usr/bin/not-qemu'));
+  const loader = join(root, 'usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2');
+  copyFileSync(realpathSync('/lib64/ld-linux-x86-64.so.2'), loader);
+  await useOwnLibraries(root);
+  const read = (f: string, what: string) => execFileSync('patchelf', [what, join(root, 'usr/bin', f)], { encoding: 'utf8' }).trim();
+  t.equal(read('qemu-system-x86_64', '--print-interpreter'), loader);
+  t.equal(read('qemu-system-x86_64', '--print-rpath'), join(root, 'usr/lib/x86_64-linux-gnu'));
+  t.not(read('not-qemu', '--print-interpreter'), loader, 'only QEMU binaries');
+  t.ok(lstatSync(join(root, 'usr/bin/qemu-system-amd64')).isSymbolicLink(), 'the symlink is left a symlink');
+  execFileSync(join(root, 'usr/bin/qemu-system-x86_64'));
+  t.pass('the patched binary runs with the loader it names');
+});
+
 t.test('a cached backported QEMU without its firmware directory is a usage error saying to remove it', async (t) => {
   const cache = tempDir(t);
   const root = await cachedBackports(cache, false);
@@ -81,7 +119,7 @@ t.test('a cached backported QEMU without its firmware directory is a usage error
   const e = await qemuInstall('backports', cache, quiet()).catch((err: unknown) => err);
   t.ok(e instanceof HarnessError);
   t.equal((e as HarnessError).kind, 'usage');
-  t.equal((e as HarnessError).message, `the backported QEMU in ${root} has no firmware directory`);
+  t.equal((e as HarnessError).message, `the backports QEMU in ${root} has no firmware directory`);
   t.equal((e as HarnessError).context.hint, `remove ${root} and run again`);
 });
 
@@ -116,10 +154,10 @@ t.test('auto: only the arches run count; x86_64 alone needs no newer QEMU', asyn
   t.notOk(existsSync(cache));
 });
 
-t.test('auto on a host QEMU before 8.1: ppc64le gets the backported QEMU (with its firmware and modules), x86_64 keeps the host\'s', { skip: bookworm ? false : 'not a bookworm amd64 host' }, async (t) => {
+t.test('auto on a host QEMU before 8.1: ppc64le gets trixie\'s QEMU (with its firmware and modules), x86_64 keeps the host\'s', { skip: bookworm ? false : 'not a bookworm amd64 host' }, async (t) => {
   fakeHostQemus(t, 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)');
   const cache = tempDir(t);
-  const root = await cachedBackports(cache);
+  const root = await cachedFetched(cache, 'trixie');
   t.ok(await readValidMarker(root), 'the entry is complete');
   if (!(await readValidMarker(root))) return;
   const lines: string[] = [];
@@ -132,5 +170,5 @@ t.test('auto on a host QEMU before 8.1: ppc64le gets the backported QEMU (with i
   t.equal(q.binaryFor(x86), x86.qemu.binary);
   t.same(q.dataArgsFor(x86), [], "no -L of the other QEMU's firmware for the host's");
   t.equal(q.envFor(x86), undefined);
-  t.match(q.describe, /^ppc64le: Debian's backported QEMU .* \(the host's is QEMU emulator version 7\.2\.22/);
+  t.match(q.describe, /^ppc64le: Debian 13's QEMU .* \(the host's is QEMU emulator version 7\.2\.22/);
 });

@@ -9,7 +9,7 @@ import { HarnessError } from '../../../harness/core/errors.js';
 import { createLogger } from '../../../harness/core/log.js';
 import { loadKeys } from '../../../harness/image/keys.js';
 import { Accelerator } from '../../../harness/vm/accel.js';
-import { freshGuest, snapshotKey, SnapshotBook, type FreshGuestRequest, type WarmQemu } from '../../../harness/vm/snapshot.js';
+import { freshGuest, snapshotKey, SnapshotBook, stateHasSection, type FreshGuestRequest, type WarmQemu } from '../../../harness/vm/snapshot.js';
 import { fixture, tempDir } from '../../helpers.js';
 
 const arch = getArch('x86_64');
@@ -63,6 +63,41 @@ t.test('a restore that fails is said, and the guest boots instead (here into a p
   t.match(log, new RegExp(`snapshot x86_64: restore from \\S*${key} failed: QEMU exited \\(code 1[^\\n]*load of migration failed: Invalid argument; booting instead`));
   t.type(err, HarnessError);
   t.match((err as HarnessError).message, /kernel failed during boot: .*Kernel panic/, 'then it booted, and the boot is what failed');
+});
+
+t.test('a snapshot entry recorded as unusable is not restored: its guests boot, and the log and report say why', async (t) => {
+  const lines: string[] = [];
+  const req = request(t, lines);
+  const { key, inputs } = await snapshotKey(req);
+  const dir = join(req.cacheDir, 'snapshots', key);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'state'), 'a state without the section');
+  await writeMarker(dir, key, inputs, ['state'], { bootMs: 1, saveMs: 1, stateBytes: 16, bootEvents: [], unusable: 'the saved state has no XYZ' });
+  process.env.FAKE_QEMU_MODE = 'panic';
+  t.teardown(() => delete process.env.FAKE_QEMU_MODE);
+  const err = await freshGuest(req).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  const log = lines.join('');
+  t.notMatch(log, /restore x86_64:/, 'no restore was tried');
+  t.match(log, new RegExp(`snapshot x86_64: no snapshot for max on QEMU emulator version 0\\.0\\.0 \\(fake\\): the saved state has no XYZ \\(\\S*${key}\\); these guests boot`));
+  t.match((err as HarnessError).message, /kernel failed during boot/, 'it booted');
+});
+
+t.test('a saved state has a section when its header names it (length byte, then the idstr), not when guest memory holds the words', async (t) => {
+  const dir = tempDir(t);
+  const withIt = join(dir, 'with');
+  const without = join(dir, 'without');
+  // QEMU_VM_SECTION_FULL, a section id, the idstr with its length, instance and version ids.
+  writeFileSync(withIt, Buffer.concat([Buffer.from('QEVM'), Buffer.from([4, 0, 0, 0, 7, 10]), Buffer.from('icp/server'), Buffer.from([0, 0, 0, 0, 0, 0, 0, 1])]));
+  writeFileSync(without, Buffer.concat([Buffer.from('QEVM'), Buffer.from('guest text: icp/server and xive-tctx'), Buffer.from([9]), Buffer.from('xive-tctx')]));
+  t.ok(stateHasSection(withIt, 'icp/server'));
+  t.notOk(stateHasSection(without, 'icp/server'), 'the words alone are not a section');
+  t.ok(stateHasSection(without, 'xive-tctx'));
+  t.notOk(stateHasSection(withIt, 'xive-tctx'));
+  const ppc = getArch('ppc64le').qemu.restoreLimits!;
+  t.same(Object.keys(ppc.stateSections ?? {}).sort(), [...ppc.cpuModels].sort(), 'every ppc64le CPU model that restores names the section its state needs');
 });
 
 t.test('QEMU versions: snapshots on pseries need 8.1 or later', async (t) => {
