@@ -6,10 +6,15 @@
  * only leaders: a kernel that switched this process by its leader would
  * let the second thread sleep on in the old code.
  *
- *   thread-blocker MODE FILE
- *     MODE busy:  the leader keeps running (system calls in a loop)
+ *   thread-blocker MODE FILE [STATE]
+ *     MODE busy:  the leader keeps running (system calls in a loop); with
+ *                 STATE, only until its own /proc/self/patch_state reads
+ *                 STATE (it has switched), then it sleeps as in sleep mode:
+ *                 a leader spinning on through a stuck transition costs a
+ *                 vCPU for nothing
  *          sleep: the leader sleeps in futex_wait, outside the patched function
  *     FILE a klp_sleeper blocker file (/sys/kernel/debug/klp_sleeper/user-int, ...)
+ *     STATE 0 or 1: the patch_state of a switched task
  *
  * The second thread reads FILE (it sleeps in klp_sleeper_block() until the
  * blocker is released), copies what it read to stdout and exits; the
@@ -32,6 +37,7 @@
 
 #if defined(__x86_64__)
 #define NR_READ 0
+#define NR_PREAD64 17
 #define NR_WRITE 1
 #define NR_SCHED_YIELD 24
 #define NR_EXIT_GROUP 231
@@ -85,6 +91,7 @@ asm(".globl _start\n"
 
 #elif defined(__powerpc64__)
 #define NR_READ 3
+#define NR_PREAD64 179
 #define NR_WRITE 4
 #define NR_SCHED_YIELD 158
 #define NR_EXIT_GROUP 234
@@ -181,6 +188,23 @@ static long len(const char *s)
 	return n;
 }
 
+/*
+ * The leader's own patch_state as a number (-1: no transition), or -2 when
+ * it cannot be read. /proc/self is the process, so its patch_state is the
+ * leader's.
+ */
+static long own_state(long pfd)
+{
+	char b[8];
+	long r = pfd < 0 ? -1 : sys6(NR_PREAD64, pfd, (long)b, sizeof(b), 0, 0, 0);
+
+	if (r <= 0)
+		return -2;
+	if (b[0] == '-')
+		return -1;
+	return b[0] - '0';
+}
+
 static void say(const char *s)
 {
 	sys(NR_WRITE, 2, (long)s, len(s));
@@ -209,13 +233,18 @@ static long reader(void)
 void blocker_main(long argc, char **argv)
 {
 	int busy;
-	long tid;
+	long tid, pfd = -1, done = -3;
 
-	if (argc < 3 || !(same(argv[1], "busy") || same(argv[1], "sleep"))) {
-		say("usage: thread-blocker busy|sleep FILE\n");
+	if (argc < 3 || !(same(argv[1], "busy") || same(argv[1], "sleep")) ||
+	    (argc > 3 && !same(argv[3], "0") && !same(argv[3], "1"))) {
+		say("usage: thread-blocker busy|sleep FILE [0|1]\n");
 		sys(NR_EXIT_GROUP, 2, 0, 0);
 	}
 	busy = same(argv[1], "busy");
+	if (busy && argc > 3) {
+		done = argv[3][0] - '0';
+		pfd = sys6(NR_OPENAT, AT_FDCWD, (long)"/proc/self/patch_state", 0, 0, 0, 0);
+	}
 	fd = sys6(NR_OPENAT, AT_FDCWD, (long)argv[2], 0, 0, 0, 0);
 	if (fd < 0) {
 		say("thread-blocker: cannot open the blocker file\n");
@@ -228,8 +257,16 @@ void blocker_main(long argc, char **argv)
 		say("thread-blocker: clone failed\n");
 		sys(NR_EXIT_GROUP, 1, 0, 0);
 	}
-	/* The kernel clears thread_tid and wakes it when the thread exits. */
+	/*
+	 * The kernel clears thread_tid and wakes it when the thread exits.
+	 * Busy, the leader switches on its way out of one of its system calls
+	 * and then reads its state as STATE; from then on it only waits. A
+	 * state it cannot read, or a kernel that never switches it, keeps it
+	 * spinning (the harness reads that state).
+	 */
 	while (thread_tid) {
+		if (busy && own_state(pfd) == done)
+			busy = 0;
 		if (busy)
 			sys(NR_SCHED_YIELD, 0, 0, 0);
 		else

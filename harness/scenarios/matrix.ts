@@ -15,7 +15,8 @@ export async function reachStuck(ctx: ScenarioContext, sl: Sleeper, stuck: Stuck
   if (stuck.direction === 'patching') {
     await ctx.step(`load klp_sleeper and start ${stuck.blocker}${stuck.thread ? ` in the second thread of a process (leader ${stuck.thread === 'busy' ? 'running' : 'asleep in futex_wait'})` : ''}`, async (s) => {
       await sl.load(s);
-      pid = await sl.start(stuck.blocker, s, stuck.thread);
+      // A busy leader runs until it has switched (patch_state 1 while patching), then waits.
+      pid = await sl.start(stuck.blocker, s, stuck.thread, '1');
       // thread-blocker makes its own system calls (sc on ppc64le), not glibc's choice.
       if (stuck.blocker.startsWith('user-') && !stuck.thread) await syscallInstruction(ctx, s, pid);
     });
@@ -341,7 +342,7 @@ export const forceKthreadLoop = forceScenario('force-kthread-loop', 'kthread-loo
 
 export const signalThread = stuckScenario({
   name: 'signal-thread',
-  description: 'the second thread of a process, its leader running, blocks patching in an interruptible read; the kernel names the thread, its patch_state stays 0 while the leader\'s is 1; signal frees it and its read restarts in the new function',
+  description: 'the second thread of a process, its leader running until it has switched, blocks patching in an interruptible read; the kernel names the thread, its patch_state stays 0 while the leader\'s is 1; signal frees it and its read restarts in the new function',
   needs: ['signal'],
   stuck: { blocker: 'user-int', direction: 'patching', thread: 'busy' },
   async remedy(ctx, sl, tid) {

@@ -171,12 +171,13 @@ export class Sleeper {
    * Starts a blocker and waits until a task sleeps in klp_sleeper_block();
    * returns its pid. With `thread`, a user blocker's read is made by the
    * second thread of thread-blocker (its tid is returned), the leader busy
-   * or asleep elsewhere.
+   * (with leaderSwitched, only until its own patch_state reads that) or
+   * asleep elsewhere.
    */
-  async start(name: BlockerName, s: StepApi, thread?: LeaderMode): Promise<number> {
+  async start(name: BlockerName, s: StepApi, thread?: LeaderMode, leaderSwitched?: '0' | '1'): Promise<number> {
     if (name.startsWith('user-')) {
       const out = `/tmp/reader-${name}`;
-      const reader = thread ? `/root/${THREAD_BLOCKER} ${thread} ${DEBUGFS}/${name}` : `cat ${DEBUGFS}/${name}`;
+      const reader = thread ? `/root/${THREAD_BLOCKER} ${thread} ${DEBUGFS}/${name}${leaderSwitched ? ` ${leaderSwitched}` : ''}` : `cat ${DEBUGFS}/${name}`;
       if (thread) await this.ops.must(`chmod +x /root/${THREAD_BLOCKER}`);
       // setsid: the reader must outlive this SSH command.
       await this.ops.must(`setsid sh -c ${q(`${reader} > ${out}.out 2> ${out}.err; echo $? > ${out}.rc`)} < /dev/null > /dev/null 2>&1 &`);
