@@ -14,6 +14,7 @@ import type { Keys } from '../harness/image/keys.js';
 import type { ArchArtifacts } from '../harness/pipeline/prepare.js';
 import { GuestPool } from '../harness/vm/guest-pool.js';
 import { guestSleep, TICK_OPEN } from '../harness/vm/guestops.js';
+import { GuestShell } from '../harness/vm/ssh.js';
 import { processCpuMs } from '../harness/vm/qemu.js';
 import type { QemuInstall } from '../harness/vm/qemu-dist.js';
 
@@ -49,6 +50,14 @@ export async function profileGuest(o: { arch: ArchRecord; artifacts: ArchArtifac
   };
   const sh = (cmd: string) => g.ssh.exec(cmd, { timeoutMs: 60_000 * arch.timeoutScale });
   await measure('idle guest, per second', 5, () => new Promise((r) => setTimeout(r, 5000)));
+  // What every fresh guest pays on top of its restore: the server's side of a handshake (key exchange, host-key signature, the session).
+  await measure('a new SSH connection and its first command', 5, async () => {
+    for (let i = 0; i < 5; i++) {
+      const c = await GuestShell.connect({ port: g.ssh.port, keys: o.keys, deadlineMs: 30_000 * arch.timeoutScale, commands: g.ssh.deadlines });
+      await c.exec('true', { timeoutMs: 60_000 * arch.timeoutScale });
+      c.close();
+    }
+  });
   await measure('one SSH command (`true`)', REPEAT, async () => {
     for (let i = 0; i < REPEAT; i++) await sh('true');
   });

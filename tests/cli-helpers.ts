@@ -1,5 +1,6 @@
 // Runs the command-line tool as a child process, as a person would.
 import { spawn } from 'node:child_process';
+import { nodeChild } from './child-env.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './helpers.js';
@@ -19,7 +20,8 @@ export function runCli(
 ): Promise<CliResult> {
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/klp-harness.js'), ...args], {
+    const [cmd, argv] = nodeChild(join(ROOT, 'bin/klp-harness.js'), args, opts.env);
+    const child = spawn(cmd, argv, {
       env: opts.env ?? process.env,
       cwd: opts.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -122,7 +122,8 @@ function stallingQemu(t: Test, stalls: number) {
 
 t.test('a boot whose console goes silent is booted once more, the stalled console kept', async (t) => {
   const fake = stallingQemu(t, 1);
-  const b = await boot({ qemuBinary: fake.bin, silenceMs: 3000 }, t);
+  // The bound applies to the real boot after the stall too: 3 s of console silence is seen there on a loaded host.
+  const b = await boot({ qemuBinary: fake.bin, silenceMs: 8000 }, t);
   t.equal(b.stalled.length, 1, 'one stalled attempt');
   t.match(readFileSync(b.stalled[0]!, 'utf8'), /i8042: PNP: PS\/2 Controller/, 'its console is kept');
   t.equal((await b.ssh.exec('echo up')).stdout.trim(), 'up', 'the second boot answers');
@@ -230,7 +231,11 @@ t.test('a QEMU stopped (kill -STOP) during a scenario ends as a timeout naming t
   let qemuPid = 0;
   let stoppedAt = 0;
   const out = tempDir(t);
+  // Half the host-side deadlines (the guest's answers come in well under a second): the wait is
+  // the deadline of whatever command the stop caught, and halving it halves this test's time.
+  const scale = 0.5;
   const r = await runCli(['run', '--arch', 'x86_64', '--scenario', 'no-blocker', '--out', out], {
+    env: { ...process.env, KLP_HARNESS_TIMEOUT_SCALE: String(scale) },
     onStderr: (text) => {
       // The last QEMU started: a boot may have been retried.
       qemuPid = Number([...text.matchAll(/qemu pid (\d+)/g)].pop()?.[1] ?? 0);
@@ -245,7 +250,7 @@ t.test('a QEMU stopped (kill -STOP) during a scenario ends as a timeout naming t
   t.equal(r.code, EXIT.kernelFailed, 'exit code 2');
   // no-blocker's longest deadline for one guest operation is the module copy's (its waits are 10 s + guestCommand),
   // then QEMU is stopped; with room for a loaded host.
-  const bound = Math.max(timeout('fileCopy', arch), 10_000 + timeout('guestCommand', arch)) + 20_000;
+  const bound = Math.max(timeout('fileCopy', arch), 10_000 + timeout('guestCommand', arch)) * scale + 20_000;
   t.ok(Date.now() - stoppedAt < bound, `ended ${Date.now() - stoppedAt} ms after the stop (bound ${bound} ms)`);
   const summary = readFileSync(join(out, 'summary.json'), 'utf8');
   t.match(summary, /TimeoutError: guest command '.+' did not finish within/, 'the report names the command that timed out');

@@ -3,6 +3,7 @@
 // or `npm run` the user or CI started, and a start-up sweep for when every
 // other guard died too. Fake make and fake QEMU: no kernel is built or booted.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { untapped } from '../child-env.js';
 import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -57,9 +58,11 @@ interface Started {
 /** Starts a run on the fake tree with the fake make first on PATH, through the given launcher. */
 function startRun(t: Test, launcher: string[], make: { dir: string }, cache: string, out: string, env: NodeJS.ProcessEnv = {}): Started {
   const args = ['run', '--arch', 'x86_64', '--kernel-src', fakeKernelTree(tempDir(t)), '--patches', okSeries(tempDir(t)), '--cache-dir', cache, '--out', out];
-  const child = spawn(launcher[0]!, [...launcher.slice(1), ...args], {
+  const childEnv = { ...process.env, ...env, PATH: `${make.dir}:${process.env.PATH}` };
+  const [cmd, argv] = untapped(launcher[0]!, [...launcher.slice(1), ...args], childEnv);
+  const child = spawn(cmd, argv, {
     cwd: ROOT,
-    env: { ...process.env, ...env, PATH: `${make.dir}:${process.env.PATH}` },
+    env: childEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';

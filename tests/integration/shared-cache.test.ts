@@ -5,6 +5,7 @@
 // of tests/fake-tools.ts, on a stand-in kernel tree. Every run must finish with
 // the result its own inputs call for, and one that waits must say for what.
 import { spawn } from 'node:child_process';
+import { nodeChild } from '../child-env.js';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -47,7 +48,8 @@ function series(t: Test, word: string): string {
 
 function start(o: { cache: string; src: string; patches: string; arch?: string; holdMs?: number; env: NodeJS.ProcessEnv; kconfigs: string }): Run {
   const args = ['--cache-dir', o.cache, '--kernel-src', o.src, '--patches', o.patches, '--kconfigs', o.kconfigs, '--arch', o.arch ?? 'x86_64', '--hold-ms', String(o.holdMs ?? 0)];
-  const child = spawn(process.execPath, [join(ROOT, 'dist/tests/stage-runner.js'), ...args], { env: o.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, argv] = nodeChild(join(ROOT, 'dist/tests/stage-runner.js'), args, o.env);
+  const child = spawn(cmd, argv, { env: o.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
