@@ -16,6 +16,7 @@
 // scv gets its arguments back (docs/upstream/ppc64-notify-signal-restart.md).
 import type { ArchRecord } from '../core/arch.js';
 import { timeout } from '../core/timeouts.js';
+import { guestSleep, TICK_OPEN } from '../vm/guestops.js';
 import { q } from '../vm/ssh.js';
 import { entryPaths, parseRounds, ROUND_CALLS, roundChecks } from './canary-rounds.js';
 import { LP, Sleeper } from './sleeper.js';
@@ -62,7 +63,8 @@ async function canaryIn(ctx: ScenarioContext): Promise<void> {
 /** Waits in the guest until every canary of `tag` wrote its end marker. */
 async function waitCanaries(ctx: ScenarioContext, paths: string[], tag: string, ms: number) {
   const ends = paths.map((p) => `[ -e /tmp/rn-${tag}-${p}.end ]`).join(' && ');
-  return ctx.ops.run(`i=0; while ! { ${ends}; }; do usleep 100000; i=$((i+1)); [ $i -ge ${Math.ceil(ms / 100)} ] && exit 1; done; cat /tmp/rn-${tag}-*.out 2>/dev/null; exit 0`, ms + timeout('guestCommand', ctx.arch));
+  // Builtins per look (a usleep was a fork and an exec each, 60 ms of emulated CPU per second of waiting).
+  return ctx.ops.run(`${TICK_OPEN}i=0; while ! { ${ends}; }; do ${guestSleep(100)} i=$((i+1)); [ $i -ge ${Math.ceil(ms / 100)} ] && exit 1; done; cat /tmp/rn-${tag}-*.out 2>/dev/null; exit 0`, ms + timeout('guestCommand', ctx.arch));
 }
 
 async function uringRounds(ctx: ScenarioContext, paths: string[]) {

@@ -1,6 +1,6 @@
 // Driving guest/modules in the guest: the klp_sleeper blockers and the
 // klp_sleeper_lp livepatch, and reading what blocks a transition.
-import { pollScript, type GuestOps, type SamplePoint, type WriteResult } from '../vm/guestops.js';
+import { catScript, pollScript, type GuestOps, type SamplePoint, type WriteResult } from '../vm/guestops.js';
 import { q } from '../vm/ssh.js';
 import { guestBound, hostMs, timeout } from '../core/timeouts.js';
 import { pollUntil } from '../core/poll.js';
@@ -156,7 +156,7 @@ export class Sleeper {
   }
 
   async status(): Promise<Record<string, BlockerStatus>> {
-    return parseStatus(await this.ops.must(`cat ${DEBUGFS}/status`));
+    return parseStatus(await this.ops.must(catScript(`${DEBUGFS}/status`)));
   }
 
   async blocker(name: BlockerName): Promise<BlockerStatus | undefined> {
@@ -206,7 +206,7 @@ export class Sleeper {
     const out = `/tmp/reader-${name}`;
     // The reader writes its exit status last: wait (in the guest) until that file has a line.
     await this.ops.waitFor(`${out}.rc`, '[ "$v" != gone ]', timeout('blockerState', this.ctx.arch));
-    const r = await this.ops.run(`cat ${out}.rc; echo ---; cat ${out}.err; echo ---; cat ${out}.out`);
+    const r = await this.ops.run(`${catScript(`${out}.rc`)}; echo ---; ${catScript(`${out}.err`)}; echo ---; ${catScript(`${out}.out`)}`);
     const [rc = '', err = '', data = ''] = r.stdout.split('---\n');
     s.equal(`${name} reader exit status`, rc.trim(), '0');
     s.equal(`${name} reader stderr`, err, '');

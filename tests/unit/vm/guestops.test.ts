@@ -3,12 +3,12 @@
 // and their output is read back as the guest's; and a guest that dies during
 // a command is reported as the death, with its console, not as an SSH error.
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { HarnessError, infraError, timeoutError } from '../../../harness/core/errors.js';
 import { RingBuffer, type ConsoleEvent } from '../../../harness/vm/console.js';
-import { GuestOps, guestSleep, LP_SYSFS, pollScript, TICK_OPEN, type VmWatch } from '../../../harness/vm/guestops.js';
+import { catScript, GuestOps, guestSleep, LP_SYSFS, pollScript, TICK_OPEN, wholeReadsOnly, type VmWatch } from '../../../harness/vm/guestops.js';
 import type { ExecResult, GuestShell } from '../../../harness/vm/ssh.js';
 import { tempDir } from '../../helpers.js';
 
@@ -211,10 +211,10 @@ function cannedGuest(answer: (command: string) => Partial<ExecResult> | Promise<
 
 t.test('must, read, exists, patchStates and the module commands', async (t) => {
   const { ops, calls } = cannedGuest((c) =>
-    c.startsWith('cat ') ? { stdout: '  1\n' } : c.startsWith('test -e') ? { code: c.includes('yes') ? 0 : 1 } : c.startsWith('for t in') ? { stdout: '0\n0\n1\n-1\n\n0\n' } : c.startsWith('bad') ? { code: 2, stdout: 'o', stderr: 'e' } : {},
+    c === catScript('/sys/x') ? { stdout: '  1\n' } : c.startsWith('test -e') ? { code: c.includes('yes') ? 0 : 1 } : c.startsWith('for t in') ? { stdout: '0\n0\n1\n-1\n\n0\n' } : c.startsWith('bad') ? { code: 2, stdout: 'o', stderr: 'e' } : {},
   );
   t.equal(await ops.read('/sys/x'), '1', 'trimmed');
-  t.equal(calls.at(-1), "cat '/sys/x'");
+  t.equal(calls.at(-1), catScript('/sys/x'));
   t.equal(await ops.exists('/yes'), true);
   t.equal(await ops.exists('/no'), false);
   t.same([...(await ops.patchStates())], [['0', 3], ['1', 1], ['-1', 1]], 'tasks counted by patch_state, blank lines ignored');
@@ -353,4 +353,39 @@ t.test('put goes through the same guard', async (t) => {
   const p = ops.put(Buffer.from('x'), '/root/x').catch((e: unknown) => e);
   v.die('Kernel panic - not syncing: VFS');
   t.match(((await p) as HarnessError).message, /^kernel panic: /);
+});
+
+t.test('read: a file\'s bytes through the shell\'s builtins, as cat gives them; cat only where nothing could be read', async (t) => {
+  const { dir, ops, calls } = localGuest(t);
+  // A cat that leaves a mark, first on PATH: which reads fell back to it.
+  const bin = join(dir, 'bin');
+  mkdirSync(bin);
+  writeFileSync(join(bin, 'cat'), `#!/bin/sh\necho "$@" >> ${join(dir, 'cat-ran')}\nexec /bin/cat "$@"\n`, { mode: 0o755 });
+  const catRan = () => (existsSync(join(dir, 'cat-ran')) ? readFileSync(join(dir, 'cat-ran'), 'utf8') : '');
+  const viaScript = (path: string) => bash(`PATH=${bin}:$PATH; ${catScript(path)}`);
+  const cases: [string, string][] = [
+    ['lines', 'a b\n  c\\d\t e\n'],
+    ['no-newline', 'x\ny z'],
+    ['one', '36864\n'],
+  ];
+  for (const [name, content] of cases) {
+    const path = join(dir, name);
+    writeFileSync(path, content);
+    const r = await viaScript(path);
+    t.equal(r.stdout, content, `${name}: the same bytes as the file`);
+    t.equal(r.code, 0);
+    t.equal(await ops.read(path), content.trim(), `${name}: read() trims`);
+  }
+  t.equal(catRan(), '', 'no cat for a file that has bytes');
+  const empty = join(dir, 'empty');
+  writeFileSync(empty, '');
+  const r = await viaScript(empty);
+  t.same([r.stdout, r.code], ['', 0], 'an empty file reads empty');
+  t.match(catRan(), empty, 'cat read it (the fallback that keeps a read error an error)');
+  const missing = (await ops.read(join(dir, 'missing')).catch((e: HarnessError) => e)) as HarnessError;
+  t.ok(missing instanceof HarnessError && missing.kind === 'guest-command', 'a file that cannot be opened fails the read');
+  // A sysctl answers only a read from offset 0: a byte at a time, 36864 would read as 3.
+  t.ok(wholeReadsOnly('/proc/sys/kernel/tainted') && !wholeReadsOnly('/sys/kernel/livepatch/p/enabled'));
+  await ops.read('/proc/sys/kernel/tainted');
+  t.equal(calls.at(-1)!.command, "cat '/proc/sys/kernel/tainted'", 'a sysctl is read by cat, whole');
 });
