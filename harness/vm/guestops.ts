@@ -45,24 +45,26 @@ export const TICK_OPEN = '[ -p /run/klp-tick ] || mkfifo /run/klp-tick; exec 9<>
 export const guestSleep = (ms: number) => `read -t ${ms / 1000} _ <&9;`;
 
 /**
+ * Files that answer only a read from offset 0: the shell's `read` takes a
+ * byte per read(2), and a sysctl (/proc/sys) gives its first byte and then
+ * end of file ("36864" in /proc/sys/kernel/tainted reads as "3").
+ */
+export const wholeReadsOnly = (path: string): boolean => path.startsWith('/proc/sys/');
+
+/**
  * Prints a text file with the shell's builtins: `cat` is a fork and an exec
  * (about 20 ms of emulated CPU on x86_64, against about 5 for this). A last
  * line without a newline comes out as it is. When nothing could be read
  * (an empty file, or a read error, which `read` does not tell from the end
  * of the file) `cat` reads it after all, so a file that cannot be read
  * fails the command with cat's error, as before; one that cannot be opened
- * fails it with the shell's. Text only: a NUL byte would be lost. Not for
- * a file that serves only whole reads (see wholeReadsOnly).
+ * fails it with the shell's. Text only: a NUL byte would be lost. A file
+ * that serves only whole reads (wholeReadsOnly) is read by `cat` alone.
  */
 export const catScript = (path: string): string =>
-  `__a=; { while IFS= read -r __l; do __a=1; printf '%s\\n' "$__l"; done; if [ -n "$__l" ]; then __a=1; printf '%s' "$__l"; fi; } < ${q(path)} && { [ -n "$__a" ] || cat ${q(path)}; }`;
-
-/**
- * Files that answer only a read from offset 0: the shell's `read` takes a
- * byte per read(2), and a sysctl (/proc/sys) gives its first byte and then
- * end of file ("36864" in /proc/sys/kernel/tainted reads as "3").
- */
-export const wholeReadsOnly = (path: string): boolean => path.startsWith('/proc/sys/');
+  wholeReadsOnly(path)
+    ? `cat ${q(path)}`
+    : `__a=; { while IFS= read -r __l; do __a=1; printf '%s\\n' "$__l"; done; if [ -n "$__l" ]; then __a=1; printf '%s' "$__l"; fi; } < ${q(path)} && { [ -n "$__a" ] || cat ${q(path)}; }`;
 
 /** One reading of a sampled file at a moment of the guest's clock (uptime, ms). */
 export interface SamplePoint {
@@ -154,7 +156,7 @@ export class GuestOps {
 
   /** A text file's content, trimmed (builtins where the file allows: see catScript). */
   async read(path: string): Promise<string> {
-    return (await this.must(wholeReadsOnly(path) ? `cat ${q(path)}` : catScript(path))).trim();
+    return (await this.must(catScript(path))).trim();
   }
 
   async exists(path: string): Promise<boolean> {
