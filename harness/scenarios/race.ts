@@ -42,20 +42,35 @@ const canaryWords = (events: readonly ConsoleEvent[]) =>
 const RACE_SECONDS = 20;
 const WRITERS = 3;
 
+/** Where the race's scripts find the patch, its module and their scratch files (the guest's, or a unit test's). */
+export interface RacePaths {
+  /** The patch's sysfs directory. */
+  lp: string;
+  /** The livepatch module the driver loads. */
+  module: string;
+  /** Prefix of the scratch files (stop, pause, counts, hangs). */
+  tmp: string;
+}
+const GUEST_PATHS: RacePaths = { lp: `/sys/kernel/livepatch/${LP}`, module: `/root/${LP}.ko`, tmp: '/tmp/race-' };
+
 /**
- * One writer: loops over its writes until /tmp/race-stop exists, counting
- * each outcome; unexpected error texts go to its log. Builtins only.
+ * One writer: loops over its writes until `stop` exists, counting each
+ * outcome; unexpected error texts go to its log. While `pause` exists it
+ * writes nothing and says so with `paused<id>` (the driver's settle, below).
+ * Builtins only.
  */
-function writerScript(id: number, writes: string[]): string {
-  const P = `/sys/kernel/livepatch/${LP}`;
+export function writerScript(id: number, writes: string[], paths: RacePaths = GUEST_PATHS): string {
+  const P = paths.lp;
+  const T = paths.tmp;
   const one = (file: string, value: string) =>
-    `if { echo ${value} > ${P}/${file}; } 2>/tmp/race-e${id}; then ok=$((ok+1)); else read m < /tmp/race-e${id}; ` +
+    `if { echo ${value} > ${P}/${file}; } 2>${T}e${id}; then ok=$((ok+1)); else read m < ${T}e${id}; ` +
     `case "$m" in *"Invalid argument"*) inval=$((inval+1));; *"can't create"*|*"No such file"*|*nonexistent*|*"No such device"*) absent=$((absent+1));; ` +
-    `*) other=$((other+1)); echo "${file}=${value}: $m" >> /tmp/race-other${id};; esac; fi; `;
+    `*) other=$((other+1)); echo "${file}=${value}: $m" >> ${T}other${id};; esac; fi; `;
   return (
-    `ok=0; inval=0; absent=0; other=0; reads=0; while [ ! -e /tmp/race-stop ]; do ` +
+    `ok=0; inval=0; absent=0; other=0; reads=0; while [ ! -e ${T}stop ]; do ` +
+    `if [ -e ${T}pause ]; then : > ${T}paused${id}; while [ -e ${T}pause ] && [ ! -e ${T}stop ]; do usleep 20000; done; rm -f ${T}paused${id}; continue; fi; ` +
     writes.map((w) => one(...(w.split('=') as [string, string]))).join('') +
-    `read v 2>/dev/null < ${P}/transition && reads=$((reads+1)); done; echo "$ok $inval $absent $other $reads" > /tmp/race-count${id}`
+    `read v 2>/dev/null < ${P}/transition && reads=$((reads+1)); done; echo "$ok $inval $absent $other $reads" > ${T}count${id}`
   );
 }
 
@@ -63,25 +78,42 @@ function writerScript(id: number, writes: string[]): string {
  * The driver: loads the patch (a transition that the blocked reader makes
  * stick), waits until the writers finished or reversed it, disables it,
  * waits until the kernel freed it and removes the module; again until the
- * time is up. A wait longer than `hangMs` counts as a hang and ends it.
+ * time is up.
+ *
+ * Writers that keep reversing a transition may keep it pending for as long
+ * as they run: each reversal needs every task to switch again before the
+ * kernel's next try, and the reader switches only after a signal that came
+ * after the reversal. That is the admin's doing, not a hang. So a wait that
+ * passes `hangMs` settles instead: the driver pauses the writers, waits until
+ * each says it paused, writes what its wait needs again (the removal wait:
+ * enabled 0, since the last writer may have reversed the disabling), then
+ * signal once, and waits `hangMs` again. Only a transition that does not end
+ * then counts as a hang (and ends the race): with nobody reversing it and
+ * its blocker signalled, a kernel must finish it.
  */
-function driverScript(hangMs: number, raceMs: number): string {
-  const P = `/sys/kernel/livepatch/${LP}`;
-  const waitFor = (cond: string) =>
-    `w0=$ms; while :; do ${cond} && break; now_ms; [ $((ms - w0)) -ge ${hangMs} ] && { hangs=$((hangs+1)); echo "hang: ${cond.replace(/"/g, "'")} after $((ms - w0)) ms" >> /tmp/race-hangs; break; }; usleep 50000; now_ms; done; `;
+export function driverScript(hangMs: number, raceMs: number, writers: number, paths: RacePaths = GUEST_PATHS): string {
+  const P = paths.lp;
+  const T = paths.tmp;
+  const quiet =
+    `i=0; while [ $i -lt 100 ]; do n=0; for f in ${T}paused*; do [ -e "$f" ] && n=$((n+1)); done; [ $n -ge ${writers} ] && break; usleep 20000; i=$((i+1)); done; `;
+  const waitFor = (cond: string, again = '') =>
+    `w0=$ms; settling=; while :; do ${cond} && break; now_ms; if [ $((ms - w0)) -ge ${hangMs} ]; then ` +
+    `if [ -z "$settling" ]; then settling=1; stalls=$((stalls+1)); : > ${T}pause; ${quiet}${again}echo 1 > ${P}/signal 2>/dev/null; now_ms; w0=$ms; ` +
+    `else hangs=$((hangs+1)); echo "hang: ${cond.replace(/"/g, "'")} still false ${hangMs} ms after the writers paused and signal was written" >> ${T}hangs; break; fi; fi; usleep 50000; now_ms; done; ` +
+    `[ -n "$settling" ] && rm -f ${T}pause; [ $hangs -gt 0 ] && break; `;
   return (
     'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; now_ms; t0=$ms; ' +
-    `cycles=0; hangs=0; pinned=0; reversed=0; forced=0; while :; do now_ms; [ $((ms - t0)) -ge ${raceMs} ] && break; ` +
-    `insmod /root/${LP}.ko || { echo insmod-failed >> /tmp/race-hangs; break; }; ` +
+    `cycles=0; hangs=0; stalls=0; pinned=0; reversed=0; forced=0; while :; do now_ms; [ $((ms - t0)) -ge ${raceMs} ] && break; ` +
+    `insmod ${paths.module} || { echo insmod-failed >> ${T}hangs; break; }; ` +
     // The last cycle also writes force: only then, since a forced unpatching pins the module.
     `now_ms; if [ $((ms - t0)) -ge ${raceMs - 3000} ]; then echo 1 > ${P}/force 2>/dev/null && forced=$((forced+1)); fi; ` +
     waitFor(`{ read v 2>/dev/null < ${P}/transition || v=gone; [ "$v" != 1 ]; }`) +
     // Reversed: the patching ended unpatched (the patch already freed, or disabled and done).
     `{ [ ! -e ${P} ] || { read en 2>/dev/null < ${P}/enabled && [ "$en" = 0 ]; }; } && reversed=$((reversed+1)); ` +
     `echo 0 > ${P}/enabled 2>/dev/null; ` +
-    waitFor(`[ ! -e ${P} ]`) +
+    waitFor(`[ ! -e ${P} ]`, `echo 0 > ${P}/enabled 2>/dev/null; `) +
     `rmmod ${LP} 2>/dev/null || { pinned=1; break; }; cycles=$((cycles+1)); done; ` +
-    `now_ms; echo "cycles=$cycles hangs=$hangs pinned=$pinned reversed=$reversed forced=$forced ms=$((ms - t0))"`
+    `now_ms; echo "cycles=$cycles hangs=$hangs stalls=$stalls pinned=$pinned reversed=$reversed forced=$forced ms=$((ms - t0))"`
   );
 }
 
@@ -141,7 +173,8 @@ async function runRace(ctx: ScenarioContext, s: StepApi): Promise<void> {
   const restartCheck = `system calls restarted after fake signals (restart-canary: ${canaries.map((c) => `${c[1]} via ${c[0]}`).join(', ')})`;
   await ctx.ops.must(`chmod +x /root/${CANARY}; rm -f /tmp/race-*; ${canaries.map(([path, call]) => `setsid sh -c ${q(`/root/${CANARY} ${path} ${call} > /dev/kmsg 2>&1; echo $? > /tmp/race-canary-${path}-${call}`)} < /dev/null > /dev/null 2>&1 &`).join(' ')} ${writers}`);
   const hangMs = timeout('transition', ctx.arch);
-  const r = await ctx.ops.run(driverScript(hangMs, RACE_SECONDS * 1000), RACE_SECONDS * 1000 + 4 * hangMs + timeout('guestCommand', ctx.arch)).catch((e: Error) => e);
+  // The last cycle may start just before the time is up: two waits, each of up to two bounds and a pause.
+  const r = await ctx.ops.run(driverScript(hangMs, RACE_SECONDS * 1000, WRITERS), RACE_SECONDS * 1000 + 6 * hangMs + timeout('guestCommand', ctx.arch)).catch((e: Error) => e);
   // The guest's SSH server sleeps in pselect6 too: when a restart goes wrong it exits and the
   // connection drops (the command ends without an exit status, or cannot start).
   const lost = r instanceof Error ? r.message : r.code === null ? 'the driver ended without an exit status' : undefined;
@@ -173,5 +206,5 @@ async function tallyRace(ctx: ScenarioContext, s: StepApi, driverOut: string): P
   s.atLeast('writes refused with EINVAL (no transition, or reversing to the same state)', sum(1), 1, 'count');
   s.atLeast('transition reads', sum(4), 1, 'count');
   s.equal('write errors other than EINVAL or a missing file', others || 'none', 'none');
-  s.equal('waits that hung (transition or patch removal)', hangs || 'none', 'none');
+  s.equal('transitions that did not end once the writers paused (patching or patch removal)', hangs || 'none', 'none');
 }
