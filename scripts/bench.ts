@@ -170,7 +170,15 @@ if (!skipCold) {
     say('| arch | harness build | plain make | ratio |');
     say('| --- | --- | --- | --- |');
     for (const r of rows) say(r);
-    say(`| both | ${sec(cold.arches.reduce((s, a) => s + (a.build?.durationMs ?? 0), 0))} | ${sec(plainMs)} | |`);
+    const builtMs = cold.arches.reduce((s, a) => s + (a.build?.durationMs ?? 0), 0);
+    say(`| both | ${sec(builtMs)} | ${sec(plainMs)} | ${(builtMs / plainMs).toFixed(3)} |`);
+    say();
+    const ran = cold.arches.reduce((n, a) => n + a.scenarios.length, 0);
+    say(
+      `Ratios against the plain make of both kernels: the harness's builds **${(builtMs / plainMs).toFixed(3)} x** (goal 1.15 x); ` +
+        `the whole main job (source, builds, guest images with their package downloads, ${ran} scenarios) **${(coldMs / plainMs).toFixed(2)} x**, ` +
+        `${sec(coldMs)} of wall; npm ci (${sec(npmMs)}) on top.`,
+    );
     say();
   } finally {
     rmSync(coldCache, { recursive: true, force: true });
