@@ -264,7 +264,9 @@ const childrenCpuMs = () => {
   const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[13]) + Number(fields[14])) * 10;
 };
+// The run the per-scenario tables describe: the one at --reuse-jobs (the default --jobs, 4), else the last.
 let last: RunReport | undefined;
+let lastJobs = 0;
 const reuseJobs = Number(valueOf('--reuse-jobs', '4'));
 for (const [j, reuse] of [...jobsList.map((j) => [j, true] as const), ...(reuseJobs > 0 ? [[reuseJobs, false] as const] : [])]) {
   const runDir = mkdtempSync(join(tmpdir(), `klp-bench-run-j${j}-`));
@@ -281,12 +283,12 @@ for (const [j, reuse] of [...jobsList.map((j) => [j, true] as const), ...(reuseJ
   const stalls = boots.filter((b) => b.stalledConsoleLogs?.length).length;
   say(`| ${j} | ${reuse ? 'reset in place' : 'one per guest (--no-reuse)'} | ${sec(wallMs)} | ${all.filter((s) => s.ok).length}/${all.length} | ${sec(all.reduce((s, x) => s + x.durationMs, 0))} | ${report.jobs?.peak ?? '?'} | ${processes} | ${sec(qemuCpu)} | ${sec(childrenCpuMs() - children0)} | ${sec((cpu.user + cpu.system) / 1000)} | ${stalls} of ${boots.length} |`);
   process.stdout.write(`(logs of this run: ${runDir})\n`);
-  if (reuse) last = report;
+  if (reuse && lastJobs !== reuseJobs) [last, lastJobs] = [report, j];
 }
 say();
 say('Goal: 45 s for both arches. Host CPU is 2 cores x wall time; the QEMU and harness CPU columns say how much of it the run used.');
 say();
-say(`### CPU seconds per scenario (the --jobs ${jobsList[jobsList.length - 1]} run)`);
+say(`### CPU seconds per scenario (the --jobs ${lastJobs} run)`);
 say();
 say('QEMU CPU split at the moment SSH answered: the restore (or boot) and the connection, then the scenario; guest commands are the commands the scenario ran over SSH (each a subshell of a shell kept open, or an exec channel of its own).');
 say();
@@ -324,7 +326,7 @@ say();
     }
   }
   if (kinds.size) {
-    say(`### Getting a guest to SSH, by how it came (the --jobs ${jobsList[jobsList.length - 1]} run)`);
+    say(`### Getting a guest to SSH, by how it came (the --jobs ${lastJobs} run)`);
     say();
     say("QEMU CPU up to SSH answering; for a restore or reset, the medians of the QEMU CPU used by two moments on the way (counted from the QEMU's start, or the reset's): the saved state loaded and the guest running, and SSH connected (the difference is the guest's side of the handshake); the timer proof (a 20 ms sleep over SSH) takes it to the first column.");
     say();
@@ -350,7 +352,7 @@ for (const s of (last?.arches ?? []).flatMap((a) => a.scenarios)) {
 if (bySteps.size) {
   const rest = splits.reduce((t, x) => t + x.rest, 0);
   const stepCpu = [...bySteps.values()].reduce((t, e) => t + e.cpu, 0);
-  say(`### Where the scenario part goes: QEMU CPU by step (the --jobs ${jobsList[jobsList.length - 1]} run)`);
+  say(`### Where the scenario part goes: QEMU CPU by step (the --jobs ${lastJobs} run)`);
   say();
   say(`The steps' QEMU CPU adds up to ${sec(stepCpu)} of the scenario parts' ${sec(rest)}; the rest is spent outside any step (between steps and after the last one, until the guest is stopped). The 12 steps that cost most over all scenarios:`);
   say();

@@ -16,7 +16,7 @@
 // when the runner is interrupted (exit 130) or killed (the harness's process
 // layer).
 import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cacheRoot } from '../harness/core/cache.js';
 import { spawnGroup } from '../harness/proc/group.js';
@@ -119,9 +119,11 @@ export function judge(tap: string, code: number | null, signal: string | null, t
         ? `${counts.fail} failed`
         : code !== 0
           ? `exited ${code ?? 'without a status'}`
-          : !plan || !counts
-            ? 'printed no plan or no totals (it ended before its tests did)'
-            : undefined;
+          : !plan
+            ? 'printed no plan (it ended before its tests did, or is no tap test)'
+            : !counts
+              ? 'printed no totals (it ended before its tests did)'
+              : undefined;
   const c = counts ?? { total: 0, pass: 0, fail: 0, skip: 0, todo: 0 };
   // A file that failed without a failure of its own counted (a crash, a timeout) counts one.
   if (why && !c.fail) {
@@ -164,6 +166,22 @@ function saveTimes(results: readonly FileResult[]): void {
 }
 
 /**
+ * A file's stderr (its logs, a crash's stack) goes on at once, each line
+ * prefixed with the file's name: two files run at once, and their blocks on
+ * stdout come only when each ends.
+ */
+function prefixLines(stream: NodeJS.ReadableStream, prefix: string): void {
+  let partial = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (d: string) => {
+    const lines = (partial + d).split('\n');
+    partial = lines.pop()!;
+    if (lines.length) process.stderr.write(lines.map((l) => `${prefix}${l}\n`).join(''));
+  });
+  stream.on('end', () => partial && process.stderr.write(`${prefix}${partial}\n`));
+}
+
+/**
  * The environment of a test file: ours, with tap's timeout; without a tap
  * runner's child id (tap prints a file's totals only without one, and the
  * runner may itself run under tap, in its own unit test).
@@ -182,10 +200,14 @@ async function runFile(file: string, o: Options): Promise<FileResult> {
     name: `test ${file}`,
     timeoutMs: (o.timeoutS + o.graceS) * 1000,
     killAfterMs: Math.min(o.graceS, 5) * 1000,
-    spawn: { stdio: ['ignore', 'pipe', 'inherit'], env: fileEnv(o) },
+    spawn: { stdio: ['ignore', 'pipe', 'pipe'], env: fileEnv(o) },
   });
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  prefixLines(child.stderr!, `${basename(file, '.test.js')}: `);
+  const ended = new Promise<void>((resolve) => child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d)).once('close', resolve));
   const exit = await group.exited;
+  // The exit can come before the last of the output is read; a process the file left behind
+  // may hold the pipe open, so the wait for its end is bounded.
+  await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
   const tap = out.replace(/^TAP version \d+\n/, '');
   return { file, ms: Date.now() - started, tap, ...judge(tap, exit.code, exit.signal, group.timedOut, o.timeoutS) };
 }

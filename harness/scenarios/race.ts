@@ -74,6 +74,18 @@ export function writerScript(id: number, writes: string[], paths: RacePaths = GU
   );
 }
 
+/** The driver's bounds, all on the guest's clock. */
+export interface DriverBounds {
+  /** Guest ms of racing (a cycle starts until then). */
+  raceMs: number;
+  /** Guest ms a wait runs with the writers racing before they are paused. */
+  settleMs: number;
+  /** Guest ms the writers have to pause, and then the transition to end. */
+  hangMs: number;
+  /** Writer processes that must say they paused. */
+  writers: number;
+}
+
 /**
  * The driver: loads the patch (a transition that the blocked reader makes
  * stick), waits until the writers finished or reversed it, disables it,
@@ -84,29 +96,33 @@ export function writerScript(id: number, writes: string[], paths: RacePaths = GU
  * as they run: each reversal needs every task to switch again before the
  * kernel's next try, and the reader switches only after a signal that came
  * after the reversal. That is the admin's doing, not a hang. So a wait that
- * passes `hangMs` settles instead: the driver pauses the writers, waits until
- * each says it paused, writes what its wait needs again (the removal wait:
- * enabled 0, since the last writer may have reversed the disabling), then
- * signal once, and waits `hangMs` again. Only a transition that does not end
- * then counts as a hang (and ends the race): with nobody reversing it and
- * its blocker signalled, a kernel must finish it.
+ * passes `settleMs` settles instead: the driver pauses the writers and waits
+ * until each says it paused (a writer still in a write or read `hangMs` later
+ * is a hang: a sysfs access that does not return), writes what its wait
+ * needs again (the removal wait: enabled 0, since the last writer may have
+ * reversed the disabling), then signal once, and waits `hangMs`. Only a
+ * transition that does not end then counts as a hang (and ends the race):
+ * with nobody reversing it and its blocker signalled, a kernel must finish it.
  */
-export function driverScript(hangMs: number, raceMs: number, writers: number, paths: RacePaths = GUEST_PATHS): string {
+export function driverScript(b: DriverBounds, paths: RacePaths = GUEST_PATHS): string {
   const P = paths.lp;
   const T = paths.tmp;
+  const W = b.writers;
   const quiet =
-    `i=0; while [ $i -lt 100 ]; do n=0; for f in ${T}paused*; do [ -e "$f" ] && n=$((n+1)); done; [ $n -ge ${writers} ] && break; usleep 20000; i=$((i+1)); done; `;
+    `q0=$ms; while :; do n=0; for f in ${T}paused*; do [ -e "$f" ] && n=$((n+1)); done; [ $n -ge ${W} ] && break; now_ms; ` +
+    `if [ $((ms - q0)) -ge ${b.hangMs} ]; then hangs=$((hangs+1)); echo "hang: $((${W} - n)) of ${W} writers still in a write or read ${b.hangMs} ms after the pause" >> ${T}hangs; break; fi; usleep 20000; done; ` +
+    `[ $hangs -gt 0 ] && break; `;
   const waitFor = (cond: string, again = '') =>
-    `w0=$ms; settling=; while :; do ${cond} && break; now_ms; if [ $((ms - w0)) -ge ${hangMs} ]; then ` +
-    `if [ -z "$settling" ]; then settling=1; stalls=$((stalls+1)); : > ${T}pause; ${quiet}${again}echo 1 > ${P}/signal 2>/dev/null; now_ms; w0=$ms; ` +
-    `else hangs=$((hangs+1)); echo "hang: ${cond.replace(/"/g, "'")} still false ${hangMs} ms after the writers paused and signal was written" >> ${T}hangs; break; fi; fi; usleep 50000; now_ms; done; ` +
-    `[ -n "$settling" ] && rm -f ${T}pause; [ $hangs -gt 0 ] && break; `;
+    `w0=$ms; settling=; while :; do ${cond} && break; now_ms; ` +
+    `if [ -z "$settling" ] && [ $((ms - w0)) -ge ${b.settleMs} ]; then settling=1; stalls=$((stalls+1)); : > ${T}pause; ${quiet}${again}echo 1 > ${P}/signal 2>/dev/null; now_ms; w0=$ms; ` +
+    `elif [ -n "$settling" ] && [ $((ms - w0)) -ge ${b.hangMs} ]; then hangs=$((hangs+1)); echo "hang: ${cond.replace(/"/g, "'")} still false ${b.hangMs} ms after the writers paused and signal was written" >> ${T}hangs; break; fi; ` +
+    `usleep 50000; now_ms; done; [ -n "$settling" ] && rm -f ${T}pause; [ $hangs -gt 0 ] && break; `;
   return (
     'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; now_ms; t0=$ms; ' +
-    `cycles=0; hangs=0; stalls=0; pinned=0; reversed=0; forced=0; while :; do now_ms; [ $((ms - t0)) -ge ${raceMs} ] && break; ` +
+    `cycles=0; hangs=0; stalls=0; pinned=0; reversed=0; forced=0; while :; do now_ms; [ $((ms - t0)) -ge ${b.raceMs} ] && break; ` +
     `insmod ${paths.module} || { echo insmod-failed >> ${T}hangs; break; }; ` +
     // The last cycle also writes force: only then, since a forced unpatching pins the module.
-    `now_ms; if [ $((ms - t0)) -ge ${raceMs - 3000} ]; then echo 1 > ${P}/force 2>/dev/null && forced=$((forced+1)); fi; ` +
+    `now_ms; if [ $((ms - t0)) -ge ${b.raceMs - 3000} ]; then echo 1 > ${P}/force 2>/dev/null && forced=$((forced+1)); fi; ` +
     waitFor(`{ read v 2>/dev/null < ${P}/transition || v=gone; [ "$v" != 1 ]; }`) +
     // Reversed: the patching ended unpatched (the patch already freed, or disabled and done).
     `{ [ ! -e ${P} ] || { read en 2>/dev/null < ${P}/enabled && [ "$en" = 0 ]; }; } && reversed=$((reversed+1)); ` +
@@ -173,8 +189,10 @@ async function runRace(ctx: ScenarioContext, s: StepApi): Promise<void> {
   const restartCheck = `system calls restarted after fake signals (restart-canary: ${canaries.map((c) => `${c[1]} via ${c[0]}`).join(', ')})`;
   await ctx.ops.must(`chmod +x /root/${CANARY}; rm -f /tmp/race-*; ${canaries.map(([path, call]) => `setsid sh -c ${q(`/root/${CANARY} ${path} ${call} > /dev/kmsg 2>&1; echo $? > /tmp/race-canary-${path}-${call}`)} < /dev/null > /dev/null 2>&1 &`).join(' ')} ${writers}`);
   const hangMs = timeout('transition', ctx.arch);
-  // The last cycle may start just before the time is up: two waits, each of up to two bounds and a pause.
-  const r = await ctx.ops.run(driverScript(hangMs, RACE_SECONDS * 1000, WRITERS), RACE_SECONDS * 1000 + 6 * hangMs + timeout('guestCommand', ctx.arch)).catch((e: Error) => e);
+  // A wait with the writers racing for 4 of the kernel's 1 s tries (10 s at most) before it settles.
+  const bounds = { raceMs: RACE_SECONDS * 1000, settleMs: Math.min(4000, hangMs), hangMs, writers: WRITERS };
+  // The last cycle may start just before the time is up: two waits, each of up to a settle, a pause and a bound.
+  const r = await ctx.ops.run(driverScript(bounds), bounds.raceMs + 2 * (bounds.settleMs + 2 * hangMs) + timeout('guestCommand', ctx.arch)).catch((e: Error) => e);
   // The guest's SSH server sleeps in pselect6 too: when a restart goes wrong it exits and the
   // connection drops (the command ends without an exit status, or cannot start).
   const lost = r instanceof Error ? r.message : r.code === null ? 'the driver ended without an exit status' : undefined;

@@ -19,14 +19,14 @@ t.test('restart canaries cover each system call entry path of the CPU', async (t
 const fakeModule = (lp: string) =>
   `insmod() { mkdir -p ${lp}; echo 1 > ${lp}/transition; echo 1 > ${lp}/enabled; : > ${lp}/signal; : > ${lp}/force; }; rmmod() { return 0; }; usleep() { sleep 0.02; }; `;
 
-async function raceOnHost(t: Test, kernel: 'settles' | 'never ends'): Promise<{ out: string; hangs: string; stalls: number }> {
+async function raceOnHost(t: Test, kernel: 'settles' | 'never ends', started = 2): Promise<{ out: string; hangs: string; stalls: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'klp-race-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const paths: RacePaths = { lp: join(dir, 'lp'), module: join(dir, 'lp.ko'), tmp: join(dir, 'race-') };
   const W = 2;
   // The writers here only ever (re-)enable the patch, as the last writer before a pause may
   // have; the signal comes from the driver alone.
-  const writers = Array.from({ length: W }, (_, i) => execa('sh', ['-c', fakeModule(paths.lp) + writerScript(i, ['enabled=1'], paths)]));
+  const writers = Array.from({ length: started }, (_, i) => execa('sh', ['-c', fakeModule(paths.lp) + writerScript(i, ['enabled=1'], paths)]));
   // The fake kernel ends a transition only while every writer has paused and after a
   // signal (what a kernel does when nobody reverses it): towards what enabled says, and
   // an unpatching frees the patch.
@@ -39,12 +39,13 @@ async function raceOnHost(t: Test, kernel: 'settles' | 'never ends'): Promise<{ 
             `if [ $n -ge ${W} ] && read s < ${paths.lp}/signal 2>/dev/null && [ "$s" = 1 ]; then : > ${paths.lp}/signal; ` +
             `read en < ${paths.lp}/enabled; if [ "$en" = 0 ]; then rm -rf ${paths.lp}; else echo 0 > ${paths.lp}/transition; fi; fi; sleep 0.02; done`,
         ]);
-  const driver = await execa('sh', ['-c', fakeModule(paths.lp) + driverScript(400, 1000, W, paths)], { timeout: 30_000 });
-  writeFileSync(`${paths.tmp}stop`, '');
+  const driver = await execa('sh', ['-c', fakeModule(paths.lp) + driverScript({ raceMs: 1000, settleMs: 300, hangMs: 400, writers: W }, paths)], { timeout: 30_000 }).finally(() =>
+    writeFileSync(`${paths.tmp}stop`, ''),
+  );
   await Promise.all([...writers, kernel_]);
   const hangs = existsSync(`${paths.tmp}hangs`) ? readFileSync(`${paths.tmp}hangs`, 'utf8').trim() : '';
   t.notOk(existsSync(`${paths.tmp}pause`), 'the writers are not left paused');
-  t.equal(readdirSync(dir).filter((f) => f.startsWith('race-count')).length, W, 'every writer reported its counts');
+  t.equal(readdirSync(dir).filter((f) => f.startsWith('race-count')).length, started, 'every writer reported its counts');
   return { out: driver.stdout, hangs, stalls: Number(/stalls=(\d+)/.exec(driver.stdout)?.[1]) };
 }
 
@@ -59,4 +60,10 @@ t.test('race driver: a transition that does not end with the writers paused and 
   const r = await raceOnHost(t, 'never ends');
   t.match(r.out, /cycles=0 hangs=1 stalls=1 /, r.out);
   t.match(r.hangs, /^hang: .*transition.* still false 400 ms after the writers paused and signal was written$/);
+});
+
+t.test('race driver: a writer that does not pause (a write or read that does not return) is a hang', async (t) => {
+  const r = await raceOnHost(t, 'settles', 1);
+  t.match(r.out, /cycles=0 hangs=1 stalls=1 /, r.out);
+  t.match(r.hangs, /^hang: 1 of 2 writers still in a write or read 400 ms after the pause$/);
 });
