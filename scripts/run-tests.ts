@@ -15,10 +15,10 @@
 // does not start last. Each file's process group is ended on a timeout or
 // when the runner is interrupted (exit 130) or killed (the harness's process
 // layer).
-import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { cacheRoot } from '../harness/core/cache.js';
+import { cacheRoot, writeFileAtomic } from '../harness/core/cache.js';
 import { spawnGroup } from '../harness/proc/group.js';
 import { interruptReason } from '../harness/proc/supervisor.js';
 
@@ -111,19 +111,16 @@ export function parseCounts(tap: string): Counts | undefined {
 export function judge(tap: string, code: number | null, signal: string | null, timedOut: boolean, timeoutS: number): { ok: boolean; counts: Counts; why?: string } {
   const counts = parseCounts(tap);
   const plan = /^1\.\.\d+/m.test(tap);
-  const why = timedOut
-    ? `did not finish within ${timeoutS} s and the grace after it: its process group was ended`
-    : signal
-      ? `ended by ${signal}`
-      : counts?.fail
-        ? `${counts.fail} failed`
-        : code !== 0
-          ? `exited ${code ?? 'without a status'}`
-          : !plan
-            ? 'printed no plan (it ended before its tests did, or is no tap test)'
-            : !counts
-              ? 'printed no totals (it ended before its tests did)'
-              : undefined;
+  // The first that holds is the reason.
+  const reasons: [boolean, () => string][] = [
+    [timedOut, () => `did not finish within ${timeoutS} s and the grace after it: its process group was ended`],
+    [!!signal, () => `ended by ${signal}`],
+    [!!counts?.fail, () => `${counts!.fail} failed`],
+    [code !== 0, () => `exited ${code ?? 'without a status'}`],
+    [!plan, () => 'printed no plan (it ended before its tests did, or is no tap test)'],
+    [!counts, () => 'printed no totals (it ended before its tests did)'],
+  ];
+  const why = reasons.find(([holds]) => holds)?.[1]();
   const c = counts ?? { total: 0, pass: 0, fail: 0, skip: 0, todo: 0 };
   // A file that failed without a failure of its own counted (a crash, a timeout) counts one.
   if (why && !c.fail) {
@@ -154,12 +151,9 @@ function readTimes(): Record<string, number> {
   }
 }
 
-function saveTimes(results: readonly FileResult[]): void {
+function saveTimes(last: Readonly<Record<string, number>>, results: readonly FileResult[]): void {
   try {
-    const all = { ...readTimes(), ...Object.fromEntries(results.filter((r) => r.ok).map((r) => [r.file, r.ms])) };
-    const tmp = `${timesFile()}.${process.pid}`;
-    writeFileSync(tmp, JSON.stringify(all, null, 1));
-    renameSync(tmp, timesFile());
+    writeFileAtomic(timesFile(), JSON.stringify({ ...last, ...Object.fromEntries(results.filter((r) => r.ok).map((r) => [r.file, r.ms])) }, null, 1));
   } catch {
     // Only the order of the next run depends on it.
   }
@@ -215,7 +209,8 @@ async function runFile(file: string, o: Options): Promise<FileResult> {
 export async function main(argv: readonly string[]): Promise<number> {
   const o = parseArgs(argv);
   const started = Date.now();
-  const files = longestFirst(testFiles(o.paths).map((f) => relative(process.cwd(), f) || f), readTimes());
+  const lastMs = readTimes();
+  const files = longestFirst(testFiles(o.paths).map((f) => relative(process.cwd(), f) || f), lastMs);
   process.stdout.write(`TAP version 14\n1..${files.length}\n`);
   const results: FileResult[] = [];
   let next = 0;
@@ -228,7 +223,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
   };
   await Promise.all(Array.from({ length: Math.min(o.jobs, files.length) }, worker));
-  saveTimes(results);
+  saveTimes(lastMs, results);
   const sum = (k: keyof Counts) => results.reduce((s, r) => s + r.counts[k], 0);
   const parts = (['pass', 'fail', 'skip', 'todo'] as const).filter((k) => k === 'pass' || sum(k)).map((k) => `, ${k}: ${sum(k)}`);
   process.stdout.write(`# { total: ${sum('total')}${parts.join('')} }\n# time=${Date.now() - started}ms\n`);
