@@ -46,6 +46,8 @@ export interface BootRequest {
   pickPort?: () => Promise<number>;
   /** A QMP socket for QEMU to create (a snapshot is saved through it). */
   qmpSocket?: string;
+  /** A qcow2 image attached as a drive no device uses (a snapshot's state is saved in it with `savevm`). */
+  vmstateImage?: string;
 }
 
 /** A guest up and reachable over SSH; leaving its `await using` scope closes SSH and stops QEMU. */
@@ -118,7 +120,7 @@ async function bootOnce(req: BootRequest & { accel: Accelerator }, stalled: stri
 export const commandFileOf = (req: Pick<BootRequest, 'commandFile' | 'consoleLog'>) => req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt');
 
 /** Starts QEMU for the request (booting, or from a saved state) and says where its command line is. */
-export function startQemu(req: BootRequest, port: number, accel: Accel, incoming?: string, warm: { paused?: boolean; vmstateImage?: string } = {}): QemuVM {
+export function startQemu(req: BootRequest, port: number, accel: Accel, saved: { paused?: boolean; vmstateImage?: string; loadvm?: string } = {}): QemuVM {
   const { arch, logger } = req;
   const vm = new QemuVM({
     arch,
@@ -134,14 +136,14 @@ export function startQemu(req: BootRequest, port: number, accel: Accel, incoming
     env: req.qemuEnv,
     extraAppend: req.extraAppend,
     qmpSocket: req.qmpSocket,
-    incoming,
-    ...warm,
+    vmstateImage: req.vmstateImage,
+    ...saved,
     onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
   });
   // The full command line is long: it goes to --verbose and next to the console log, not to every default log line.
   const commandFile = commandFileOf(req);
   writeFileSync(commandFile, vm.command + '\n');
-  logger.info(`${incoming ? 'restore' : 'boot'} ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid} (command line in ${commandFile})`);
+  logger.info(`${saved.loadvm ? 'restore' : 'boot'} ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid} (command line in ${commandFile})`);
   logger.verbose(`boot ${arch.name}: ${vm.command}`);
   return vm;
 }

@@ -1,9 +1,8 @@
 // A small client for QEMU's machine protocol (QMP) on a unix socket: JSON
 // lines, one command answered at a time, asynchronous events skipped. Used
-// to save a booted guest's state to a file (migrate) and to stop QEMU.
+// to save a booted guest's state (savevm), restore it (loadvm) and stop and run QEMU.
 import { connect, type Socket } from 'node:net';
 import { infraError } from '../core/errors.js';
-import { shellQuote } from '../proc/exec.js';
 import { pollUntil } from '../core/poll.js';
 import { hostMs } from '../core/timeouts.js';
 
@@ -80,29 +79,4 @@ export class QmpClient {
   close(): void {
     this.socket.destroy();
   }
-}
-
-/** What query-migrate says, in the parts we read. */
-export interface MigrateStatus {
-  status?: string;
-  'error-desc'?: string;
-  'total-time'?: number;
-  ram?: { transferred?: number; total?: number };
-}
-
-/**
- * Writes the guest's whole state to a file through `cat` (QEMU 7.2 has no
- * file: migration target) and waits until it is complete. The guest is
- * stopped afterwards (QEMU's postmigrate state).
- */
-export async function migrateToFile(qmp: QmpClient, file: string, deadlineMs: number): Promise<MigrateStatus> {
-  await qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
-  const read = async () => {
-    const s = (await qmp.execute('query-migrate')) as MigrateStatus;
-    if (s.status === 'failed' || s.status === 'cancelled') throw infraError(`saving the guest's state to ${file} ${s.status}: ${s['error-desc'] ?? 'no reason given'}`);
-    return s;
-  };
-  const r = await pollUntil(read, (s) => s.status === 'completed', { everyMs: hostMs('qmpPoll'), deadlineMs });
-  if (r.ok) return r.value;
-  throw infraError(`saving the guest's state to ${file} took over ${deadlineMs / 1000} s (status ${r.last?.status})`);
 }

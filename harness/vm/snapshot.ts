@@ -1,13 +1,14 @@
 // Fresh guests from a snapshot instead of a boot. The first guest for a
 // (kernel, image, QEMU command line) boots as usual; once SSH answers, its
-// whole state goes to a file through QEMU's migration stream, and every
-// guest after that, in this run or a later one, starts from that file
-// (`-incoming`): the same pristine state each time, SSH-ready in well under a
-// second instead of a boot. The snapshot is a cache entry (snapshots/<key>)
+// whole state is saved (`savevm`) in a qcow2 image of the entry, and every
+// guest after that, in this run or a later one, starts from a copy of that
+// image (`-loadvm`, no kernel loaded only to be overwritten): the same
+// pristine state each time, SSH-ready in well under a second instead of a
+// boot. The same image resets its QEMU in place for the next guest. The snapshot is a cache entry (snapshots/<key>)
 // made under the entry's exclusive lock and used under its shared one, with
 // the boot's console and any kernel reports of the boot kept beside it. A
 // restore that fails is said in the log and the report, and the guest boots.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { constants, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pRetry, { AbortError } from 'p-retry';
@@ -23,11 +24,11 @@ import type { ConsoleEvent } from './console.js';
 import { freePort } from './ports.js';
 import { writeEmptyQcow2 } from './qcow2.js';
 import { processCpuMs, qemuArgs, type QemuVM } from './qemu.js';
-import { migrateToFile, QmpClient } from './qmp.js';
+import { QmpClient } from './qmp.js';
 import { GuestShell } from './ssh.js';
 
-/** The file in a snapshot entry that holds the guest's state. */
-const STATE = 'state';
+/** The file in a snapshot entry that holds the guest's state: a qcow2 image with one saved VM state, PRISTINE. */
+const IMAGE = 'pristine.qcow2';
 
 export interface FreshGuestRequest extends BootRequest {
   cacheDir: string;
@@ -84,7 +85,8 @@ interface SnapshotMeta {
 
 interface Snapshot {
   dir: string;
-  state: string;
+  /** The entry's qcow2 image (each QEMU gets a copy: loadvm needs its image writable). */
+  image: string;
   meta: SnapshotMeta;
 }
 
@@ -147,7 +149,8 @@ export async function snapshotKey(req: BootRequest, book = new SnapshotBook()): 
   const binary = req.qemuBinary ?? req.arch.qemu.binary;
   // The accelerator is in the command line: a state saved under one restores only under it.
   const args = qemuArgs({ arch: req.arch, accel: accelOf(req), dataArgs: req.qemuDataArgs, kernel: req.kernel, initrd: req.initrd, sshPort: 0, consoleLog: '', cpu: req.cpu, smp: req.smp, extraAppend: req.extraAppend });
-  const inputs = { qemu: await book.versionOf(binary), args: args.join(' '), kernel: await book.sumOf(req.kernel), initrd: await book.sumOf(req.initrd) };
+  // saved: how the entry holds the state (entries of the migration-stream kind, before it, are made anew).
+  const inputs = { qemu: await book.versionOf(binary), args: args.join(' '), kernel: await book.sumOf(req.kernel), initrd: await book.sumOf(req.initrd), saved: `savevm ${PRISTINE} in ${IMAGE}` };
   return { key: `${req.arch.name}-${req.cpu ?? req.arch.qemu.cpuModels[0]}-${hashOf(...Object.values(inputs))}`, inputs };
 }
 
@@ -239,7 +242,7 @@ function snapshotEntry(req: FreshGuestRequest, key: string, inputs: Record<strin
   const check = async () => {
     const marker = await readValidMarker(dir);
     if (!marker) return undefined;
-    return { dir, state: join(dir, STATE), meta: marker.meta as unknown as SnapshotMeta };
+    return { dir, image: join(dir, IMAGE), meta: marker.meta as unknown as SnapshotMeta };
   };
   return useEntry({
     lock: entryLock(req.cacheDir, `snapshots/${key}`),
@@ -253,41 +256,53 @@ function snapshotEntry(req: FreshGuestRequest, key: string, inputs: Record<strin
   });
 }
 
-/** Boots a guest with a QMP socket, waits for SSH, saves its state to the entry and stops it. */
+/** Boots a guest with a QMP socket and the entry's image, waits for SSH, saves its state in the image (savevm) and stops it. */
 async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, inputs: Record<string, string>, book: SnapshotBook): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const qmpSocket = book.qmpSocketPath();
   const consoleLog = join(dir, 'boot-console.log');
+  const image = join(dir, IMAGE);
+  writeEmptyQcow2(image);
   req.logger.info(`snapshot ${req.arch.name}: booting the guest to save (${dir})`);
   try {
-    await using booted = await bootGuest({ ...req, consoleLog, commandFile: join(dir, 'qemu-command.txt'), qmpSocket });
-    // The guest's SSH server sees our connection end before its state is saved: no half-open session in the snapshot.
-    booted.ssh.close();
-    await delay(hostMs('sshCloseSettle'));
-    const qmp = await QmpClient.connect(qmpSocket);
-    const started = Date.now();
-    try {
-      await migrateToFile(qmp, join(dir, STATE), timeout('guestCommand', req.arch));
-    } finally {
-      qmp.close();
-    }
-    const meta: SnapshotMeta = { bootMs: booted.readyMs, saveMs: Date.now() - started, stateBytes: statSync(join(dir, STATE)).size, bootEvents: booted.vm.events.slice() };
+    const saved = await saveBooted(req, consoleLog, join(dir, 'qemu-command.txt'), qmpSocket, image);
+    // QEMU has ended: the image is final (QEMU writes to it until it quits), so its sums go in the marker now.
+    const meta: SnapshotMeta = { ...saved, stateBytes: statSync(image).size };
     const needs = req.arch.qemu.restoreLimits?.stateSections?.[req.cpu ?? req.arch.qemu.cpuModels[0]!];
     // Kept as a made entry: the next run with this QEMU boots these guests at once instead of saving again.
-    if (needs && !stateHasSection(join(dir, STATE), needs.section)) meta.unusable = needs.why;
+    if (needs && !stateHasSection(image, needs.section)) meta.unusable = needs.why;
     writeFileSync(join(dir, 'inputs.json'), JSON.stringify(inputs, null, 2) + '\n');
-    await writeMarker(dir, key, inputs, [STATE], meta as unknown as Record<string, unknown>);
+    await writeMarker(dir, key, inputs, [IMAGE], meta as unknown as Record<string, unknown>);
     if (meta.unusable) req.logger.info(`snapshot ${req.arch.name}: the state saved by ${inputs.qemu} cannot be restored: ${meta.unusable}`);
-    else req.logger.info(`snapshot ${req.arch.name}: saved ${(meta.stateBytes / 1048576).toFixed(0)} MiB in ${(meta.saveMs / 1000).toFixed(2)} s after a ${(booted.readyMs / 1000).toFixed(1)} s boot`);
+    else req.logger.info(`snapshot ${req.arch.name}: saved ${(meta.stateBytes / 1048576).toFixed(0)} MiB in ${(meta.saveMs / 1000).toFixed(2)} s after a ${(meta.bootMs / 1000).toFixed(1)} s boot`);
   } finally {
     rmSync(qmpSocket, { force: true });
   }
 }
 
+/** Boots the guest with the image as a drive, waits for SSH, stops it and saves its state there (savevm); QEMU is gone on return. */
+async function saveBooted(req: FreshGuestRequest, consoleLog: string, commandFile: string, qmpSocket: string, image: string): Promise<Omit<SnapshotMeta, 'stateBytes'>> {
+  await using booted = await bootGuest({ ...req, consoleLog, commandFile, qmpSocket, vmstateImage: image });
+  // The guest's SSH server sees our connection end before its state is saved: no half-open session in the snapshot.
+  booted.ssh.close();
+  await delay(hostMs('sshCloseSettle'));
+  const qmp = await QmpClient.connect(qmpSocket);
+  const started = Date.now();
+  try {
+    // Stopped first: the state saved is the guest at one instant.
+    await bounded(qmp.execute('stop'), hostMs('qmpAnswer'), 'QMP stop');
+    await bounded(humanMonitor(qmp, `savevm ${PRISTINE}`), timeout('guestCommand', req.arch), 'savevm');
+  } finally {
+    qmp.close();
+  }
+  return { bootMs: booted.readyMs, saveMs: Date.now() - started, bootEvents: booted.vm.events.slice() };
+}
+
 /**
- * Whether a saved migration stream has a section with this idstr: QEMU
- * writes each section's idstr after a length byte, in its header.
+ * Whether a saved state has a section with this idstr: QEMU writes each
+ * section's idstr after a length byte, in its header (a qcow2 image holds
+ * the state as that stream, written in order into a fresh image).
  */
 export function stateHasSection(statePath: string, idstr: string): boolean {
   const needle = Buffer.concat([Buffer.from([Buffer.byteLength(idstr)]), Buffer.from(idstr)]);
@@ -301,22 +316,24 @@ async function restoreGuest(req: FreshGuestRequest, s: Snapshot, book: SnapshotB
 }
 
 /**
- * One restore. A QEMU that is to serve later guests too (the book reuses
- * them) starts paused with an empty qcow2 image, saves the loaded state
- * there (`savevm`, about 0.1-0.2 s of QEMU CPU) and only then runs.
+ * One restore: a QEMU started paused from a copy of the entry's image
+ * (`-loadvm`), then run. It serves later guests too when the book reuses
+ * QEMUs: reset in place from the same image.
  */
 async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook, key: string): Promise<FreshGuest> {
   const port = await (req.pickPort ?? freePort)();
-  writeFileSync(req.consoleLog, `# klp-harness: restored from ${s.state}; the boot's console is ${join(s.dir, 'boot-console.log')}\n`);
+  writeFileSync(req.consoleLog, `# klp-harness: restored from ${s.image}; the boot's console is ${join(s.dir, 'boot-console.log')}\n`);
   const qmpSocket = book.qmpSocketPath();
-  const dir = book.reuse ? mkdtempSync(join(tmpdir(), 'klp-warm-')) : undefined;
-  if (dir) writeEmptyQcow2(join(dir, 'vmstate.qcow2'));
+  const dir = mkdtempSync(join(tmpdir(), 'klp-warm-'));
+  const vmstateImage = join(dir, 'vmstate.qcow2');
   let vm: QemuVM;
   try {
-    vm = startQemu({ ...req, qmpSocket }, port, accelOf(req), s.state, dir ? { paused: true, vmstateImage: join(dir, 'vmstate.qcow2') } : {});
+    // A clone where the file system has them, else a copy (40-60 MiB from the page cache).
+    copyFileSync(s.image, vmstateImage, constants.COPYFILE_FICLONE);
+    vm = startQemu({ ...req, qmpSocket }, port, accelOf(req), { paused: true, vmstateImage, loadvm: PRISTINE });
   } catch (e) {
-    // The state file could not be opened (a cache pruned under the run): no QEMU started, nothing to retry.
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    // The image could not be copied (a cache pruned under the run): no QEMU started, nothing to retry.
+    rmSync(dir, { recursive: true, force: true });
     throw new AbortError(e as Error);
   }
   // The boot's kernel reports count for this guest too: it is that boot, resumed.
@@ -328,33 +345,20 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
     // restores at once): connect once the guest runs.
     const deadline = timeout('restoreToSsh', req.arch);
     qmp = await Promise.race([QmpClient.connect(qmpSocket, deadline, () => !vm.running), abortOf(vm, 'after the restore').then((why) => Promise.reject(new HarnessError('boot', why)))]);
-    await untilStatus(qmp, dir ? 'paused' : 'running', deadline, vm);
-    if (dir) {
-      // QEMU 10 leaves the drives of an incoming guest that has not run yet
-      // inactive (savevm: "does not support snapshots") until asked; 7.2 has no such command and no need.
-      await qmp.execute('blockdev-set-active', { active: true }).catch((e: Error) => {
-        if (!/has not been found/.test(e.message)) throw e;
-      });
-      // A deadline like loadvm's: a QEMU that never answers (stopped from outside) fails this restore, not the run.
-      await bounded(humanMonitor(qmp, `savevm ${PRISTINE}`), timeout('guestCommand', req.arch), 'savevm');
-      await qmp.execute('cont');
-    }
+    // -loadvm runs before QMP answers; with -S the guest then waits in 'prelaunch' (QEMU 7.2 and 10.0).
+    await untilStatus(qmp, ['prelaunch', 'paused'], deadline, vm);
+    await bounded(qmp.execute('cont'), hostMs('qmpAnswer'), 'QMP cont');
     const cpuAtRunning = processCpuMs(vm.pid);
     const { ssh, cpuAtConnected } = await connectResumed(req, vm, port, 'after the restore');
     const ms = Date.now() - vm.startedAt;
     const restored = { snapshot: s.dir, ms, cpuAtRunning, cpuAtConnected };
-    if (!dir) {
-      qmp.close();
-      book.live++;
-      return { vm, ssh, readyMs: ms, port, stalled: [], restored, ...leaseOf(vm, 0, () => vm.stop().then(() => (book.live--, vm.cpuMs))) };
-    }
     const warm: WarmQemu = { book, key, vm, qmp, port, snapshot: s, dir, guests: 1 };
     book.live++;
     return { vm, ssh, readyMs: ms, port, stalled: [], restored, ...warmLease(warm, ssh, 0, book) };
   } catch (e) {
     qmp?.close();
     await vm.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
     if (vm.exit && portTaken(vm.exit.stderr)) throw infraError(`port ${port} was taken`);
     throw new AbortError(e as Error);
   } finally {
@@ -372,7 +376,7 @@ async function resetInPlace(req: FreshGuestRequest, w: WarmQemu, book: SnapshotB
   const started = Date.now();
   const cpu0 = processCpuMs(w.vm.pid) ?? 0;
   const before = w.vm.options.consoleLog;
-  w.vm.nextGuest(req.consoleLog, `# klp-harness: QEMU pid ${w.vm.pid} reset in place (loadvm) to ${w.snapshot.state} for its guest ${w.guests + 1}; its guest before: ${before}; the boot's console: ${join(w.snapshot.dir, 'boot-console.log')}\n`, w.snapshot.meta.bootEvents);
+  w.vm.nextGuest(req.consoleLog, `# klp-harness: QEMU pid ${w.vm.pid} reset in place (loadvm) to ${w.snapshot.image} for its guest ${w.guests + 1}; its guest before: ${before}; the boot's console: ${join(w.snapshot.dir, 'boot-console.log')}\n`, w.snapshot.meta.bootEvents);
   writeFileSync(commandFileOf(req), w.vm.command + '\n');
   await bounded(humanMonitor(w.qmp, `loadvm ${PRISTINE}`), timeout('guestCommand', req.arch), 'loadvm');
   await bounded(w.qmp.execute('cont'), hostMs('qmpAnswer'), 'QMP cont');
@@ -437,7 +441,7 @@ function warmLease(w: WarmQemu, ssh: GuestShell, cpu0: number, book: SnapshotBoo
   return leaseOf(w.vm, cpu0, async () => {
     ssh.close();
     const used = processCpuMs(w.vm.pid);
-    if (w.vm.running && !wasInterrupted()) {
+    if (book.reuse && w.vm.running && !wasInterrupted()) {
       try {
         // A QEMU that does not answer (stopped from outside, hung) is not kept: it is stopped below.
         await bounded(w.qmp.execute('stop'), hostMs('qmpAnswer'), 'QMP stop');
@@ -472,10 +476,10 @@ async function humanMonitor(qmp: QmpClient, line: string): Promise<void> {
   if (said) throw infraError(`QEMU '${line}': ${said}`);
 }
 
-/** Waits until QEMU has loaded the state: the guest runs, or (started with -S) waits paused. */
-async function untilStatus(qmp: QmpClient, want: 'running' | 'paused', deadlineMs: number, vm: QemuVM): Promise<void> {
+/** Waits until QEMU has loaded the state and waits, paused, for `cont` (QMP status one of `want`). */
+async function untilStatus(qmp: QmpClient, want: readonly string[], deadlineMs: number, vm: QemuVM): Promise<void> {
   const status = async () => ((await qmp.execute('query-status')) as { status: string }).status;
-  const r = await pollUntil(status, (st) => st === want || !vm.running, { everyMs: hostMs('restorePoll'), deadlineMs });
+  const r = await pollUntil(status, (st) => want.includes(st) || !vm.running, { everyMs: hostMs('restorePoll'), deadlineMs });
   if (!vm.running) throw new HarnessError('boot', `${await abortOf(vm, 'during the restore')}`);
-  if (!r.ok) throw infraError(`the guest was not ${want} ${deadlineMs / 1000} s after the restore began (QEMU status: ${r.last})`);
+  if (!r.ok) throw infraError(`the guest was not paused (${want.join(' or ')}) ${deadlineMs / 1000} s after the restore began (QEMU status: ${r.last})`);
 }

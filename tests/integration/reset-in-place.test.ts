@@ -57,7 +57,7 @@ async function resetInPlace(t: Test, arch: ArchRecord, cpu: string) {
     t.match(readFileSync(join(dir, 'console-1.log'), 'utf8'), marker, "the first guest's console has its line");
     const console2 = readFileSync(join(dir, 'console-2.log'), 'utf8');
     t.notMatch(console2, marker, "the second guest's console has nothing of the first");
-    t.match(console2, /^# klp-harness: QEMU pid \d+ reset in place \(loadvm\) to \S+\/state for its guest 2; its guest before: \S+console-1\.log/);
+    t.match(console2, /^# klp-harness: QEMU pid \d+ reset in place \(loadvm\) to \S+\/pristine\.qcow2 for its guest 2; its guest before: \S+console-1\.log/);
     t.comment(`QEMU CPU to SSH: reset ${g2.cpu.atReadyMs} ms (${g2.readyMs} ms wall)`);
     // This guest's QEMU dies: it cannot serve another.
     process.kill(pid2, 'SIGKILL');

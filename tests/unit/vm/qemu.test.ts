@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { getArch } from '../../../harness/core/arch.js';
 import { groupMembers } from '../../../harness/proc/stat.js';
-import { CONSOLE_LINE_MAX_CHARS, INCOMING_FD, processCpuMs, QemuVM, qemuArgs, qemuCommandText, type QemuOptions } from '../../../harness/vm/qemu.js';
+import { CONSOLE_LINE_MAX_CHARS, processCpuMs, QemuVM, qemuArgs, qemuCommandText, type QemuOptions } from '../../../harness/vm/qemu.js';
 import { fixture, goneSoon, killAtEnd, tempDir } from '../../helpers.js';
 
 const x86 = getArch('x86_64');
@@ -98,31 +98,18 @@ t.test('the SSH forward listens on 127.0.0.1 only, and the guest reaches nothing
 t.test('a QMP socket and a saved state are asked for only when given', async (t) => {
   const plain = qemuArgs(base());
   t.notOk(plain.includes('-qmp'));
-  t.notOk(plain.includes('-incoming'));
+  t.notOk(plain.includes('-loadvm'));
+  t.notOk(plain.includes('-drive'));
   t.equal(after(qemuArgs(base({ qmpSocket: '/run/x/qmp.sock' })), '-qmp'), 'unix:/run/x/qmp.sock,server=on,wait=off', 'a server socket QEMU does not wait on');
-  const state = "/cache/snap shots/it's.state";
-  const args = qemuArgs(base({ incoming: state }));
-  t.equal(after(args, '-incoming'), `fd:${INCOMING_FD}`, 'the state comes on a file descriptor, not through a pipe');
-  const text = qemuCommandText('qemu-system-x86_64', base({ incoming: state }));
-  const redirect = ` -incoming fd:${INCOMING_FD} ${INCOMING_FD}< `;
-  t.ok(text.includes(redirect), 'the logged command gives the file as that descriptor');
-  t.same(shWords(text.slice(text.indexOf(redirect) + redirect.length)), [state], 'the path whole');
-  t.equal(after(args, '-kernel'), '/k/bzImage', 'the kernel and initrd are still given with a saved state');
-});
-
-t.test('a restoring QEMU reads its state file on fd 3, opened read-only; a missing state file starts no QEMU', async (t) => {
-  const dir = tempDir(t);
-  const state = join(dir, "it's a state");
-  writeFileSync(state, 'saved guest state bytes\n');
-  const { bin } = script(t, [`cat <&${INCOMING_FD}`, `echo "appended" >&${INCOMING_FD} 2>/dev/null && echo writable || echo read-only`].join('\n'));
-  const consoleLog = join(dir, 'console.log');
-  const lines: string[] = [];
-  const vm = new QemuVM(base({ consoleLog, binary: bin, incoming: state, onConsoleLine: (l) => lines.push(l) }));
-  killAtEnd(t, () => vm.pid);
-  await vm.exited;
-  t.same(lines, ['saved guest state bytes', 'read-only']);
-  t.equal(readFileSync(state, 'utf8'), 'saved guest state bytes\n', 'the state file is unchanged');
-  t.throws(() => new QemuVM(base({ consoleLog, binary: bin, incoming: join(dir, 'gone') })), /ENOENT/);
+  const image = "/tmp/klp-warm-x/it's.qcow2";
+  const args = qemuArgs(base({ vmstateImage: image, loadvm: 'klp-pristine', paused: true }));
+  t.equal(after(args, '-drive'), `if=none,id=klp-vmstate,format=qcow2,cache=unsafe,file=${image}`, 'the image as a drive no device uses');
+  t.equal(after(args, '-loadvm'), 'klp-pristine', 'the state saved under that name, loaded at start-up');
+  t.ok(args.includes('-S'), 'paused until cont');
+  for (const flag of ['-kernel', '-initrd', '-append']) t.notOk(args.includes(flag), `no ${flag}: the saved state replaces the guest's memory`);
+  t.equal(after(qemuArgs(base({ vmstateImage: image })), '-kernel'), '/k/bzImage', 'a boot with an image to save into still boots its kernel');
+  const text = qemuCommandText('qemu-system-x86_64', base({ vmstateImage: image, loadvm: 'klp-pristine' }));
+  t.same(shWords(text).slice(-4), ['-drive', `if=none,id=klp-vmstate,format=qcow2,cache=unsafe,file=${image}`, '-loadvm', 'klp-pristine'], 'the logged command is the whole restore, quoted for a shell');
 });
 
 t.test('the console log is on disk as soon as the VM exists; a log that cannot be made starts no QEMU', async (t) => {

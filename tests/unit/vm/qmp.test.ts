@@ -1,9 +1,9 @@
 // The QMP client against a small fake QEMU monitor on a unix socket: the
-// greeting and capability negotiation, a migration that completes, one that fails.
+// greeting and capability negotiation, answers after events, refusals.
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { migrateToFile, QmpClient } from '../../../harness/vm/qmp.js';
+import { QmpClient } from '../../../harness/vm/qmp.js';
 import { tempDir } from '../../helpers.js';
 
 /** A monitor that answers each command with the next scripted reply (events in between, as QEMU sends them). */
@@ -31,28 +31,13 @@ async function fakeMonitor(t: Test, replies: Record<string, unknown[]>) {
   return { path, seen };
 }
 
-t.test('a migration to a file: the URI quotes the path for the shell, and the status is polled until completed', async (t) => {
-  const m = await fakeMonitor(t, { 'query-migrate': [{ return: { status: 'active' } }, { return: { status: 'completed', 'total-time': 210, ram: { transferred: 40e6 } } }] });
-  const qmp = await QmpClient.connect(m.path);
-  const s = await migrateToFile(qmp, "/cache/snap shots/it's/state", 5000);
-  qmp.close();
-  t.equal(s.status, 'completed');
-  t.equal(s['total-time'], 210);
-  t.same(m.seen, ['qmp_capabilities', `migrate {"uri":"exec:cat > '/cache/snap shots/it'\\\\''s/state'"}`, 'query-migrate', 'query-migrate']);
-});
-
-t.test("a failed migration is an error with QEMU's reason", async (t) => {
-  const m = await fakeMonitor(t, { 'query-migrate': [{ return: { status: 'failed', 'error-desc': 'Unable to write to command: Broken pipe' } }] });
-  const qmp = await QmpClient.connect(m.path);
-  await t.rejects(migrateToFile(qmp, '/x/state', 5000), /saving the guest's state to \/x\/state failed: Unable to write to command: Broken pipe/);
-  qmp.close();
-});
-
 t.test('a command QEMU refuses is an error with its description', async (t) => {
-  const m = await fakeMonitor(t, { migrate: [{ error: { class: 'GenericError', desc: 'There is a migration process in progress' } }] });
+  const m = await fakeMonitor(t, { 'human-monitor-command': [{ error: { class: 'GenericError', desc: 'Device has no medium' } }], 'query-status': [{ return: { status: 'paused' } }] });
   const qmp = await QmpClient.connect(m.path);
-  await t.rejects(migrateToFile(qmp, '/x/state', 5000), /QMP migrate: There is a migration process in progress/);
+  await t.rejects(qmp.execute('human-monitor-command', { 'command-line': 'savevm x' }), /QMP human-monitor-command: Device has no medium/);
+  t.same(await qmp.execute('query-status'), { status: 'paused' }, 'an answer after an event is the command\'s own');
   qmp.close();
+  t.same(m.seen, ['qmp_capabilities', 'human-monitor-command {"command-line":"savevm x"}', 'query-status']);
 });
 
 t.test('a socket nobody serves is an error naming it, after the deadline', async (t) => {

@@ -46,12 +46,12 @@ t.test('a restore that fails is said, and the guest boots instead (here into a p
   const { key, inputs } = await snapshotKey(req);
   const dir = join(req.cacheDir, 'snapshots', key);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'state'), 'not a QEMU state');
-  await writeMarker(dir, key, inputs, ['state'], { bootMs: 1, saveMs: 1, stateBytes: 16, bootEvents: [] });
-  process.env.FAKE_QEMU_INCOMING = 'fail';
+  writeFileSync(join(dir, 'pristine.qcow2'), 'not a qcow2 image with a saved state');
+  await writeMarker(dir, key, inputs, ['pristine.qcow2'], { bootMs: 1, saveMs: 1, stateBytes: 16, bootEvents: [] });
+  process.env.FAKE_QEMU_LOADVM = 'fail';
   process.env.FAKE_QEMU_MODE = 'panic';
   t.teardown(() => {
-    delete process.env.FAKE_QEMU_INCOMING;
+    delete process.env.FAKE_QEMU_LOADVM;
     delete process.env.FAKE_QEMU_MODE;
   });
   const err = await freshGuest(req).then(
@@ -60,7 +60,7 @@ t.test('a restore that fails is said, and the guest boots instead (here into a p
   );
   const log = lines.join('');
   t.match(log, /restore x86_64: software emulation \(TCG\)/, 'a restore was tried first');
-  t.match(log, new RegExp(`snapshot x86_64: restore from \\S*${key} failed: QEMU exited \\(code 1[^\\n]*load of migration failed: Invalid argument; booting instead`));
+  t.match(log, new RegExp(`snapshot x86_64: restore from \\S*${key} failed: QEMU exited \\(code 1[^\\n]*Snapshot 'klp-pristine' does not exist in one or more devices; booting instead`));
   t.type(err, HarnessError);
   t.match((err as HarnessError).message, /kernel failed during boot: .*Kernel panic/, 'then it booted, and the boot is what failed');
 });
@@ -71,8 +71,8 @@ t.test('a snapshot entry recorded as unusable is not restored: its guests boot, 
   const { key, inputs } = await snapshotKey(req);
   const dir = join(req.cacheDir, 'snapshots', key);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'state'), 'a state without the section');
-  await writeMarker(dir, key, inputs, ['state'], { bootMs: 1, saveMs: 1, stateBytes: 16, bootEvents: [], unusable: 'the saved state has no XYZ' });
+  writeFileSync(join(dir, 'pristine.qcow2'), 'a state without the section');
+  await writeMarker(dir, key, inputs, ['pristine.qcow2'], { bootMs: 1, saveMs: 1, stateBytes: 16, bootEvents: [], unusable: 'the saved state has no XYZ' });
   process.env.FAKE_QEMU_MODE = 'panic';
   t.teardown(() => delete process.env.FAKE_QEMU_MODE);
   const err = await freshGuest(req).then(
