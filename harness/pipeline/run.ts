@@ -19,7 +19,7 @@ import { DEFAULT_KERNEL_SRC, prepareSource } from '../kernel/source.js';
 import { applyKnownFailures, type KnownFailures } from '../report/known-failures.js';
 import { overallExit, type ArchReport, type BootReport, type RunReport, type ScenarioOutcome } from '../report/run-report.js';
 import { writeReportFiles } from '../report/write.js';
-import type { Expectations, PatchFeature, Scenario } from '../scenarios/types.js';
+import { DEFAULT_VCPUS, type Expectations, type PatchFeature, type Scenario } from '../scenarios/types.js';
 import { binaryExpectations, expectationsOf } from './expectations.js';
 import { probeLivepatch, skippedOutcome } from './livepatch-probe.js';
 import { prepareBinaryArch, type BinaryArtifacts, type BinarySource } from './prepare-binary.js';
@@ -328,7 +328,7 @@ async function nextRun(g: ArchGuests, queue: PlannedRun[]): Promise<PlannedRun |
 /** What a planned run's guest is asked for. */
 function guestRequest(g: ArchGuests, { scenario, cpu }: PlannedRun, consoleLog: string, commandFile: string): GuestRequest {
   const initrd = g.artifacts.images.get(scenario.image ?? 'base')!.path;
-  return { arch: g.arch, kernel: g.artifacts.build.image, initrd, keys: g.keys, consoleLog, commandFile, cpu, extraAppend: scenario.kernelArgs ? [...scenario.kernelArgs(g.arch)] : undefined };
+  return { arch: g.arch, kernel: g.artifacts.build.image, initrd, keys: g.keys, consoleLog, commandFile, cpu, smp: scenario.vcpus ?? DEFAULT_VCPUS, extraAppend: scenario.kernelArgs ? [...scenario.kernelArgs(g.arch)] : undefined };
 }
 
 /** A pristine guest for one planned run (restored, or booted), recorded in the arch's report. */

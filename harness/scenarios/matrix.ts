@@ -342,6 +342,8 @@ export const forceKthreadLoop = forceScenario('force-kthread-loop', 'kthread-loo
 
 export const signalThread = stuckScenario({
   name: 'signal-thread',
+  // Its leader runs on the other CPU while the kernel tries to switch the process (on one CPU it would be preempted).
+  vcpus: 2,
   description: 'the second thread of a process, its leader running until it has switched, blocks patching in an interruptible read; the kernel names the thread, its patch_state stays 0 while the leader\'s is 1; signal frees it and its read restarts in the new function',
   needs: ['signal'],
   stuck: { blocker: 'user-int', direction: 'patching', thread: 'busy' },

@@ -136,6 +136,8 @@ export function driverScript(b: DriverBounds, paths: RacePaths = GUEST_PATHS): s
 export const race: Scenario = {
   name: 'race',
   expectedSeconds: 30,
+  // Writers and the transition's work on CPUs of their own: a race needs two.
+  vcpus: 2,
   description: `for ${RACE_SECONDS} s, ${WRITERS} processes write signal/force/enabled and read transition while patching transitions start, reverse and complete: only success or EINVAL, no hang, no lockdep or sleep-in-atomic report`,
   needs: ['signal', 'force'],
   async run(ctx) {
