@@ -30,6 +30,7 @@ import { parseQemuChoice, type QemuChoice } from '../harness/vm/qemu-dist.js';
 import { phaseTable, profileGuest, type PhaseFigure } from './profile-guest.js';
 import { runMain } from '../harness/pipeline/run.js';
 import { SCENARIOS } from '../harness/scenarios/index.js';
+import { DEFAULT_VCPUS } from '../harness/scenarios/types.js';
 import { DEFAULT_KERNEL_SRC } from '../harness/kernel/source.js';
 
 const argv = process.argv.slice(2);
@@ -218,7 +219,7 @@ for (const arch of arches) {
   const { build, image } = p.artifacts.get(arch.name)!;
   const dir = mkdtempSync(join(tmpdir(), 'klp-bench-guest-'));
   const accel = await Accelerator.decide({ arch, cacheDir, logger, qemuBinary: p.qemu.binaryFor(arch) });
-  const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), logger, cacheDir, snapshots: true, accel, qemuBinary: p.qemu.binaryFor(arch), qemuDataArgs: p.qemu.dataArgsFor(arch), qemuEnv: p.qemu.envFor(arch) };
+  const req = { arch, kernel: build.image, initrd: image.path, keys, consoleLog: join(dir, 'console.log'), smp: DEFAULT_VCPUS, logger, cacheDir, snapshots: true, accel, qemuBinary: p.qemu.binaryFor(arch), qemuDataArgs: p.qemu.dataArgsFor(arch), qemuEnv: p.qemu.envFor(arch) };
   const boots: number[] = [];
   const restores: number[] = [];
   const restoreCpu: number[] = [];

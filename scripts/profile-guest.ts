@@ -17,6 +17,7 @@ import { guestSleep, TICK_OPEN } from '../harness/vm/guestops.js';
 import { GuestShell } from '../harness/vm/ssh.js';
 import { processCpuMs } from '../harness/vm/qemu.js';
 import type { QemuInstall } from '../harness/vm/qemu-dist.js';
+import { DEFAULT_VCPUS } from '../harness/scenarios/types.js';
 
 export interface PhaseFigure {
   phase: string;
@@ -35,7 +36,8 @@ export async function profileGuest(o: { arch: ArchRecord; artifacts: ArchArtifac
   const dir = mkdtempSync(join(tmpdir(), `klp-profile-${arch.name}-`));
   // Each guest in a QEMU of its own: the first phase measures a restore (the bench's table compares resets).
   await using pool = new GuestPool({ cacheDir: o.cacheDir, logger: o.logger, qemu: o.qemu, reuse: false });
-  const req = { arch, kernel: artifacts.build.image, initrd: artifacts.image.path, keys: o.keys, consoleLog: join(dir, 'console.log') };
+  // A scenario's guest as a run makes it: DEFAULT_VCPUS vCPUs.
+  const req = { arch, kernel: artifacts.build.image, initrd: artifacts.image.path, keys: o.keys, consoleLog: join(dir, 'console.log'), smp: DEFAULT_VCPUS };
   // The first guest may make the snapshot: not measured.
   await (await pool.guest(req))[Symbol.asyncDispose]();
   const out: PhaseFigure[] = [];

@@ -15,6 +15,7 @@ import { cacheRoot } from '../harness/core/cache.js';
 import { getArch } from '../harness/core/arch.js';
 import { table } from '../harness/report/summary.js';
 import { ADDS_FILE } from '../harness/kernel/patches.js';
+import { withDeathSignal } from '../harness/proc/guards.js';
 
 interface Variant {
   name: string;
@@ -78,8 +79,10 @@ for (const v of variants) {
   const out = join(outRoot, v.name);
   const t0 = Date.now();
   process.stdout.write(`verify-verdicts: ${v.name} (${v.what}): building and running the matrix on ${arch}...\n`);
-  // A shell-like line is what this script mostly is: zx runs it, quoting each argument.
-  const r = await $({ nothrow: true, quiet: true })`node ${join(PROJECT_ROOT, 'bin/klp-harness.js')} run --arch ${arch} --patches ${seriesDir} --out ${out} --quiet --sequential`;
+  // A shell-like line is what this script mostly is: zx runs it, quoting each argument. The run ends
+  // with this script (setpriv --pdeathsig, as the harness starts its own children): seen running on alone otherwise.
+  const run = withDeathSignal(process.execPath, [join(PROJECT_ROOT, 'bin/klp-harness.js'), 'run', '--arch', arch, '--patches', seriesDir, '--out', out, '--quiet', '--sequential']);
+  const r = await $({ nothrow: true, quiet: true })`${run.file} ${run.args}`;
   rmSync(seriesDir, { recursive: true, force: true });
   let report: RunReport | undefined;
   try {
