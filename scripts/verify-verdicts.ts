@@ -82,7 +82,8 @@ for (const v of variants) {
   // A shell-like line is what this script mostly is: zx runs it, quoting each argument. The run ends
   // with this script (setpriv --pdeathsig, as the harness starts its own children): seen running on alone otherwise.
   const run = withDeathSignal(process.execPath, [join(PROJECT_ROOT, 'bin/klp-harness.js'), 'run', '--arch', arch, '--patches', seriesDir, '--out', out, '--quiet', '--sequential']);
-  const r = await $({ nothrow: true, quiet: true })`${run.file} ${run.args}`;
+  // exec: the shell zx starts becomes setpriv, whatever the shell's version does with a last command.
+  const r = await $({ nothrow: true, quiet: true })`exec ${run.file} ${run.args}`;
   rmSync(seriesDir, { recursive: true, force: true });
   let report: RunReport | undefined;
   try {

@@ -26,7 +26,7 @@ import type { QemuChoice } from '../vm/qemu-dist.js';
 import { runStamp } from '../pipeline/run.js';
 import { sshCommand } from '../vm/ssh.js';
 import { preflight } from '../core/preflight.js';
-import { initialOf, pendingPatchOf, reachStuck, stuckScenarioNames, stuckSetupOf } from '../scenarios/matrix.js';
+import { initialOf, pendingPatchOf, reachStuck, stuckScenarioNames, stuckSetupOf, vcpusOf } from '../scenarios/matrix.js';
 import { runScenario } from '../scenarios/runner.js';
 import type { Expectations, StuckSetup } from '../scenarios/types.js';
 import { binaryExpectations, expectationsOf } from '../pipeline/expectations.js';
@@ -81,7 +81,7 @@ export async function runInteractive(o: InteractiveOptions): Promise<number> {
   mkdirSync(outDir, { recursive: true });
   const consoleLog = join(outDir, `console-${o.arch.name}.log`);
   const accel = await Accelerator.decide({ arch: o.arch, cacheDir, logger, qemuBinary: qemu.binaryFor(o.arch) });
-  const booted = await bootGuest({ arch: o.arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger, cpu: o.cpu, accel, qemuBinary: qemu.binaryFor(o.arch), qemuDataArgs: qemu.dataArgsFor(o.arch), qemuEnv: qemu.envFor(o.arch) });
+  const booted = await bootGuest({ arch: o.arch, kernel: build.image, initrd: image.path, keys, consoleLog, logger, cpu: o.cpu, smp: vcpusOf(o.scenario), accel, qemuBinary: qemu.binaryFor(o.arch), qemuDataArgs: qemu.dataArgsFor(o.arch), qemuEnv: qemu.envFor(o.arch) });
   try {
     await using guest = booted;
     const expect = expectationsOf({}, src.version, series);

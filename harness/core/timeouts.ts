@@ -57,11 +57,11 @@ export const KVM_MS = { probe: 2_000, firstLine: 2_000 } as const;
  * among them through `hostMs`.
  */
 const HOST_MS = {
-  /** QEMU's QMP socket to answer after QEMU started (it creates it at once). */
+  /** QEMU's QMP socket to answer after QEMU started (it creates it at once; with -loadvm it greets once the state is loaded). */
   qmpConnect: 10_000,
   /** A QMP stop or cont of a guest kept for reuse (answered in milliseconds; a QEMU that does not is not kept). */
   qmpAnswer: 3_000,
-  /** Between two QMP status reads while a migration or a restore runs. */
+  /** Between two QMP status reads while a restore runs. */
   qmpPoll: 50,
   /** Between two reads of QEMU's run state after a restore began. */
   restorePoll: 20,

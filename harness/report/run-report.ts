@@ -42,7 +42,7 @@ export interface BootReport {
   /**
    * For a restore or a reset, QEMU CPU counted as readyCpuMs is, by two
    * moments on the way: the loaded state running (QEMU reading it, or
-   * loadvm; for a QEMU kept for later guests, its savevm too) and SSH
+   * loadvm) and SSH
    * connected (the difference: the guest's side of the handshake). The rest
    * of readyCpuMs is the proof that timers run.
    */

@@ -4,7 +4,7 @@
 // `klp-harness repro` replays the setup alone.
 import { guestBound, timeout } from '../core/timeouts.js';
 import { LP, LP_REPLACE, Sleeper, type BlockerName, type UserBlocker } from './sleeper.js';
-import { Skipped, type Scenario, type ScenarioContext, type StepApi, type StuckSetup } from './types.js';
+import { DEFAULT_VCPUS, Skipped, type Scenario, type ScenarioContext, type StepApi, type StuckSetup } from './types.js';
 
 const AUTO_SIGNAL = /livepatch: signaling remaining tasks/;
 const FORCING = /livepatch: forcing remaining tasks to the patched state/;
@@ -690,4 +690,6 @@ export const MATRIX: readonly Scenario[] = [
 export function stuckSetupOf(name: string): StuckSetup | undefined {
   return MATRIX.find((s) => s.name === name)?.stuck;
 }
+/** The vCPUs a run gives the named scenario's guests (repro gives its guest the same). */
+export const vcpusOf = (name: string | undefined): number => MATRIX.find((s) => s.name === name)?.vcpus ?? DEFAULT_VCPUS;
 export const stuckScenarioNames = (): string[] => MATRIX.filter((s) => s.stuck).map((s) => s.name);

@@ -54,7 +54,7 @@ const MAX_EVENTS = 500;
 /** QEMU's own stderr: the last this many characters are kept. */
 const STDERR_MAX_CHARS = 64 * 1024;
 
-/** The QEMU argv for a boot, from the arch record alone. */
+/** The QEMU argv for a boot or a restore (loadvm), from the arch record alone. */
 export function qemuArgs(o: QemuOptions): string[] {
   const q = o.arch.qemu;
   const accel = o.accel ?? 'tcg';
@@ -79,7 +79,7 @@ export function qemuArgs(o: QemuOptions): string[] {
     ...(o.qmpSocket ? ['-qmp', `unix:${o.qmpSocket},server=on,wait=off`] : []),
     ...(o.paused ? ['-S'] : []),
     // cache=unsafe: QEMU skips the flushes savevm and loadvm ask for (a scratch copy, or an entry not yet marked made).
-    ...(o.vmstateImage ? ['-drive', `if=none,id=klp-vmstate,format=qcow2,cache=unsafe,file=${o.vmstateImage}`] : []),
+    ...(o.vmstateImage ? ['-drive', `if=none,id=klp-vmstate,format=qcow2,cache=unsafe,file=${o.vmstateImage.replace(/,/g, ',,')}`] : []),
     // The same loadvm a reset in place does, at start-up: the command line is the whole restore.
     ...(o.loadvm ? ['-loadvm', o.loadvm] : []),
   ];

@@ -40,19 +40,25 @@ export class QmpClient {
     socket.on('close', () => fail(new Error('QMP connection closed')));
   }
 
-  /** Connects (QEMU may still be creating the socket: retried until deadlineMs) and leaves the greeting's capability negotiation done. */
+  /**
+   * Connects (QEMU may still be creating the socket: retried until deadlineMs) and leaves the greeting's capability
+   * negotiation done. The deadline covers the greeting too: a QEMU started with -loadvm greets only once the state is loaded.
+   */
   static async connect(path: string, deadlineMs = hostMs('qmpConnect'), gone: () => boolean = () => false): Promise<QmpClient> {
+    const started = Date.now();
     const attempt = async (): Promise<QmpClient | Error> => {
+      let c: QmpClient | undefined;
       try {
         const socket = await new Promise<Socket>((resolve, reject) => {
           const s = connect(path, () => resolve(s));
           s.once('error', reject);
         });
-        const c = new QmpClient(socket);
-        await c.next(); // the greeting
-        await c.execute('qmp_capabilities');
+        c = new QmpClient(socket);
+        const greeted = c.next().then(() => c!.execute('qmp_capabilities'));
+        await within(greeted, Math.max(1, deadlineMs - (Date.now() - started)), `QMP socket ${path} did not greet`);
         return c;
       } catch (e) {
+        c?.close();
         if (gone()) throw infraError(`QEMU ended before its QMP socket ${path} answered`);
         return e as Error;
       }
@@ -79,4 +85,11 @@ export class QmpClient {
   close(): void {
     this.socket.destroy();
   }
+}
+
+/** p, or an error saying `what` once ms have passed. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

@@ -8,7 +8,8 @@
 // made under the entry's exclusive lock and used under its shared one, with
 // the boot's console and any kernel reports of the boot kept beside it. A
 // restore that fails is said in the log and the report, and the guest boots.
-import { constants, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { constants, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pRetry, { AbortError } from 'p-retry';
@@ -50,7 +51,7 @@ export interface FreshGuest extends Booted {
   cpu: { atReadyMs: number; usedMs?: number };
 }
 
-/** The state a QEMU that serves several guests is reset to before each: saved in its own qcow2 image right after the restore. */
+/** The saved VM in a snapshot's image: what every restore starts from and every reset in place loads back. */
 const PRISTINE = 'klp-pristine';
 
 /**
@@ -189,7 +190,7 @@ export async function freshGuest(given: FreshGuestRequest, book = new SnapshotBo
     unusable.set(key, `no snapshot: ${tooOld.why} (this is ${inputs.qemu})`);
     req.logger.info(`snapshot ${req.arch.name}: ${unusable.get(key)}; guests boot`);
   }
-  if (limits && req.smp === undefined && !unusable.has(key) && versionAtLeast(inputs.qemu, tooOld?.version ?? '0.0')) {
+  if (limits && !limits.cpuModels.includes(req.cpu ?? req.arch.qemu.cpuModels[0]!) && !unusable.has(key) && versionAtLeast(inputs.qemu, tooOld?.version ?? '0.0')) {
     unusable.set(key, `no snapshot for ${req.cpu ?? req.arch.qemu.cpuModels[0]}: ${limits.why}`);
     req.logger.info(`snapshot ${req.arch.name}: ${unusable.get(key)}; these guests boot`);
   }
@@ -263,11 +264,14 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
   const qmpSocket = book.qmpSocketPath();
   const consoleLog = join(dir, 'boot-console.log');
   const image = join(dir, IMAGE);
-  writeEmptyQcow2(image);
+  // QEMU saves into a scratch image, copied into the entry once QEMU has quit (it writes the image until then):
+  // QEMU never opens the cache (a file system without locks, a path with a comma).
+  const scratch = mkdtempSync(join(tmpdir(), 'klp-save-'));
+  writeEmptyQcow2(join(scratch, IMAGE));
   req.logger.info(`snapshot ${req.arch.name}: booting the guest to save (${dir})`);
   try {
-    const saved = await saveBooted(req, consoleLog, join(dir, 'qemu-command.txt'), qmpSocket, image);
-    // QEMU has ended: the image is final (QEMU writes to it until it quits), so its sums go in the marker now.
+    const saved = await saveBooted(req, consoleLog, join(dir, 'qemu-command.txt'), qmpSocket, join(scratch, IMAGE));
+    await copyFile(join(scratch, IMAGE), image);
     const meta: SnapshotMeta = { ...saved, stateBytes: statSync(image).size };
     const needs = req.arch.qemu.restoreLimits?.stateSections?.[req.cpu ?? req.arch.qemu.cpuModels[0]!];
     // Kept as a made entry: the next run with this QEMU boots these guests at once instead of saving again.
@@ -278,6 +282,7 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
     else req.logger.info(`snapshot ${req.arch.name}: saved ${(meta.stateBytes / 1048576).toFixed(0)} MiB in ${(meta.saveMs / 1000).toFixed(2)} s after a ${(meta.bootMs / 1000).toFixed(1)} s boot`);
   } finally {
     rmSync(qmpSocket, { force: true });
+    rmSync(scratch, { recursive: true, force: true });
   }
 }
 
@@ -329,7 +334,7 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
   let vm: QemuVM;
   try {
     // A clone where the file system has them, else a copy (40-60 MiB from the page cache).
-    copyFileSync(s.image, vmstateImage, constants.COPYFILE_FICLONE);
+    await copyFile(s.image, vmstateImage, constants.COPYFILE_FICLONE);
     vm = startQemu({ ...req, qmpSocket }, port, accelOf(req), { paused: true, vmstateImage, loadvm: PRISTINE });
   } catch (e) {
     // The image could not be copied (a cache pruned under the run): no QEMU started, nothing to retry.
@@ -368,7 +373,7 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
 
 /**
  * The next guest of a paused QEMU: its console goes to this guest's log,
- * the state saved right after its restore is loaded back (RAM, devices,
+ * the snapshot's saved state is loaded back from its image (RAM, devices,
  * clocks: the guest is the snapshot's again, bit for bit; QEMU drops its
  * translated code with it), and it runs and answers SSH as a restored guest does.
  */
@@ -478,7 +483,7 @@ async function humanMonitor(qmp: QmpClient, line: string): Promise<void> {
 
 /** Waits until QEMU has loaded the state and waits, paused, for `cont` (QMP status one of `want`). */
 async function untilStatus(qmp: QmpClient, want: readonly string[], deadlineMs: number, vm: QemuVM): Promise<void> {
-  const status = async () => ((await qmp.execute('query-status')) as { status: string }).status;
+  const status = async () => ((await bounded(qmp.execute('query-status'), hostMs('qmpAnswer'), 'QMP query-status')) as { status: string }).status;
   const r = await pollUntil(status, (st) => want.includes(st) || !vm.running, { everyMs: hostMs('restorePoll'), deadlineMs });
   if (!vm.running) throw new HarnessError('boot', `${await abortOf(vm, 'during the restore')}`);
   if (!r.ok) throw infraError(`the guest was not paused (${want.join(' or ')}) ${deadlineMs / 1000} s after the restore began (QEMU status: ${r.last})`);
