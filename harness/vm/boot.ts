@@ -120,7 +120,7 @@ async function bootOnce(req: BootRequest & { accel: Accelerator }, stalled: stri
 export const commandFileOf = (req: Pick<BootRequest, 'commandFile' | 'consoleLog'>) => req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt');
 
 /** Starts QEMU for the request (booting, or from a saved state) and says where its command line is. */
-export function startQemu(req: BootRequest, port: number, accel: Accel, saved: { paused?: boolean; vmstateImage?: string; loadvm?: string } = {}): QemuVM {
+export function startQemu(req: BootRequest, port: number, accel: Accel, saved: { paused?: boolean; loadvm?: string } = {}): QemuVM {
   const { arch, logger } = req;
   const vm = new QemuVM({
     arch,

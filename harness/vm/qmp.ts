@@ -55,7 +55,7 @@ export class QmpClient {
         });
         c = new QmpClient(socket);
         const greeted = c.next().then(() => c!.execute('qmp_capabilities'));
-        await within(greeted, Math.max(1, deadlineMs - (Date.now() - started)), `QMP socket ${path} did not greet`);
+        await bounded(greeted, Math.max(1, deadlineMs - (Date.now() - started)), 'QMP greeting');
         return c;
       } catch (e) {
         c?.close();
@@ -87,9 +87,9 @@ export class QmpClient {
   }
 }
 
-/** p, or an error saying `what` once ms have passed. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+/** A QMP call that must answer within ms (QMP itself has no deadline: a stopped QEMU never answers). */
+export function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s`)), ms)));
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(infraError(`${what}: QEMU did not answer within ${ms / 1000} s`)), ms)));
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

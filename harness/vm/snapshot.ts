@@ -25,7 +25,7 @@ import type { ConsoleEvent } from './console.js';
 import { freePort } from './ports.js';
 import { writeEmptyQcow2 } from './qcow2.js';
 import { processCpuMs, qemuArgs, type QemuVM } from './qemu.js';
-import { QmpClient } from './qmp.js';
+import { bounded, QmpClient } from './qmp.js';
 import { GuestShell } from './ssh.js';
 
 /** The file in a snapshot entry that holds the guest's state: a qcow2 image with one saved VM state, PRISTINE. */
@@ -257,7 +257,7 @@ function snapshotEntry(req: FreshGuestRequest, key: string, inputs: Record<strin
   });
 }
 
-/** Boots a guest with a QMP socket and the entry's image, waits for SSH, saves its state in the image (savevm) and stops it. */
+/** Boots a guest with a QMP socket and a scratch image, waits for SSH, saves its state there (savevm), stops it and copies the image into the entry. */
 async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, inputs: Record<string, string>, book: SnapshotBook): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -335,7 +335,7 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
   try {
     // A clone where the file system has them, else a copy (40-60 MiB from the page cache).
     await copyFile(s.image, vmstateImage, constants.COPYFILE_FICLONE);
-    vm = startQemu({ ...req, qmpSocket }, port, accelOf(req), { paused: true, vmstateImage, loadvm: PRISTINE });
+    vm = startQemu({ ...req, qmpSocket, vmstateImage }, port, accelOf(req), { paused: true, loadvm: PRISTINE });
   } catch (e) {
     // The image could not be copied (a cache pruned under the run): no QEMU started, nothing to retry.
     rmSync(dir, { recursive: true, force: true });
@@ -350,8 +350,7 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
     // restores at once): connect once the guest runs.
     const deadline = timeout('restoreToSsh', req.arch);
     qmp = await Promise.race([QmpClient.connect(qmpSocket, deadline, () => !vm.running), abortOf(vm, 'after the restore').then((why) => Promise.reject(new HarnessError('boot', why)))]);
-    // -loadvm runs before QMP answers; with -S the guest then waits in 'prelaunch' (QEMU 7.2 and 10.0).
-    await untilStatus(qmp, ['prelaunch', 'paused'], deadline, vm);
+    await untilLoaded(qmp, deadline, vm);
     await bounded(qmp.execute('cont'), hostMs('qmpAnswer'), 'QMP cont');
     const cpuAtRunning = processCpuMs(vm.pid);
     const { ssh, cpuAtConnected } = await connectResumed(req, vm, port, 'after the restore');
@@ -468,21 +467,18 @@ async function stopWarm(w: WarmQemu): Promise<void> {
   rmSync(w.dir, { recursive: true, force: true });
 }
 
-/** A QMP call that must answer within ms (QMP itself has no deadline: a stopped QEMU never answers). */
-function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(infraError(`${what}: QEMU did not answer within ${ms / 1000} s`)), ms)));
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-
 /** A human-monitor command (savevm and loadvm have no plain QMP form in QEMU 7.2); any text it prints is its error. */
 async function humanMonitor(qmp: QmpClient, line: string): Promise<void> {
   const said = String((await qmp.execute('human-monitor-command', { 'command-line': line })) ?? '').trim();
   if (said) throw infraError(`QEMU '${line}': ${said}`);
 }
 
-/** Waits until QEMU has loaded the state and waits, paused, for `cont` (QMP status one of `want`). */
-async function untilStatus(qmp: QmpClient, want: readonly string[], deadlineMs: number, vm: QemuVM): Promise<void> {
+/**
+ * Waits until QEMU has loaded the state and waits, paused, for `cont`: -loadvm runs before QMP answers,
+ * and with -S the guest then waits in 'prelaunch' (QEMU 7.2 and 10.0; 'paused' is taken too).
+ */
+async function untilLoaded(qmp: QmpClient, deadlineMs: number, vm: QemuVM): Promise<void> {
+  const want = ['prelaunch', 'paused'];
   const status = async () => ((await bounded(qmp.execute('query-status'), hostMs('qmpAnswer'), 'QMP query-status')) as { status: string }).status;
   const r = await pollUntil(status, (st) => want.includes(st) || !vm.running, { everyMs: hostMs('restorePoll'), deadlineMs });
   if (!vm.running) throw new HarnessError('boot', `${await abortOf(vm, 'during the restore')}`);
