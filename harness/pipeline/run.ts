@@ -145,6 +145,8 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   // Kernel builds run one at a time; an arch's scenarios start as soon as its
   // artifacts are ready and run alongside the next build (or the other arch's VMs).
   const archRuns: Promise<void>[] = [];
+  // Arches run side by side: each is owed slots in proportion to its work from the start (slots.ts).
+  if (!opts.sequential && opts.arches.length > 1) for (const arch of opts.arches) slots.reserve(arch.name, plannedWork(arch, opts));
   for (const arch of opts.arches) {
     const ar: ArchReport = { arch: arch.name, kernel: opts.kernel?.name, kernelVersion: src.version, boots: [], scenarios: [] };
     report.arches.push(ar);
@@ -156,6 +158,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
         ? await prepareBinaryArch({ arch, source: opts.binary, keys, initScript, cacheDir: report.cacheDir, rebuild, logger, scenarios: opts.scenarios })
         : await prepareArch({ arch, src: src as Parameters<typeof prepareArch>[0]['src'], keys, initScript, cacheDir: report.cacheDir, rebuild, logger, kconfigDir: opts.kconfigDir, kconfigExtra: opts.kconfigExtra, absentOptions: opts.kernel?.absentOptions, scenarios: opts.scenarios });
     } catch (e) {
+      slots.release(arch.name);
       recordArchError(ar, e, logger);
       continue;
     }
@@ -165,6 +168,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
     const archExpect = binary ? binaryExpectations(expect, binary) : expect;
     const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: binary ? binary.buildDir : src.tree, cacheDir: report.cacheDir, slots, pool, expect: archExpect })
       .catch((e) => recordArchError(ar, e, logger))
+      .finally(() => slots.release(arch.name))
       .finally(() => logger.status(arch.name, ar.error ? `stopped: ${ar.error.kind} error` : `done: ${ar.scenarios.filter((x) => x.ok).length}/${ar.scenarios.length} scenarios passed`));
     if (opts.sequential) await archRun;
     else archRuns.push(archRun);
@@ -322,7 +326,10 @@ async function nextRun(g: ArchGuests, queue: PlannedRun[]): Promise<PlannedRun |
       break;
     }
   }
-  return queue.splice(pick, 1)[0];
+  const next = queue.splice(pick, 1)[0];
+  // Nothing left to start: the arch's share of the slots goes to the others.
+  if (!queue.length) g.slots.release(g.arch.name);
+  return next;
 }
 
 /** What a planned run's guest is asked for. */
@@ -354,6 +361,14 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
 }
 
 /** The (scenario, CPU) pairs an arch is to run, in order. */
+/** An arch's planned work in expected guest seconds, for its share of the slots: ppc64le's scenarios take longer. */
+function plannedWork(arch: ArchRecord, opts: RunOptions): number {
+  return plannedRuns(arch, opts).reduce((n, { scenario }) => n + (scenario.expectedSeconds ?? TYPICAL_SCENARIO_S) * arch.guestClockScale, 0);
+}
+
+/** A stuck scenario's guest time where the scenario names none (most take 4-10 s). */
+const TYPICAL_SCENARIO_S = 7;
+
 function plannedRuns(arch: ArchRecord, opts: RunOptions): PlannedRun[] {
   const cpuChoice = opts.cpus?.(arch) ?? [...arch.qemu.cpuModels];
   return opts.scenarios.flatMap((scenario) => (scenario.allCpus ? cpuChoice : cpuChoice.slice(0, 1)).map((cpu) => ({ scenario, cpu })));

@@ -232,8 +232,18 @@ function failedBoot(e: unknown, a: { req: BootRequest & { accel: Accelerator }; 
     return infraError(`port ${a.port} was taken`, ctx);
   }
   if (exit && exit.code !== 0 && exit.stderr.trim() && vm.console.last(1).length === 0) {
-    return new AbortError(infraError(`QEMU failed to start: ${exit.stderr.trim().split('\n')[0]}`, { ...ctx, details: exit.stderr }));
+    return new AbortError(infraError(`QEMU failed to start: ${fatalLine(exit.stderr)}`, { ...ctx, details: exit.stderr }));
   }
   const earlier = stalled.length ? `; an earlier attempt stalled too (${stalled.join(', ')})` : '';
   return new AbortError(bootError(`${arch.name} guest did not reach SSH: ${msg}${earlier}`, { ...ctx, details: exit?.stderr || undefined }));
+}
+
+/**
+ * The line of a QEMU's stderr that says why it quit: its last. QEMU prints
+ * its fatal error as it exits; lines before it are warnings (Debian 13's
+ * QEMU from the cache warns about each of the host's modules it cannot load).
+ */
+export function fatalLine(stderr: string): string {
+  const lines = stderr.trim().split('\n').filter((l) => l.trim());
+  return lines.at(-1)?.trim() ?? '';
 }

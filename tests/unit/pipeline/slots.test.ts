@@ -53,6 +53,55 @@ t.test('with groups, a freed slot goes to the group that holds fewest; first com
   t.equal(slots.peak, 2);
 });
 
+t.test('reserved shares: a group takes no slot another group is owed, even before that group asks', async (t) => {
+  const slots = new Slots(4);
+  slots.reserve('x86_64', 1);
+  slots.reserve('ppc64le', 3);
+  t.same(Object.fromEntries(slots.shareOf()), { x86_64: 1, ppc64le: 3 }, 'in proportion to the work');
+  const started: string[] = [];
+  const ends = new Map<string, () => void>();
+  const hold = (name: string, group: string) =>
+    slots.use(async () => {
+      started.push(name);
+      await new Promise<void>((r) => ends.set(name, r));
+    }, group);
+  const all = ['x1', 'x2', 'x3'].map((n) => hold(n, 'x86_64'));
+  await tick(10);
+  t.same(started, ['x1'], 'x86_64 asked first but gets its share only: three slots wait for ppc64le');
+  all.push(...['p1', 'p2', 'p3', 'p4'].map((n) => hold(n, 'ppc64le')));
+  await tick(10);
+  t.same(started, ['x1', 'p1', 'p2', 'p3']);
+  ends.get('x1')!();
+  await tick(10);
+  t.same(started.slice(4), ['x2'], "x86_64's freed slot stays x86_64's");
+  slots.release('ppc64le');
+  await tick(10);
+  t.same(started.slice(5), [], 'no slot is free yet');
+  ends.get('p1')!();
+  await tick(10);
+  t.same(started.slice(5), ['x3'], 'ppc64le released its share: its freed slot goes to the group holding fewest');
+  slots.release('x86_64');
+  for (const n of ['x2', 'x3', 'p2', 'p3']) ends.get(n)!();
+  await tick(10);
+  t.same(started.slice(6), ['p4']);
+  ends.get('p4')!();
+  await Promise.all(all);
+  t.equal(slots.peak, 4);
+});
+
+t.test('shares: whole slots summing to the size, at least one a group', async (t) => {
+  const slots = new Slots(8);
+  slots.reserve('a', 190);
+  slots.reserve('b', 502);
+  t.same(Object.fromEntries(slots.shareOf()), { a: 2, b: 6 });
+  const tiny = new Slots(4);
+  tiny.reserve('a', 1);
+  tiny.reserve('b', 1000);
+  t.same(Object.fromEntries(tiny.shareOf()), { a: 1, b: 3 }, 'a group with little work still gets one');
+  tiny.release('a');
+  t.same(Object.fromEntries(tiny.shareOf()), { b: 4 });
+});
+
 t.test('a holder that throws frees its slot', async (t) => {
   const slots = new Slots(1);
   const first = slots.use(async () => {
