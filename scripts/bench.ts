@@ -210,7 +210,7 @@ say();
 
 say(`## A fresh guest: restore from a snapshot vs boot vs reset in place, median of ${samples}`);
 say();
-say("To SSH answering (a restore and a reset also prove the guest's timers run: a 20 ms sleep over SSH). A restore starts a QEMU on the snapshot's state; a reset loads the same state back into the QEMU of the guest before (what a run does once a guest ends). QEMU CPU: the median's own.");
+say("To SSH answering (a restore also proves the guest's timers run: a 20 ms sleep over SSH; a reset in place does not need to, its QEMU's first guest did). A restore starts a QEMU on the snapshot's state; a reset loads the same state back into the QEMU of the guest before (what a run does once a guest ends). QEMU CPU: the median's own.");
 say();
 say('| arch | QEMU | boot median | boot slowest | restore median | restore slowest | restore QEMU CPU | reset median | reset slowest | reset QEMU CPU | note |');
 say('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
@@ -329,7 +329,7 @@ say();
   if (kinds.size) {
     say(`### Getting a guest to SSH, by how it came (the --jobs ${lastJobs} run)`);
     say();
-    say("QEMU CPU up to SSH answering; for a restore or reset, the medians of the QEMU CPU used by two moments on the way (counted from the QEMU's start, or the reset's): the saved state loaded and the guest running, and SSH connected (the difference is the guest's side of the handshake); the timer proof (a 20 ms sleep over SSH) takes it to the first column.");
+    say("QEMU CPU up to SSH answering; for a restore or reset, the medians of the QEMU CPU used by two moments on the way (counted from the QEMU's start, or the reset's): the saved state loaded and the guest running, and SSH connected (the difference is the guest's side of the handshake); for a restore, the timer proof (a 20 ms sleep over SSH) takes it to the first column.");
     say();
     say('| guests | count | QEMU CPU to SSH, all | median | by the state running (median) | by SSH connected (median) |');
     say('| --- | --- | --- | --- | --- | --- |');

@@ -385,7 +385,10 @@ async function resetInPlace(req: FreshGuestRequest, w: WarmQemu, book: SnapshotB
   await bounded(humanMonitor(w.qmp, `loadvm ${PRISTINE}`), timeout('guestCommand', req.arch), 'loadvm');
   await bounded(w.qmp.execute('cont'), hostMs('qmpAnswer'), 'QMP cont');
   const cpuAtRunning = (processCpuMs(w.vm.pid) ?? 0) - cpu0;
-  const { ssh, cpuAtConnected } = await connectResumed(req, w.vm, w.port, 'after a reset in place');
+  // No timer proof: this QEMU's first guest, resumed from the same state, passed it; a load of
+  // that state again restores the same timers (the proof was a fork and a sleep, 0.1-0.15 s of
+  // QEMU CPU per guest).
+  const { ssh, cpuAtConnected } = await connectResumed(req, w.vm, w.port, 'after a reset in place', false);
   w.guests++;
   const ms = Date.now() - started;
   req.logger.info(`reset ${req.arch.name}: QEMU pid ${w.vm.pid} reset in place for its guest ${w.guests} in ${(ms / 1000).toFixed(2)} s`);
@@ -402,10 +405,11 @@ function abortOf(vm: QemuVM, when: string): Promise<string> {
 }
 
 /** SSH to a guest resumed from a saved state, and proof that its timers run. */
-async function connectResumed(req: FreshGuestRequest, vm: QemuVM, port: number, when: string): Promise<{ ssh: GuestShell; cpuAtConnected?: number }> {
+async function connectResumed(req: FreshGuestRequest, vm: QemuVM, port: number, when: string, proveTimers = true): Promise<{ ssh: GuestShell; cpuAtConnected?: number }> {
   const commands = { commandMs: timeout('guestCommand', req.arch), copyMs: timeout('fileCopy', req.arch) };
   const ssh = await GuestShell.connect({ port, keys: req.keys, deadlineMs: timeout('restoreToSsh', req.arch), commands, abort: abortOf(vm, when) });
   const cpuAtConnected = processCpuMs(vm.pid);
+  if (!proveTimers) return { ssh, cpuAtConnected };
   // A guest whose timers did not survive the restore answers SSH and then hangs in the first sleep.
   const timers = await ssh.exec('usleep 20000 && echo timers-ok', { timeoutMs: hostMs('restoredTimers') * req.arch.timeoutScale }).catch((e: Error) => ({ stdout: e.message }));
   if (!timers.stdout.includes('timers-ok')) {
