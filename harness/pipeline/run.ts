@@ -146,7 +146,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   // artifacts are ready and run alongside the next build (or the other arch's VMs).
   const archRuns: Promise<void>[] = [];
   // Arches run side by side: each is owed slots in proportion to its work from the start (slots.ts).
-  if (!opts.sequential && opts.arches.length > 1) for (const arch of opts.arches) slots.reserve(arch.name, plannedWork(arch, opts));
+  if (!opts.sequential && opts.arches.length > 1) for (const arch of opts.arches) slots.reserve(arch.name, workOf(arch, plannedRuns(arch, opts)));
   for (const arch of opts.arches) {
     const ar: ArchReport = { arch: arch.name, kernel: opts.kernel?.name, kernelVersion: src.version, boots: [], scenarios: [] };
     report.arches.push(ar);
@@ -315,20 +315,27 @@ async function cannotLivepatch(g: ArchGuests, planned: PlannedRun[]): Promise<st
 const PROBE: Scenario = { name: 'livepatch-probe', description: 'is there /sys/kernel/livepatch?', run: async () => {} };
 
 /** Longest expected first (a long scenario started last would end the run alone); otherwise as planned. */
-const longestFirst = (runs: PlannedRun[]) => [...runs].sort((a, b) => (b.scenario.expectedSeconds ?? 0) - (a.scenario.expectedSeconds ?? 0));
+const longestFirst = (runs: PlannedRun[]) => [...runs].sort((a, b) => expectedOf(b) - expectedOf(a));
 
-/** Takes the next run off the queue (longest first): the first whose guest would be a reset in place, else the first. */
+/**
+ * Takes the next run off the queue (longest first): of the runs as long as
+ * the first, the first whose guest would be a reset in place, else the
+ * first. A longer run never waits for shorter ones that would reset in
+ * place (the selftests, on a snapshot of their own, ran last and alone).
+ */
 async function nextRun(g: ArchGuests, queue: PlannedRun[]): Promise<PlannedRun | undefined> {
   let pick = 0;
-  for (let i = 0; i < queue.length; i++) {
+  const longest = expectedOf(queue[0]);
+  for (let i = 0; i < queue.length && expectedOf(queue[i]) === longest; i++) {
     if (await g.pool.resetWaiting(guestRequest(g, queue[i]!, '', ''))) {
       pick = i;
       break;
     }
   }
   const next = queue.splice(pick, 1)[0];
-  // Nothing left to start: the arch's share of the slots goes to the others.
-  if (!queue.length) g.slots.release(g.arch.name);
+  // The arch's share of the slots follows the work it has still to start; none left, the others have it.
+  if (queue.length) g.slots.reserve(g.arch.name, workOf(g.arch, queue));
+  else g.slots.release(g.arch.name);
   return next;
 }
 
@@ -361,13 +368,11 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
 }
 
 /** The (scenario, CPU) pairs an arch is to run, in order. */
-/** An arch's planned work in expected guest seconds, for its share of the slots: ppc64le's scenarios take longer. */
-function plannedWork(arch: ArchRecord, opts: RunOptions): number {
-  return plannedRuns(arch, opts).reduce((n, { scenario }) => n + (scenario.expectedSeconds ?? TYPICAL_SCENARIO_S) * arch.guestClockScale, 0);
-}
+/** Runs' work in expected guest seconds, for an arch's share of the slots: ppc64le's scenarios take longer. */
+const workOf = (arch: ArchRecord, runs: PlannedRun[]) => runs.reduce((n, r) => n + expectedOf(r) * arch.guestClockScale, 0);
 
-/** A stuck scenario's guest time where the scenario names none (most take 4-10 s). */
-const TYPICAL_SCENARIO_S = 7;
+/** A run's expected seconds on x86_64; a stuck scenario's typical time where it names none (most take 4-10 s). */
+const expectedOf = (r: PlannedRun | undefined) => r?.scenario.expectedSeconds ?? 7;
 
 function plannedRuns(arch: ArchRecord, opts: RunOptions): PlannedRun[] {
   const cpuChoice = opts.cpus?.(arch) ?? [...arch.qemu.cpuModels];
