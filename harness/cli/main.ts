@@ -4,6 +4,7 @@
 import { killAll, wasInterrupted } from '../proc/supervisor.js';
 import { describeError, EXIT, exitCodeFor, usageError } from '../core/errors.js';
 import { checkTimeoutScale } from '../core/timeouts.js';
+import { guestsPerCore } from '../pipeline/slots.js';
 import { createLogger } from '../core/log.js';
 import { cacheCommand, parseCache } from './cache.js';
 import { interactiveCommand, parseRepro, parseShell } from './interactive.js';
@@ -56,6 +57,7 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     checkTimeoutScale();
+    guestsPerCore();
     return await dispatch(command as Command, args);
   } catch (e) {
     const text = describeError(e);

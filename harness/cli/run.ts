@@ -42,7 +42,7 @@ export const parseRun = commandOptions('run', {
   rebuild: { type: 'string', multiple: true, arg: 'STAGE', help: 'redo a cached stage: source, build, image; repeatable' },
   shard: { type: 'string', arg: 'I/N', help: 'run only the I-th of N deterministic parts of the scenario list' },
   sequential: { type: 'boolean', help: "run the arches' VMs one after the other (default: alongside)" },
-  jobs: { type: 'string', arg: 'N', help: 'guests at once over all arches (default: 2 per core, as memory allows)' },
+  jobs: { type: 'string', arg: 'N', help: 'guests at once over all arches (default: 4 per core, as memory allows)' },
   'no-snapshot': { type: 'boolean', help: 'boot every guest (default: restore each from a snapshot of a booted one)' },
   'no-reuse': { type: 'boolean', help: "restore every guest in a QEMU of its own (default: a finished\nguest's QEMU is reset in place to the snapshot for the next one)" },
   kselftest: { type: 'boolean', help: "also run the kernel's livepatch selftests in each guest" },

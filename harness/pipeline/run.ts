@@ -145,7 +145,9 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   // Kernel builds run one at a time; an arch's scenarios start as soon as its
   // artifacts are ready and run alongside the next build (or the other arch's VMs).
   const archRuns: Promise<void>[] = [];
-  // Arches run side by side: each is owed slots in proportion to its work from the start (slots.ts).
+  // Arches run side by side: each is owed slots in proportion to its work from the start (slots.ts),
+  // also while it is still being built (on a cold cache the first arch's scenarios then run beside
+  // the next build on their share: they are done long before it).
   if (!opts.sequential && opts.arches.length > 1) for (const arch of opts.arches) slots.reserve(arch.name, workOf(arch, plannedRuns(arch, opts)));
   for (const arch of opts.arches) {
     const ar: ArchReport = { arch: arch.name, kernel: opts.kernel?.name, kernelVersion: src.version, boots: [], scenarios: [] };
@@ -179,10 +181,10 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
 
 /** The guest slots of a run: --jobs, or what the host holds. */
 function guestSlots(opts: RunOptions, report: RunReport, guestMiB: number): Slots {
-  const auto = defaultJobs(hostCapacity(), guestMiB);
-  const size = opts.jobs ?? auto.jobs;
-  report.jobs = { size, peak: 0, chosen: opts.jobs ? '--jobs' : auto.why };
-  opts.logger.info(`guests: up to ${size} at once (${opts.jobs ? '--jobs' : auto.why}); ${opts.snapshots === false ? 'each boots (--no-snapshot)' : 'restored from a snapshot of a booted guest'}`);
+  const auto = opts.jobs ? undefined : defaultJobs(hostCapacity(), guestMiB);
+  const size = opts.jobs ?? auto!.jobs;
+  report.jobs = { size, peak: 0, chosen: auto?.why ?? '--jobs' };
+  opts.logger.info(`guests: up to ${size} at once (${auto?.why ?? '--jobs'}); ${opts.snapshots === false ? 'each boots (--no-snapshot)' : 'restored from a snapshot of a booted guest'}`);
   return new Slots(size);
 }
 
@@ -367,13 +369,13 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   return { booted, bootRec };
 }
 
-/** The (scenario, CPU) pairs an arch is to run, in order. */
 /** Runs' work in expected guest seconds, for an arch's share of the slots: ppc64le's scenarios take longer. */
 const workOf = (arch: ArchRecord, runs: PlannedRun[]) => runs.reduce((n, r) => n + expectedOf(r) * arch.guestClockScale, 0);
 
 /** A run's expected seconds on x86_64; a stuck scenario's typical time where it names none (most take 4-10 s). */
 const expectedOf = (r: PlannedRun | undefined) => r?.scenario.expectedSeconds ?? 7;
 
+/** The (scenario, CPU) pairs an arch is to run, in order. */
 function plannedRuns(arch: ArchRecord, opts: RunOptions): PlannedRun[] {
   const cpuChoice = opts.cpus?.(arch) ?? [...arch.qemu.cpuModels];
   return opts.scenarios.flatMap((scenario) => (scenario.allCpus ? cpuChoice : cpuChoice.slice(0, 1)).map((cpu) => ({ scenario, cpu })));

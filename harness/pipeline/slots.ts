@@ -5,11 +5,17 @@
 // guest takes a core per vCPU for a while). `--jobs N` overrides the choice.
 import { availableParallelism, freemem } from 'node:os';
 import { readFileSync } from 'node:fs';
+import { usageError } from '../core/errors.js';
 
 /** What QEMU itself takes besides the guest's RAM (TCG's translation cache, slirp, buffers). */
 const QEMU_OVERHEAD_MIB = 300;
-/** Guests per host core: measured by `npm run bench` (warm matrix for --jobs 1, 2, 4, 8). */
-export const GUESTS_PER_CORE = 2;
+/**
+ * Guests per host core: measured by `npm run bench` (warm matrix for --jobs 2, 4, 8 on 2 cores,
+ * 2026-12-01): 215.5 / 116.5 / 68.9 s of wall for 88.9 / 87.7 / 90.9 s of QEMU CPU. Once the arches
+ * owned shares of the slots (14 QEMUs at 8, not 22), four a core cost no more CPU than two and
+ * took 40% less time; 6 a core (12 here) was CPU-bound (82 s, 131 s of QEMU CPU).
+ */
+export const GUESTS_PER_CORE = 4;
 
 export interface HostCapacity {
   cores: number;
@@ -33,14 +39,32 @@ export function hostCapacity(): HostCapacity {
 export const guestsInMemory = (host: HostCapacity, guestMiB: number) => Math.floor((host.availableMiB * 0.75) / (guestMiB + QEMU_OVERHEAD_MIB));
 
 /**
- * Guests at once: GUESTS_PER_CORE per core, no more than three quarters of
+ * Guests per core when --jobs is not given: KLP_HARNESS_GUESTS_PER_CORE, for
+ * a host shared with other work (npm test runs three integration files at
+ * once and gives each run 2: at 4 the suite took 321 s against 292 s), else
+ * GUESTS_PER_CORE. Anything but a whole number of 1 or more is refused.
+ */
+export function guestsPerCore(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.KLP_HARNESS_GUESTS_PER_CORE?.trim();
+  if (!raw) return GUESTS_PER_CORE;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 64) {
+    throw usageError(`KLP_HARNESS_GUESTS_PER_CORE='${env.KLP_HARNESS_GUESTS_PER_CORE}' is not a number of guests per core`, {
+      hint: `give a whole number of 1 or more (default ${GUESTS_PER_CORE}), unset it, or give the run --jobs`,
+    });
+  }
+  return n;
+}
+
+/**
+ * Guests at once: guestsPerCore() per core, no more than three quarters of
  * the available memory holds (the largest guest counted for each), at least 1.
  */
-export function defaultJobs(host: HostCapacity, guestMiB: number): { jobs: number; why: string } {
-  const byCpu = host.cores * GUESTS_PER_CORE;
+export function defaultJobs(host: HostCapacity, guestMiB: number, perCore = guestsPerCore()): { jobs: number; why: string } {
+  const byCpu = host.cores * perCore;
   const byMemory = guestsInMemory(host, guestMiB);
   const jobs = Math.max(1, Math.min(byCpu, byMemory));
-  const why = `${host.cores} cores allow ${byCpu}, ${Math.round(host.availableMiB)} MiB available allows ${byMemory} guests of ${guestMiB} MiB`;
+  const why = `${host.cores} cores allow ${byCpu}${perCore === GUESTS_PER_CORE ? '' : ` (KLP_HARNESS_GUESTS_PER_CORE=${perCore})`}, ${Math.round(host.availableMiB)} MiB available allows ${byMemory} guests of ${guestMiB} MiB`;
   return { jobs, why };
 }
 

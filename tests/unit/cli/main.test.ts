@@ -133,6 +133,13 @@ t.test('KLP_HARNESS_TIMEOUT_SCALE that is not a positive number is bad usage, na
   }
 });
 
+t.test('KLP_HARNESS_GUESTS_PER_CORE that is not a whole number is bad usage, named, before any work', async (t) => {
+  const r = await runCli(['run', '--cache-dir', tempDir(t)], { env: { ...process.env, KLP_HARNESS_GUESTS_PER_CORE: 'lots' } });
+  t.equal(r.code, EXIT.usage);
+  t.match(r.stderr, /KLP_HARNESS_GUESTS_PER_CORE='lots' is not a number of guests per core/);
+  t.notMatch(r.stderr, /source:/, 'refused at the door, not after the source stage');
+});
+
 t.test('a tarball that holds no kernel tree is bad usage naming the tarball, not a patch that did not apply', async (t) => {
   const dir = tempDir(t);
   const cache = join(dir, 'cache');

@@ -1,6 +1,7 @@
 // The guest scheduler: at most N at once, first come first served, and the default N from cores and memory.
 import t from 'tap';
-import { defaultJobs, Slots } from '../../../harness/pipeline/slots.js';
+import { HarnessError } from '../../../harness/core/errors.js';
+import { defaultJobs, GUESTS_PER_CORE, guestsPerCore, Slots } from '../../../harness/pipeline/slots.js';
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -116,9 +117,30 @@ t.test('a size that is not a positive whole number is refused', async (t) => {
   t.throws(() => new Slots(1.5), RangeError);
 });
 
-t.test('the default: two guests per core, bounded by three quarters of the available memory, at least one', async (t) => {
-  t.equal(defaultJobs({ cores: 2, availableMiB: 24_000 }, 1024).jobs, 4, 'cores bound it');
+t.test('the default: four guests per core, bounded by three quarters of the available memory, at least one', async (t) => {
+  t.equal(defaultJobs({ cores: 2, availableMiB: 24_000 }, 1024).jobs, 8, 'cores bound it');
   t.equal(defaultJobs({ cores: 16, availableMiB: 4_000 }, 1024).jobs, 2, 'memory bounds it: 3000 MiB / 1324 MiB');
   t.equal(defaultJobs({ cores: 1, availableMiB: 300 }, 1024).jobs, 1, 'never below one');
-  t.match(defaultJobs({ cores: 2, availableMiB: 24_000 }, 1024).why, /2 cores allow 4, 24000 MiB available allows 13 guests of 1024 MiB/);
+  t.match(defaultJobs({ cores: 2, availableMiB: 24_000 }, 1024).why, /2 cores allow 8, 24000 MiB available allows 13 guests of 1024 MiB/);
+});
+
+t.test('KLP_HARNESS_GUESTS_PER_CORE sets the guests per core of the default; a bad value is bad usage', async (t) => {
+  t.equal(guestsPerCore({}), GUESTS_PER_CORE, 'unset: the default');
+  t.equal(guestsPerCore({ KLP_HARNESS_GUESTS_PER_CORE: ' ' }), GUESTS_PER_CORE, 'empty: the default');
+  t.equal(guestsPerCore({ KLP_HARNESS_GUESTS_PER_CORE: '2' }), 2);
+  const d = defaultJobs({ cores: 2, availableMiB: 24_000 }, 256, 2);
+  t.equal(d.jobs, 4);
+  t.match(d.why, /2 cores allow 4 \(KLP_HARNESS_GUESTS_PER_CORE=2\)/, 'the log says where the figure came from');
+  for (const bad of ['0', '1.5', '-2', 'four', '1e9']) {
+    const e = (() => {
+      try {
+        guestsPerCore({ KLP_HARNESS_GUESTS_PER_CORE: bad });
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    })();
+    t.ok(e instanceof HarnessError && e.kind === 'usage', `'${bad}' is refused as bad usage`);
+    t.match((e as Error).message, new RegExp(`KLP_HARNESS_GUESTS_PER_CORE='${bad.replace('.', '\\.')}'`));
+  }
 });
