@@ -5,6 +5,18 @@ import { defaultJobs, GUESTS_PER_CORE, guestsPerCore, Slots } from '../../../har
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Named holders of a group that keep their slot until their end is called; `started` lists them in order. */
+function holders(slots: Slots) {
+  const started: string[] = [];
+  const ends = new Map<string, () => void>();
+  const hold = (name: string, group: string) =>
+    slots.use(async () => {
+      started.push(name);
+      await new Promise<void>((r) => ends.set(name, r));
+    }, group);
+  return { started, ends, hold };
+}
+
 t.test('never more holders than slots; waiting ones start in the order they asked', async (t) => {
   const slots = new Slots(2);
   let now = 0;
@@ -27,13 +39,7 @@ t.test('never more holders than slots; waiting ones start in the order they aske
 
 t.test('with groups, a freed slot goes to the group that holds fewest; first come among equals', async (t) => {
   const slots = new Slots(2);
-  const started: string[] = [];
-  const ends = new Map<string, () => void>();
-  const hold = (name: string, group: string) =>
-    slots.use(async () => {
-      started.push(name);
-      await new Promise<void>((r) => ends.set(name, r));
-    }, group);
+  const { started, ends, hold } = holders(slots);
   const all = [hold('a1', 'a'), hold('a2', 'a'), hold('a3', 'a'), hold('a4', 'a'), hold('b1', 'b'), hold('b2', 'b')];
   await tick(10);
   t.same(started, ['a1', 'a2'], 'a came first and holds both');
@@ -59,13 +65,7 @@ t.test('reserved shares: a group takes no slot another group is owed, even befor
   slots.reserve('x86_64', 1);
   slots.reserve('ppc64le', 3);
   t.same(Object.fromEntries(slots.shareOf()), { x86_64: 1, ppc64le: 3 }, 'in proportion to the work');
-  const started: string[] = [];
-  const ends = new Map<string, () => void>();
-  const hold = (name: string, group: string) =>
-    slots.use(async () => {
-      started.push(name);
-      await new Promise<void>((r) => ends.set(name, r));
-    }, group);
+  const { started, ends, hold } = holders(slots);
   const all = ['x1', 'x2', 'x3'].map((n) => hold(n, 'x86_64'));
   await tick(10);
   t.same(started, ['x1'], 'x86_64 asked first but gets its share only: three slots wait for ppc64le');
