@@ -93,8 +93,7 @@ const X86_64: ArchRecord = {
     // The guests use about 20 MiB (busybox, dropbear, the modules). Every page of it costs a QEMU
     // that starts on a saved state: loading it reads the zero pages too, and a host kernel that
     // maps no shared zero page (seen here, a guest itself) backs each with memory of its own.
-    // 256 -> 128 took a first restore from 0.95-1.44 s to 0.21-0.65 s of QEMU CPU and the x86_64
-    // matrix from 32-37 s to 24 s (2026-12-01).
+    // 256 -> 128 took a first restore from 0.95-1.44 s to 0.21-0.85 s of QEMU CPU (2026-12-01).
     memoryMiB: 128,
   },
   kvmHostArch: 'x64',

@@ -150,8 +150,9 @@ export class Slots {
 
   /** Starts waiters while slots allow: the group that holds fewest first, first come among equals. */
   private wake(): void {
+    // Shares change only with reserve and release, not as slots are taken.
+    const shares = this.shareOf();
     for (;;) {
-      const shares = this.shareOf();
       let best = -1;
       for (let i = 0; i < this.waiting.length; i++) {
         const g = this.waiting[i]!.group;

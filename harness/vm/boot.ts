@@ -243,7 +243,7 @@ function failedBoot(e: unknown, a: { req: BootRequest & { accel: Accelerator }; 
  * its fatal error as it exits; lines before it are warnings (Debian 13's
  * QEMU from the cache warns about each of the host's modules it cannot load).
  */
-export function fatalLine(stderr: string): string {
+function fatalLine(stderr: string): string {
   const lines = stderr.trim().split('\n').filter((l) => l.trim());
   return lines.at(-1)?.trim() ?? '';
 }
