@@ -13,7 +13,7 @@ import type { Logger } from '../harness/core/log.js';
 import type { Keys } from '../harness/image/keys.js';
 import type { ArchArtifacts } from '../harness/pipeline/prepare.js';
 import { GuestPool } from '../harness/vm/guest-pool.js';
-import { guestSleep, TICK_OPEN } from '../harness/vm/guestops.js';
+import { guestSleep, NOW_MS, pollCommand, TICK_OPEN } from '../harness/vm/guestops.js';
 import { GuestShell } from '../harness/vm/ssh.js';
 import { processCpuMs } from '../harness/vm/qemu.js';
 import type { QemuInstall } from '../harness/vm/qemu-dist.js';
@@ -73,6 +73,12 @@ export async function profileGuest(o: { arch: ArchRecord; artifacts: ArchArtifac
   await measure('one sysfs read inside one command (a guest-side loop)', REPEAT, () => sh(`for i in $(seq ${REPEAT}); do cat /proc/uptime >/dev/null; done`));
   await measure('a 100 ms guest-side poll, per second (usleep loop)', 3, () => sh('i=0; while [ $i -lt 30 ]; do usleep 100000; i=$((i+1)); done'));
   await measure('a 100 ms guest-side poll, per second (read -t on a FIFO, as the harness polls)', 3, () => sh(`${TICK_OPEN}i=0; while [ $i -lt 30 ]; do ${guestSleep(100)} i=$((i+1)); done`));
+  // A wait on a sysfs file (the transition's, in a scenario), one reading per 100 ms for 3 s: per reading.
+  const file = '/sys/devices/system/cpu/online';
+  await measure('a 3 s wait, a sysfs reading every 100 ms (a shell loop of builtins, as the harness waited before)', 30, () =>
+    sh(`${NOW_MS}now_ms; t0=$ms; ${TICK_OPEN}while :; do read v < ${file} || v=gone; now_ms; [ $((ms - t0)) -ge 3000 ] && break; ${guestSleep(100)} done`),
+  );
+  await measure('a 3 s wait, a sysfs reading every 100 ms (klp-poll, as the harness waits)', 30, () => sh(pollCommand({ path: file, forMs: 3000, everyMs: 100, lastOnly: true })));
   const ko = artifacts.modules.modules['klp_sleeper.ko'];
   if (ko) {
     await g.ssh.put(readFileSync(ko), '/root/profile-sleeper.ko');

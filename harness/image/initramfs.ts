@@ -10,7 +10,9 @@ import { onCleanup } from '../proc/supervisor.js';
 import { entryLock, useEntry, withExclusive } from '../core/lock.js';
 import { writeCpio, type CpioEntry } from './cpio.js';
 import { isElf, readElfDeps } from './elf.js';
-import { infraError } from '../core/errors.js';
+import { buildError, infraError } from '../core/errors.js';
+import { projectPath } from '../core/paths.js';
+import { PROGRAM_CFLAGS } from '../kernel/modules.js';
 import { run } from '../proc/exec.js';
 import type { Keys } from './keys.js';
 import type { Logger } from '../core/log.js';
@@ -134,6 +136,13 @@ function lexists(path: string): boolean {
   }
 }
 
+/**
+ * Our programs in every image, compiled for the arch (freestanding and
+ * static, as the guest programs built with the modules): klp-poll does the
+ * harness's waits and samples of sysfs files (guest/klp-poll.c).
+ */
+export const IMAGE_PROGRAMS = [{ source: 'guest/klp-poll.c', path: '/usr/bin/klp-poll' }] as const;
+
 function passwd(): string {
   return 'root:x:0:0:root:/root:/bin/sh\n';
 }
@@ -144,7 +153,8 @@ export async function buildImage(req: ImageRequest): Promise<ImageResult> {
   const { arch, logger } = req;
   const variant = req.variant ?? 'base';
   const contents = IMAGE_CONTENTS[variant];
-  const key = hashOf(arch.debArch, JSON.stringify(contents), req.initScript, req.keys.clientPublic, req.keys.hostKeyDropbear);
+  const programs = IMAGE_PROGRAMS.map((p) => readFileSync(projectPath(p.source), 'utf8'));
+  const key = hashOf(arch.debArch, JSON.stringify(contents), req.initScript, req.keys.clientPublic, req.keys.hostKeyDropbear, ...programs, PROGRAM_CFLAGS.join(' '), arch.userCflags.join(' '));
   const dir = join(req.cacheDir, 'images', `${arch.name}-${variant}-${key}`);
   const path = join(dir, 'initramfs.cpio');
   const check = async (): Promise<ImageResult | undefined> => {
@@ -189,7 +199,8 @@ async function makeImage(
         hint: 'a package layout changed; run with --rebuild image, or report it',
       });
     }
-    const entries = imageEntries(req, sysroot, closure, contents);
+    const built = await compilePrograms(req, dir, sysroot);
+    const entries = [...imageEntries(req, sysroot, closure, contents), ...built];
     const cpio = writeCpio(entries);
     writeFileAtomic(path, cpio, 0o600);
     await writeMarker(dir, key, { packages: pkgs.join(' ') }, ['initramfs.cpio'], {
@@ -202,6 +213,23 @@ async function makeImage(
     forget();
     rmSync(sysroot, { recursive: true, force: true });
   }
+}
+
+/** IMAGE_PROGRAMS compiled for the arch into sysroot (the compiler's output kept in dir on failure). */
+async function compilePrograms(req: ImageRequest, dir: string, sysroot: string): Promise<CpioEntry[]> {
+  const { arch, logger } = req;
+  const out: CpioEntry[] = [];
+  for (const p of IMAGE_PROGRAMS) {
+    const bin = join(sysroot, `klp-program-${out.length}`);
+    const logPath = join(dir, `${posix.basename(p.path)}.log`);
+    await run(`${arch.crossCompile}gcc`, [...PROGRAM_CFLAGS, ...arch.userCflags, '-o', bin, projectPath(p.source)], {
+      logPath,
+      logger,
+      onFailure: (f) => buildError(`guest program ${p.source} for ${arch.name} failed to build`, { arch: arch.name, command: f.command, exitCode: f.exitCode, logPath, details: f.output.slice(-2000) }),
+    });
+    out.push({ type: 'file', path: p.path, data: readFileSync(bin), mode: 0o755 });
+  }
+  return out;
 }
 
 /** The image's files: the programs' closure from the unpacked packages, our init, users, and the keys. */

@@ -13,7 +13,7 @@ import type { Logger } from '../core/log.js';
 export const GUEST_MODULES = ['klp_sleeper.ko', 'klp_sleeper_lp.ko', 'klp_sleeper_lp_replace.ko'];
 /** User programs built beside the modules (no libc in the guest for them: freestanding, static). */
 export const GUEST_PROGRAMS = ['restart-canary', 'thread-blocker'];
-const PROGRAM_CFLAGS = ['-O2', '-static', '-nostdlib', '-ffreestanding', '-fno-builtin', '-fno-stack-protector', '-fno-pie', '-no-pie', '-fno-asynchronous-unwind-tables', '-Wall'];
+export const PROGRAM_CFLAGS = ['-O2', '-static', '-nostdlib', '-ffreestanding', '-fno-builtin', '-fno-stack-protector', '-fno-pie', '-no-pie', '-fno-asynchronous-unwind-tables', '-Wall'];
 
 export interface ModulesResult {
   dir: string;

@@ -338,6 +338,8 @@ async function nextRun(g: ArchGuests, queue: PlannedRun[]): Promise<PlannedRun |
   // The arch's share of the slots follows the work it has still to start; none left, the others have it.
   if (queue.length) g.slots.reserve(g.arch.name, workOf(g.arch, queue));
   else g.slots.release(g.arch.name);
+  // Paused QEMUs of snapshots no run left wants stop before this run's guest starts (it may start a QEMU: their memory is the cheapest it can get).
+  await g.pool.expect(g.arch.name, [next, ...queue].filter((r): r is PlannedRun => r !== undefined).map((r) => guestRequest(g, r, '', '')));
   return next;
 }
 

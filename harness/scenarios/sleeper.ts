@@ -1,6 +1,6 @@
 // Driving guest/modules in the guest: the klp_sleeper blockers and the
 // klp_sleeper_lp livepatch, and reading what blocks a transition.
-import { catScript, pollScript, type GuestOps, type SamplePoint, type WriteResult } from '../vm/guestops.js';
+import { catScript, NOW_MS, parsePoll, parseWrites, pollCommand, writesScript, type GuestOps, type SamplePoint, type WriteResult } from '../vm/guestops.js';
 import { q } from '../vm/ssh.js';
 import { guestBound, hostMs, timeout } from '../core/timeouts.js';
 import { pollUntil } from '../core/poll.js';
@@ -205,7 +205,7 @@ export class Sleeper {
     s.equal(`${name} read completed`, st?.reads_done ?? 0, 1);
     const out = `/tmp/reader-${name}`;
     // The reader writes its exit status last: wait (in the guest) until that file has a line.
-    await this.ops.waitFor(`${out}.rc`, '[ "$v" != gone ]', timeout('blockerState', this.ctx.arch));
+    await this.ops.waitFor(`${out}.rc`, { stopUnless: 'gone' }, timeout('blockerState', this.ctx.arch));
     const r = await this.ops.run(`${catScript(`${out}.rc`)}; echo ---; ${catScript(`${out}.err`)}; echo ---; ${catScript(`${out}.out`)}`);
     const [rc = '', err = '', data = ''] = r.stdout.split('---\n');
     s.equal(`${name} reader exit status`, rc.trim(), '0');
@@ -382,20 +382,15 @@ export class Sleeper {
     const blockers = opts.blockers ?? this.blockerPids;
     const watch = blockers[0];
     const timeoutMs = timeout('transition', this.ctx.arch);
-    const writes = Sleeper.MARK_WRITE + Array.from({ length: times }, (_, i) => `if { echo ${q(value)} > ${q(this.file(lever))}; } 2>/tmp/klp-w${i}; then echo "w ok"; else read m < /tmp/klp-w${i}; echo "w $m"; fi; `).join('');
-    // The blocker's patch_state, sampled with the transition: when it left the initial state.
-    const body = `${watch ? `if [ -z "$sw" ]; then read b 2>/dev/null < /proc/${watch}/patch_state || b=gone; [ "$b" != ${q(initialState)} ] && sw=$e; fi; ` : ''}[ "$v" = 0 ] && break; [ "$v" = gone ] && break; `;
-    const script =
-      `sw=; ` +
-      `${pollScript(this.file('transition'), timeoutMs, 100, body, writes)} echo "end $v $e $t0"; echo "switched $sw"; ` +
-      Sleeper.KERNEL_LINES;
+    // The blocker's patch_state, read with each reading of the transition: when it left the initial state.
+    const poll = pollCommand({ path: this.file('transition'), forMs: timeoutMs, everyMs: 100, stopOn: ['0', 'gone'], t0: '$t0', ...(watch ? { also: `/proc/${watch}/patch_state` } : {}) });
+    const script = `${NOW_MS}now_ms; t0=$ms; ${Sleeper.MARK_WRITE}${writesScript(this.file(lever), value, times)}${poll}; ${Sleeper.KERNEL_LINES}`;
     const r = await this.ops.run(script, timeoutMs + timeout('guestCommand', this.ctx.arch));
-    const lines = r.stdout.trim().split('\n');
-    const [, v = '', ms = 'NaN', t0 = 'NaN'] = (lines.find((l) => l.startsWith('end ')) ?? '').split(/\s+/);
-    const waitedMs = Number(ms);
-    const atMs = Number(t0);
-    const switched = /^switched (\d+)/m.exec(r.stdout)?.[1];
-    const writesDone = lines.filter((l) => l.startsWith('w ')).map((l) => l.slice(2)).map((m) => (m === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(m)?.[1]?.trim() ?? m }));
+    const p = parsePoll(r.stdout);
+    const { value: v, elapsedMs: waitedMs, t0Ms: atMs } = p;
+    const left = watch ? p.points.find((x) => x.other !== initialState) : undefined;
+    const switched = left ? left.atMs - atMs : undefined;
+    const writesDone = parseWrites(r.stdout);
     this.ctx.event(`${value} written to ${this.patch}/${lever}${times > 1 ? ` (x${times})` : ''}`, atMs);
     const { ownFirst, tries, after, splitAt } = this.splitAtWrite(r.stdout, atMs);
     if (lever === 'signal') {

@@ -9,7 +9,7 @@ import type { Logger } from '../core/log.js';
 import { Accelerator } from './accel.js';
 import type { BootRequest } from './boot.js';
 import { HOST_QEMU, type QemuInstall } from './qemu-dist.js';
-import { freshGuest, resetWaiting, SnapshotBook, type FreshGuest, type FreshGuestRequest } from './snapshot.js';
+import { expectGuests, freshGuest, resetWaiting, SnapshotBook, type FreshGuest, type FreshGuestRequest } from './snapshot.js';
 
 export interface PoolOptions {
   cacheDir: string;
@@ -61,6 +61,15 @@ export class GuestPool implements AsyncDisposable {
   /** Whether a guest for this request would now be a paused QEMU reset in place (no new QEMU, no first restore). */
   async resetWaiting(req: GuestRequest): Promise<boolean> {
     return resetWaiting(await this.full(req), this.book);
+  }
+
+  /**
+   * The guests an arch has still to start (all of them, each time it
+   * changes): QEMUs kept paused for its other snapshots stop now, and the
+   * next QEMU started gets their memory.
+   */
+  async expect(arch: string, reqs: readonly GuestRequest[]): Promise<void> {
+    await expectGuests(arch, await Promise.all(reqs.map((r) => this.full(r))), this.book);
   }
 
   private async full(req: GuestRequest): Promise<FreshGuestRequest> {

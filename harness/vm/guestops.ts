@@ -17,21 +17,66 @@ export interface VmWatch {
 
 export const LP_SYSFS = '/sys/kernel/livepatch';
 
+/** The guest's clock in a shell: sets $ms from /proc/uptime ("12.34" -> 12340; the "1" prefix keeps "0.09" from reading as octal). */
+export const NOW_MS = 'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; ';
+
+/** What klp-poll (guest/klp-poll.c, in every image) is asked to do. */
+export interface PollRequest {
+  path: string;
+  /** ms of guest clock after the start past which the wait ends (0: one reading). */
+  forMs: number;
+  everyMs: number;
+  /** A second file read at each reading, after `path`. */
+  also?: string;
+  /** Readings of `path` that end the wait. */
+  stopOn?: readonly string[];
+  /** A reading of `path` other than this ends the wait. */
+  stopUnless?: string;
+  /** Only the last reading is printed (a wait; a sample wants every one). */
+  lastOnly?: boolean;
+  /** A shell expression for the start on the guest clock (ms), e.g. '$t0'; default: when klp-poll starts. */
+  t0?: string;
+}
+
 /**
- * A guest shell loop reading `path` into $v ('gone' when it cannot be read)
- * every `everyMs` until `forMs` of guest clock have passed, with $e the
- * milliseconds since the start; `body` runs after each reading and may
- * `break`. Builtins only per reading (a fork costs ~45 ms under emulation);
- * $ms comes from /proc/uptime ("12.34" -> 12340; the "1" prefix keeps "0.09"
- * from reading as octal).
+ * The guest command that polls a file with klp-poll: readings every
+ * `everyMs` of the guest's clock, in the guest, printed once at the end.
+ * A shell loop cost about 5 ms of QEMU CPU per reading on ppc64le (the
+ * builtins read a byte per system call); klp-poll's readings cost the
+ * wakeup alone.
  */
-export function pollScript(path: string, forMs: number, everyMs: number, body: string, first = ''): string {
-  return (
-    'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; now_ms; t0=$ms; ' +
-    `${TICK_OPEN}${first}e=0; ` +
-    `while :; do read v 2>/dev/null < ${q(path)} || v=gone; now_ms; e=$(( ms - t0 )); ${body}` +
-    `[ $e -ge ${forMs} ] && break; ${guestSleep(everyMs)} done;`
-  );
+export function pollCommand(r: PollRequest): string {
+  const args = ['-e', String(r.everyMs), '-f', String(r.forMs)];
+  if (r.t0) args.push('-t', r.t0);
+  if (r.also) args.push('-a', q(r.also));
+  for (const v of r.stopOn ?? []) args.push('-s', q(v));
+  if (r.stopUnless !== undefined) args.push('-x', q(r.stopUnless));
+  if (r.lastOnly) args.push('-l');
+  return `klp-poll ${args.join(' ')} ${q(r.path)}`;
+}
+
+/** klp-poll's output: every reading printed (all, or the last) and how the wait ended. Readings are single words (sysfs and /proc values). */
+export interface PollResult {
+  points: SamplePoint[];
+  /** The last reading ('' when klp-poll printed no end line). */
+  value: string;
+  /** From the start to the last reading, guest clock (ms). */
+  elapsedMs: number;
+  /** The start and the last reading on the guest clock (ms of uptime). */
+  t0Ms: number;
+  endMs: number;
+}
+
+/** Reads klp-poll's lines out of a command's stdout (other lines are left to the caller). */
+export function parsePoll(stdout: string): PollResult {
+  const points: SamplePoint[] = [];
+  let end: string[] | undefined;
+  for (const l of stdout.split('\n')) {
+    const f = l.split(' ');
+    if (f[0] === 'p' && f.length >= 3) points.push({ value: f[1]!, atMs: Number(f[2]), ...(f.length > 3 ? { other: f[3] } : {}) });
+    else if (f[0] === 'end' && f.length >= 5) end = f;
+  }
+  return { points, value: end?.[1] ?? '', elapsedMs: Number(end?.[2] ?? NaN), t0Ms: Number(end?.[3] ?? NaN), endMs: Number(end?.[4] ?? NaN) };
 }
 
 /** Opens guest/init's FIFO (made here if the image has none) on fd 9 for guestSleep (read-write: the open never blocks). */
@@ -78,6 +123,23 @@ export interface WriteResult {
   ok: boolean;
   /** The shell's error text for a failed write, e.g. "Invalid argument". */
   error: string;
+}
+
+/**
+ * Writes `value` to `path` `times` times back to back, each outcome a line:
+ * "w ok", or "w " and the shell's error text.
+ */
+export function writesScript(path: string, value: string, times: number): string {
+  return Array.from({ length: times }, (_, i) => `if { echo ${q(value)} > ${q(path)}; } 2>/tmp/klp-w${i}; then echo "w ok"; else read m < /tmp/klp-w${i}; echo "w $m"; fi; `).join('');
+}
+
+/** The outcomes writesScript printed, in order. */
+export function parseWrites(stdout: string): WriteResult[] {
+  return stdout
+    .split('\n')
+    .filter((l) => l.startsWith('w '))
+    .map((l) => l.slice(2))
+    .map((m) => (m === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(m)?.[1]?.trim() ?? m }));
 }
 
 export class GuestOps {
@@ -182,10 +244,10 @@ export class GuestOps {
    * Readings use the shell's `read` builtin: a fork costs ~45 ms under emulation.
    */
   async waitTransition(patch: string, want: '0' | '1', timeoutMs: number): Promise<{ value: string; waitedMs: number; endMs: number }> {
-    const done = `[ "$v" = ${q(want)} ] && break; ${want === '0' ? '[ "$v" = gone ] && break; ' : ''}`;
-    const r = await this.run(`${pollScript(this.patchFile(patch, 'transition'), timeoutMs, 100, done)} echo "$v $e $ms"`, timeoutMs + this.commandTimeoutMs);
-    const [value = '', ms = '0', end = 'NaN'] = r.stdout.trim().split(/\s+/);
-    return { value, waitedMs: Number(ms), endMs: Number(end) };
+    const stopOn = want === '0' ? ['0', 'gone'] : [want];
+    const r = await this.run(pollCommand({ path: this.patchFile(patch, 'transition'), forMs: timeoutMs, everyMs: 100, stopOn, lastOnly: true }), timeoutMs + this.commandTimeoutMs);
+    const p = parsePoll(r.stdout);
+    return { value: p.value, waitedMs: p.elapsedMs, endMs: p.endMs };
   }
 
   /**
@@ -195,18 +257,11 @@ export class GuestOps {
    * guest uptime in ms.
    */
   async sample(path: string, forMs: number, everyMs: number, also?: string): Promise<{ counts: Map<string, number>; spanMs: number; points: SamplePoint[] }> {
-    const body = also ? `read w 2>/dev/null < ${q(also)} || w=gone; echo "$v $ms $w"; ` : 'echo "$v $ms"; ';
-    const r = await this.run(`${pollScript(path, forMs, everyMs, body)} echo "span $e"`, forMs + this.commandTimeoutMs);
-    const lines = r.stdout.trim().split('\n');
-    const spanMs = Number(/^span (\d+)$/.exec(lines.pop() ?? '')?.[1] ?? 0);
+    const r = await this.run(pollCommand({ path, forMs, everyMs, also }), forMs + this.commandTimeoutMs);
+    const { points, elapsedMs } = parsePoll(r.stdout);
     const counts = new Map<string, number>();
-    const points: SamplePoint[] = [];
-    for (const l of lines) {
-      const [value = '', at = 'NaN', other] = l.split(' ');
-      counts.set(value, (counts.get(value) ?? 0) + 1);
-      points.push({ atMs: Number(at), value, other });
-    }
-    return { counts, spanMs, points };
+    for (const p of points) counts.set(p.value, (counts.get(p.value) ?? 0) + 1);
+    return { counts, spanMs: Number.isFinite(elapsedMs) ? elapsedMs : 0, points };
   }
 
   /**
@@ -216,18 +271,9 @@ export class GuestOps {
    * `waitedMs` is the kernel's time from the lever to the end, not SSH's.
    */
   async writeThenWait(path: string, value: string, patch: string, timeoutMs: number, times = 1): Promise<{ writes: WriteResult[]; value: string; waitedMs: number; atMs: number }> {
-    const writes = Array.from({ length: times }, (_, i) =>
-      `if { echo ${q(value)} > ${q(path)}; } 2>/tmp/klp-w${i}; then echo "w ok"; else read m < /tmp/klp-w${i}; echo "w $m"; fi; `,
-    ).join('');
-    const done = `[ "$v" = 0 ] && break; [ "$v" = gone ] && break; `;
-    const r = await this.run(`${pollScript(this.patchFile(patch, 'transition'), timeoutMs, 100, done, writes)} echo "end $v $e $t0"`, timeoutMs + this.commandTimeoutMs);
-    const lines = r.stdout.trim().split('\n');
-    const [, v = '', ms = 'NaN', t0 = 'NaN'] = (lines.find((l) => l.startsWith('end ')) ?? '').split(/\s+/);
-    const outcomes = lines
-      .filter((l) => l.startsWith('w '))
-      .map((l) => l.slice(2))
-      .map((m) => (m === 'ok' ? { ok: true, error: '' } : { ok: false, error: /write error: (.*)$/.exec(m)?.[1]?.trim() ?? m }));
-    return { writes: outcomes, value: v, waitedMs: Number(ms), atMs: Number(t0) };
+    const r = await this.run(`${NOW_MS}now_ms; t0=$ms; ${writesScript(path, value, times)}${pollCommand({ path: this.patchFile(patch, 'transition'), forMs: timeoutMs, everyMs: 100, stopOn: ['0', 'gone'], lastOnly: true, t0: '$t0' })}`, timeoutMs + this.commandTimeoutMs);
+    const p = parsePoll(r.stdout);
+    return { writes: parseWrites(r.stdout), value: p.value, waitedMs: p.elapsedMs, atMs: p.t0Ms };
   }
 
   /**
@@ -235,15 +281,15 @@ export class GuestOps {
    * when it cannot be read, makes the shell test `until` hold, or timeoutMs
    * of guest clock pass. Returns the last reading and the guest's wait.
    */
-  async waitFor(path: string, until: string, timeoutMs: number): Promise<{ value: string; waitedMs: number }> {
-    const r = await this.run(`${pollScript(path, timeoutMs, 100, `${until} && break; `)} echo "$v $e"`, timeoutMs + this.commandTimeoutMs);
-    const m = /(\S*) (\d+)\s*$/.exec(r.stdout.trim());
-    return { value: m?.[1] ?? '', waitedMs: Number(m?.[2] ?? NaN) };
+  async waitFor(path: string, until: { stopOn?: readonly string[]; stopUnless?: string }, timeoutMs: number): Promise<{ value: string; waitedMs: number }> {
+    const r = await this.run(pollCommand({ path, forMs: timeoutMs, everyMs: 100, ...until, lastOnly: true }), timeoutMs + this.commandTimeoutMs);
+    const p = parsePoll(r.stdout);
+    return { value: p.value, waitedMs: p.elapsedMs };
   }
 
   /** Waits in the guest until `path` can no longer be read (a sysfs directory removed); returns whether it went. */
   async waitGone(path: string, timeoutMs: number): Promise<{ gone: boolean; waitedMs: number }> {
-    const w = await this.waitFor(path, '[ "$v" = gone ]', timeoutMs);
+    const w = await this.waitFor(path, { stopOn: ['gone'] }, timeoutMs);
     return { gone: w.value === 'gone', waitedMs: w.waitedMs };
   }
 

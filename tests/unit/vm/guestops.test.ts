@@ -2,23 +2,32 @@
 // in a local bash (sysfs, the tick FIFO and scratch files moved to a temp dir)
 // and their output is read back as the guest's; and a guest that dies during
 // a command is reported as the death, with its console, not as an SSH error.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { HarnessError, infraError, timeoutError } from '../../../harness/core/errors.js';
 import { RingBuffer, type ConsoleEvent } from '../../../harness/vm/console.js';
-import { catScript, GuestOps, guestSleep, LP_SYSFS, pollScript, TICK_OPEN, wholeReadsOnly, type VmWatch } from '../../../harness/vm/guestops.js';
+import { catScript, GuestOps, guestSleep, LP_SYSFS, parsePoll, pollCommand, wholeReadsOnly, type VmWatch } from '../../../harness/vm/guestops.js';
+import { PROGRAM_CFLAGS } from '../../../harness/kernel/modules.js';
+import { projectPath } from '../../../harness/core/paths.js';
 import type { ExecResult, GuestShell } from '../../../harness/vm/ssh.js';
 import { tempDir } from '../../helpers.js';
 
 const COMMAND_MS = 5000;
 
-/** Runs a command in bash (the guest's ash stand-in) as the guest would; returns what SSH would. */
+/** guest/klp-poll.c built for this host (x86_64), as the image builds it for the guest, in a directory put first in PATH. */
+const pollBin = (() => {
+  const dir = tempDir(t);
+  execFileSync('gcc', [...PROGRAM_CFLAGS, '-o', join(dir, 'klp-poll'), projectPath('guest/klp-poll.c')]);
+  return dir;
+})();
+
+/** Runs a command in bash (the guest's ash stand-in) as the guest would, klp-poll on its PATH; returns what SSH would. */
 function bash(command: string): Promise<ExecResult> {
   const started = Date.now();
   return new Promise((resolve) => {
-    execFile('bash', ['-c', command], { timeout: 20_000 }, (err, stdout, stderr) => {
+    execFile('bash', ['-c', command], { timeout: 20_000, env: { ...process.env, PATH: `${pollBin}:${process.env.PATH}` } }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : null) : 0;
       resolve({ command, stdout, stderr, code, durationMs: Date.now() - started });
     });
@@ -50,28 +59,41 @@ function localGuest(t: Parameters<typeof tempDir>[0]) {
 /** The host's uptime in ms: the local guest's clock. */
 const uptimeMs = () => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
 
-t.test('the scripts are builtins only: the tick FIFO opened on fd 9, sleeps are read timeouts on it', async (t) => {
+t.test('guestSleep: a read timeout on the tick FIFO, no program started', async (t) => {
   t.equal(guestSleep(250), 'read -t 0.25 _ <&9;');
   t.equal(guestSleep(100), 'read -t 0.1 _ <&9;');
-  const s = pollScript('/sys/x y', 1000, 200, 'BODY; ');
-  t.ok(s.includes(TICK_OPEN), 'opens the FIFO first');
-  t.match(s, "read v 2>/dev/null < '/sys/x y' || v=gone;", 'the path quoted for the shell');
-  t.match(s, /\[ \$e -ge 1000 \] && break; read -t 0\.2 _ <&9; done;/);
-  t.notMatch(s, /\b(sleep|usleep|cat|date)\b/, 'no program started per reading');
 });
 
-t.test('the guest clock: /proc/uptime hundredths to ms, a leading 0 not read as octal', async (t) => {
+t.test('pollCommand: klp-poll with each option, every word quoted for the shell', async (t) => {
+  t.equal(pollCommand({ path: '/sys/x y', forMs: 1000, everyMs: 200 }), "klp-poll -e 200 -f 1000 '/sys/x y'");
+  t.equal(
+    pollCommand({ path: '/p', forMs: 5, everyMs: 100, also: "/q'r", stopOn: ['0', 'gone'], stopUnless: 'x', lastOnly: true, t0: '$t0' }),
+    "klp-poll -e 100 -f 5 -t $t0 -a '/q'\\''r' -s '0' -s 'gone' -x 'x' -l '/p'",
+  );
+});
+
+t.test('klp-poll: readings as `read v` takes them, "gone" without a whole line, the guest clock in hundredths', async (t) => {
   const dir = tempDir(t);
-  const cases = [['0.09 1.00', 90], ['12.34 5.00', 12340], ['7.05 1', 7050], ['0.00 0', 0], ['100.10 3', 100100], ['3599.99 1', 3599990]] as const;
-  // One bash for all: each script in a subshell reading its own uptime file.
-  const script = cases
-    .map(([uptime], i) => {
-      writeFileSync(join(dir, `uptime${i}`), `${uptime}\n`);
-      return `( ${pollScript('/nonexistent', 0, 100, 'echo "$v $ms $e"; ').split('/proc/uptime').join(join(dir, `uptime${i}`)).split('/run/klp-tick').join(join(dir, 'tick'))} )`;
-    })
-    .join('; ');
-  const lines = (await bash(script)).stdout.split('\n');
-  cases.forEach(([uptime, ms], i) => t.equal(lines[i], `gone ${ms} 0`, `uptime ${uptime} -> ${ms} ms`));
+  const files: Record<string, string> = { plain: '1\n', blanks: ' \t 7 \t\nsecond\n', partial: '0', empty: '', long: `${'a'.repeat(300)}\n` };
+  for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, f), text);
+  const before = uptimeMs();
+  const out = (await bash(Object.keys(files).concat('missing').map((f) => pollCommand({ path: join(dir, f), forMs: 0, everyMs: 100, also: join(dir, 'plain') })).join('; '))).stdout;
+  const after = uptimeMs();
+  const points = out.split('\n').filter((l) => l.startsWith('p '));
+  t.same(points.map((l) => l.split(' ')[1]), ['1', '7', 'gone', 'gone', 'a'.repeat(255), 'gone']);
+  t.ok(points.every((l) => l.endsWith(' 1')), 'the second file read with each');
+  const ms = points.map((l) => Number(l.split(' ').at(-2)));
+  t.ok(ms.every((m) => m % 10 === 0 && m >= Math.floor(before / 10) * 10 - 10 && m <= after + 10), `moments on this clock (/proc/uptime), in hundredths: ${ms.join(' ')}`);
+  const bad = await bash('klp-poll -e 0 /x; echo "rc $?"; klp-poll; echo "rc $?"; klp-poll -t -1 /x; echo "rc $?"');
+  t.same(bad.stdout.trim().split('\n'), ['rc 2', 'rc 2', 'rc 2'], 'bad usage: exit 2');
+  t.match(bad.stderr, /usage: klp-poll/);
+});
+
+t.test('parsePoll: points, then the end line; other lines left alone', async (t) => {
+  const p = parsePoll('w ok\np 1 1200 0\np 0 1300 1\nend 0 100 1200 1300\nd something\n');
+  t.same(p.points, [{ value: '1', atMs: 1200, other: '0' }, { value: '0', atMs: 1300, other: '1' }]);
+  t.same([p.value, p.elapsedMs, p.t0Ms, p.endMs], ['0', 100, 1200, 1300]);
+  t.same(parsePoll('p gone 5').points, [{ value: 'gone', atMs: 5 }], 'no second file: no other');
 });
 
 t.test('waitTransition: ends on the wanted value, on "gone" only for 0, else at the timeout', async (t) => {
@@ -157,13 +179,13 @@ t.test('writeThenWait: every write\'s outcome in order, then the wait, on the gu
   t.equal(refused.value, 'gone', 'a patch that is gone ends the wait');
 });
 
-t.test('waitFor and waitGone: a shell test on the reading ends the wait', async (t) => {
+t.test('waitFor and waitGone: a reading (or any reading but one) ends the wait', async (t) => {
   const g = localGuest(t);
   const dir = g.patch('p', '1');
   writeFileSync(join(dir, 'enabled'), '3\n');
   const [hit, miss, went, still] = await Promise.all([
-    g.ops.waitFor(join(LP_SYSFS, 'p/enabled'), '[ "$v" = 3 ]', 2000),
-    g.ops.waitFor(join(LP_SYSFS, 'p/enabled'), '[ "$v" = 4 ]', 300),
+    g.ops.waitFor(join(LP_SYSFS, 'p/enabled'), { stopOn: ['3'] }, 2000),
+    g.ops.waitFor(join(LP_SYSFS, 'p/enabled'), { stopOn: ['4'] }, 300),
     g.ops.waitGone(join(LP_SYSFS, 'nope/enabled'), 2000),
     g.ops.waitGone(join(LP_SYSFS, 'p/enabled'), 300),
   ]);
@@ -172,6 +194,9 @@ t.test('waitFor and waitGone: a shell test on the reading ends the wait', async 
   t.same([miss.value, miss.waitedMs >= 300], ['3', true], 'else the last reading at the timeout');
   t.same([went.gone, went.waitedMs < 1000], [true, true], 'an unreadable path is gone at once');
   t.same([still.gone, still.waitedMs >= 300], [false, true], 'a readable one is not, after the timeout');
+  const [appeared, absent] = await Promise.all([g.ops.waitFor(join(LP_SYSFS, 'p/enabled'), { stopUnless: 'gone' }, 2000), g.ops.waitFor(join(LP_SYSFS, 'p/none'), { stopUnless: 'gone' }, 300)]);
+  t.same([appeared.value, appeared.waitedMs < 1000], ['3', true], 'stopUnless: the first reading other than gone');
+  t.same([absent.value, absent.waitedMs >= 300], ['gone', true]);
 });
 
 t.test('runTimed keeps the command\'s status and output and adds the uptime after it', async (t) => {
@@ -233,7 +258,7 @@ t.test('must, read, exists, patchStates and the module commands', async (t) => {
 
 t.test('readings that are missing parse as NaN (or empty), not as numbers', async (t) => {
   const { ops } = cannedGuest(() => ({ stdout: '' }));
-  const w = await ops.waitFor('/x', 'true', 100);
+  const w = await ops.waitFor('/x', { stopOn: ['1'] }, 100);
   t.same([w.value, Number.isNaN(w.waitedMs)], ['', true]);
   const wt = await ops.writeThenWait('/x', '1', 'p', 100);
   t.same([wt.writes, wt.value, Number.isNaN(wt.waitedMs), Number.isNaN(wt.atMs)], [[], '', true, true]);

@@ -110,6 +110,33 @@ t.test('QEMU versions: snapshots on pseries need 8.1 or later', async (t) => {
   t.equal(getArch('ppc64le').qemu.snapshotsFrom?.version, '8.1');
 });
 
+t.test('a paused QEMU no guest still to come wants stops at once: when its arch says so, or when it pauses after that', async (t) => {
+  const book = new SnapshotBook(true, 8);
+  const stopped: string[] = [];
+  const qemu = (arch: string, key: string) => ({ book, key, arch, dir: tempDir(t), qmp: { close() {} }, vm: { stop: async () => void stopped.push(key) } }) as unknown as WarmQemu;
+  const pause = (w: WarmQemu) => {
+    book.live++;
+    return book.putIdle(w);
+  };
+  t.ok(pause(qemu('x86_64', 'x-a')), 'before its arch has said what it wants, every paused QEMU is kept');
+  t.ok(pause(qemu('x86_64', 'x-b')));
+  t.ok(pause(qemu('ppc64le', 'p-a')));
+  await book.want('x86_64', new Set(['x-b', 'x-c']));
+  t.same(stopped, ['x-a'], "x86_64's snapshot no run wants: its QEMU stopped; the other arch's untouched (it has said nothing)");
+  t.equal(book.live, 2);
+  t.equal(book.takeIdle('x-a'), undefined);
+  t.not(book.takeIdle('x-b'), undefined, 'a wanted one is still handed out');
+  book.live--;
+  t.notOk(pause(qemu('x86_64', 'x-d')), 'a QEMU pausing for a snapshot no run wants is not kept (the caller stops it)');
+  t.ok(pause(qemu('x86_64', 'x-c')), 'a wanted one is');
+  await book.want('x86_64', new Set());
+  t.same(stopped, ['x-a', 'x-c'], 'the queue empty: every paused QEMU of the arch stops');
+  await book.want('ppc64le', new Set(['p-a']));
+  t.same(stopped, ['x-a', 'x-c'], 'nothing stops that is wanted');
+  await book.close();
+  t.same(stopped, ['x-a', 'x-c', 'p-a']);
+});
+
 t.test('paused QEMUs kept for reuse never push a run past its QEMUs: a new one stops the oldest paused first', async (t) => {
   const book = new SnapshotBook(true, 2);
   const stopped: string[] = [];
