@@ -236,7 +236,7 @@ function cannedGuest(answer: (command: string) => Partial<ExecResult> | Promise<
 
 t.test('must, read, exists, patchStates and the module commands', async (t) => {
   const { ops, calls } = cannedGuest((c) =>
-    c === catScript('/sys/x') ? { stdout: '  1\n' } : c.startsWith('test -e') ? { code: c.includes('yes') ? 0 : 1 } : c.startsWith('for t in') ? { stdout: '0\n0\n1\n-1\n\n0\n' } : c.startsWith('bad') ? { code: 2, stdout: 'o', stderr: 'e' } : {},
+    c === catScript('/sys/x') ? { stdout: '  1\n' } : c.startsWith('test -e') ? { code: c.includes('yes') ? 0 : 1 } : c.includes('for t in /proc/') ? { stdout: '0\n0\n1\n-1\n\n0\n' } : c.startsWith('bad') ? { code: 2, stdout: 'o', stderr: 'e' } : {},
   );
   t.equal(await ops.read('/sys/x'), '1', 'trimmed');
   t.equal(calls.at(-1), catScript('/sys/x'));
