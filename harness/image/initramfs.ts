@@ -142,6 +142,8 @@ function lexists(path: string): boolean {
  * harness's waits and samples of sysfs files (guest/klp-poll.c).
  */
 export const IMAGE_PROGRAMS = [{ source: 'guest/klp-poll.c', path: '/usr/bin/klp-poll' }] as const;
+/** Their flags: the guest programs' (no C library), and no loop turned into a memcpy/memset call there is none to link. */
+export const IMAGE_PROGRAM_CFLAGS = [...PROGRAM_CFLAGS, '-fno-tree-loop-distribute-patterns'];
 
 function passwd(): string {
   return 'root:x:0:0:root:/root:/bin/sh\n';
@@ -154,7 +156,7 @@ export async function buildImage(req: ImageRequest): Promise<ImageResult> {
   const variant = req.variant ?? 'base';
   const contents = IMAGE_CONTENTS[variant];
   const programs = IMAGE_PROGRAMS.map((p) => readFileSync(projectPath(p.source), 'utf8'));
-  const key = hashOf(arch.debArch, JSON.stringify(contents), req.initScript, req.keys.clientPublic, req.keys.hostKeyDropbear, ...programs, PROGRAM_CFLAGS.join(' '), arch.userCflags.join(' '));
+  const key = hashOf(arch.debArch, JSON.stringify(contents), req.initScript, req.keys.clientPublic, req.keys.hostKeyDropbear, ...programs, IMAGE_PROGRAM_CFLAGS.join(' '), arch.userCflags.join(' '));
   const dir = join(req.cacheDir, 'images', `${arch.name}-${variant}-${key}`);
   const path = join(dir, 'initramfs.cpio');
   const check = async (): Promise<ImageResult | undefined> => {
@@ -222,7 +224,7 @@ async function compilePrograms(req: ImageRequest, dir: string, sysroot: string):
   for (const p of IMAGE_PROGRAMS) {
     const bin = join(sysroot, `klp-program-${out.length}`);
     const logPath = join(dir, `${posix.basename(p.path)}.log`);
-    await run(`${arch.crossCompile}gcc`, [...PROGRAM_CFLAGS, ...arch.userCflags, '-o', bin, projectPath(p.source)], {
+    await run(`${arch.crossCompile}gcc`, [...IMAGE_PROGRAM_CFLAGS, ...arch.userCflags, '-o', bin, projectPath(p.source)], {
       logPath,
       logger,
       onFailure: (f) => buildError(`guest program ${p.source} for ${arch.name} failed to build`, { arch: arch.name, command: f.command, exitCode: f.exitCode, logPath, details: f.output.slice(-2000) }),

@@ -294,9 +294,19 @@ async function runGuests(g: ArchGuests): Promise<void> {
   // (reset in place: no new QEMU and no first restore, the dearest way to a guest), else the
   // longest. Takes are one at a time: each sees the queue the one before left.
   const queue = longestFirst(planned);
+  // Runs taken and not yet over (a retry included): their snapshots' paused QEMUs are still wanted.
+  const inFlight = new Set<PlannedRun>();
   let taking = Promise.resolve<PlannedRun | undefined>(undefined);
-  const take = () => (taking = taking.then(() => nextRun(g, queue)));
-  await Promise.all(planned.map(() => g.slots.use(async () => one((await take())!), arch.name).catch((e: unknown) => void (failure ??= { error: e }))));
+  const take = () => (taking = taking.then(() => nextRun(g, queue, inFlight)));
+  const taken = async () => {
+    const run = (await take())!;
+    try {
+      await one(run);
+    } finally {
+      inFlight.delete(run);
+    }
+  };
+  await Promise.all(planned.map(() => g.slots.use(taken, arch.name).catch((e: unknown) => void (failure ??= { error: e }))));
   // Reports list scenarios in the order they were asked for, not the order they ended.
   const order = (s: { name: string; cpu?: string }) => planned.findIndex((p) => p.scenario.name === s.name && p.cpu === s.cpu);
   ar.scenarios.sort((a, b) => order(a) - order(b));
@@ -325,7 +335,7 @@ const longestFirst = (runs: PlannedRun[]) => [...runs].sort((a, b) => expectedOf
  * first. A longer run never waits for shorter ones that would reset in
  * place (the selftests, on a snapshot of their own, ran last and alone).
  */
-async function nextRun(g: ArchGuests, queue: PlannedRun[]): Promise<PlannedRun | undefined> {
+async function nextRun(g: ArchGuests, queue: PlannedRun[], inFlight: Set<PlannedRun>): Promise<PlannedRun | undefined> {
   let pick = 0;
   const longest = expectedOf(queue[0]);
   for (let i = 0; i < queue.length && expectedOf(queue[i]) === longest; i++) {
@@ -338,8 +348,10 @@ async function nextRun(g: ArchGuests, queue: PlannedRun[]): Promise<PlannedRun |
   // The arch's share of the slots follows the work it has still to start; none left, the others have it.
   if (queue.length) g.slots.reserve(g.arch.name, workOf(g.arch, queue));
   else g.slots.release(g.arch.name);
-  // Paused QEMUs of snapshots no run left wants stop before this run's guest starts (it may start a QEMU: their memory is the cheapest it can get).
-  await g.pool.expect(g.arch.name, [next, ...queue].filter((r): r is PlannedRun => r !== undefined).map((r) => guestRequest(g, r, '', '')));
+  if (next) inFlight.add(next);
+  // Paused QEMUs of snapshots no run taken or left wants stop before this run's guest starts (it may start a QEMU: their memory is the cheapest it can get).
+  const wanted = [...inFlight, ...queue].filter((r) => !r.scenario.notFor?.(g.arch));
+  await g.pool.expect(g.arch.name, wanted.map((r) => guestRequest(g, r, '', '')));
   return next;
 }
 

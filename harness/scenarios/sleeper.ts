@@ -1,6 +1,6 @@
 // Driving guest/modules in the guest: the klp_sleeper blockers and the
 // klp_sleeper_lp livepatch, and reading what blocks a transition.
-import { catScript, NOW_MS, parsePoll, parseWrites, pollCommand, writesScript, type GuestOps, type SamplePoint, type WriteResult } from '../vm/guestops.js';
+import { catScript, NOW_MS, parseWrites, pollOutcome, pollCommand, writesScript, type GuestOps, type SamplePoint, type WriteResult } from '../vm/guestops.js';
 import { q } from '../vm/ssh.js';
 import { guestBound, hostMs, timeout } from '../core/timeouts.js';
 import { pollUntil } from '../core/poll.js';
@@ -386,7 +386,7 @@ export class Sleeper {
     const poll = pollCommand({ path: this.file('transition'), forMs: timeoutMs, everyMs: 100, stopOn: ['0', 'gone'], t0: '$t0', ...(watch ? { also: `/proc/${watch}/patch_state` } : {}) });
     const script = `${NOW_MS}now_ms; t0=$ms; ${Sleeper.MARK_WRITE}${writesScript(this.file(lever), value, times)}${poll}; ${Sleeper.KERNEL_LINES}`;
     const r = await this.ops.run(script, timeoutMs + timeout('guestCommand', this.ctx.arch));
-    const p = parsePoll(r.stdout);
+    const p = pollOutcome(r);
     const { value: v, elapsedMs: waitedMs, t0Ms: atMs } = p;
     const left = watch ? p.points.find((x) => x.other !== initialState) : undefined;
     const switched = left ? left.atMs - atMs : undefined;

@@ -20,6 +20,9 @@ export const LP_SYSFS = '/sys/kernel/livepatch';
 /** The guest's clock in a shell: sets $ms from /proc/uptime ("12.34" -> 12340; the "1" prefix keeps "0.09" from reading as octal). */
 export const NOW_MS = 'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; ';
 
+/** klp-poll's limit on -s (MAX_STOPS in guest/klp-poll.c). */
+const MAX_STOPS = 8;
+
 /** What klp-poll (guest/klp-poll.c, in every image) is asked to do. */
 export interface PollRequest {
   path: string;
@@ -46,6 +49,7 @@ export interface PollRequest {
  * wakeup alone.
  */
 export function pollCommand(r: PollRequest): string {
+  if ((r.stopOn?.length ?? 0) > MAX_STOPS) throw new Error(`internal: klp-poll takes at most ${MAX_STOPS} values to stop on`);
   const args = ['-e', String(r.everyMs), '-f', String(r.forMs)];
   if (r.t0) args.push('-t', r.t0);
   if (r.also) args.push('-a', q(r.also));
@@ -65,6 +69,8 @@ export interface PollResult {
   /** The start and the last reading on the guest clock (ms of uptime). */
   t0Ms: number;
   endMs: number;
+  /** Whether klp-poll printed its end line (it ran to its end). */
+  ended: boolean;
 }
 
 /** Reads klp-poll's lines out of a command's stdout (other lines are left to the caller). */
@@ -76,7 +82,18 @@ export function parsePoll(stdout: string): PollResult {
     if (f[0] === 'p' && f.length >= 3) points.push({ value: f[1]!, atMs: Number(f[2]), ...(f.length > 3 ? { other: f[3] } : {}) });
     else if (f[0] === 'end' && f.length >= 5) end = f;
   }
-  return { points, value: end?.[1] ?? '', elapsedMs: Number(end?.[2] ?? NaN), t0Ms: Number(end?.[3] ?? NaN), endMs: Number(end?.[4] ?? NaN) };
+  return { points, value: end?.[1] ?? '', elapsedMs: Number(end?.[2] ?? NaN), t0Ms: Number(end?.[3] ?? NaN), endMs: Number(end?.[4] ?? NaN), ended: end !== undefined };
+}
+
+/**
+ * klp-poll's result from a guest command's output. A command that printed
+ * no end line (klp-poll missing from the image, killed, or misused) is a
+ * guest-command error: no reading to judge the kernel by.
+ */
+export function pollOutcome(r: ExecResult): PollResult {
+  const p = parsePoll(r.stdout);
+  if (!p.ended) throw new HarnessError('guest-command', `klp-poll gave no result (exit status ${r.code})`, errorContextFrom(r));
+  return p;
 }
 
 /** Opens guest/init's FIFO (made here if the image has none) on fd 9 for guestSleep (read-write: the open never blocks). */
@@ -249,8 +266,7 @@ export class GuestOps {
    */
   async waitTransition(patch: string, want: '0' | '1', timeoutMs: number): Promise<{ value: string; waitedMs: number; endMs: number }> {
     const stopOn = want === '0' ? ['0', 'gone'] : [want];
-    const r = await this.run(pollCommand({ path: this.patchFile(patch, 'transition'), forMs: timeoutMs, everyMs: 100, stopOn, lastOnly: true }), timeoutMs + this.commandTimeoutMs);
-    const p = parsePoll(r.stdout);
+    const p = pollOutcome(await this.run(pollCommand({ path: this.patchFile(patch, 'transition'), forMs: timeoutMs, everyMs: 100, stopOn, lastOnly: true }), timeoutMs + this.commandTimeoutMs));
     return { value: p.value, waitedMs: p.elapsedMs, endMs: p.endMs };
   }
 
@@ -261,11 +277,10 @@ export class GuestOps {
    * guest uptime in ms.
    */
   async sample(path: string, forMs: number, everyMs: number, also?: string): Promise<{ counts: Map<string, number>; spanMs: number; points: SamplePoint[] }> {
-    const r = await this.run(pollCommand({ path, forMs, everyMs, also }), forMs + this.commandTimeoutMs);
-    const { points, elapsedMs } = parsePoll(r.stdout);
+    const { points, elapsedMs } = pollOutcome(await this.run(pollCommand({ path, forMs, everyMs, also }), forMs + this.commandTimeoutMs));
     const counts = new Map<string, number>();
     for (const p of points) counts.set(p.value, (counts.get(p.value) ?? 0) + 1);
-    return { counts, spanMs: Number.isFinite(elapsedMs) ? elapsedMs : 0, points };
+    return { counts, spanMs: elapsedMs, points };
   }
 
   /**
@@ -276,7 +291,7 @@ export class GuestOps {
    */
   async writeThenWait(path: string, value: string, patch: string, timeoutMs: number, times = 1): Promise<{ writes: WriteResult[]; value: string; waitedMs: number; atMs: number }> {
     const r = await this.run(`${NOW_MS}now_ms; t0=$ms; ${writesScript(path, value, times)}${pollCommand({ path: this.patchFile(patch, 'transition'), forMs: timeoutMs, everyMs: 100, stopOn: ['0', 'gone'], lastOnly: true, t0: '$t0' })}`, timeoutMs + this.commandTimeoutMs);
-    const p = parsePoll(r.stdout);
+    const p = pollOutcome(r);
     return { writes: parseWrites(r.stdout), value: p.value, waitedMs: p.elapsedMs, atMs: p.t0Ms };
   }
 
@@ -286,8 +301,7 @@ export class GuestOps {
    * of guest clock pass. Returns the last reading and the guest's wait.
    */
   async waitFor(path: string, until: { stopOn?: readonly string[]; stopUnless?: string }, timeoutMs: number): Promise<{ value: string; waitedMs: number }> {
-    const r = await this.run(pollCommand({ path, forMs: timeoutMs, everyMs: 100, ...until, lastOnly: true }), timeoutMs + this.commandTimeoutMs);
-    const p = parsePoll(r.stdout);
+    const p = pollOutcome(await this.run(pollCommand({ path, forMs: timeoutMs, everyMs: 100, ...until, lastOnly: true }), timeoutMs + this.commandTimeoutMs));
     return { value: p.value, waitedMs: p.elapsedMs };
   }
 

@@ -9,7 +9,7 @@ import t from 'tap';
 import { HarnessError, infraError, timeoutError } from '../../../harness/core/errors.js';
 import { RingBuffer, type ConsoleEvent } from '../../../harness/vm/console.js';
 import { catScript, GuestOps, guestSleep, LP_SYSFS, parsePoll, pollCommand, wholeReadsOnly, type VmWatch } from '../../../harness/vm/guestops.js';
-import { PROGRAM_CFLAGS } from '../../../harness/kernel/modules.js';
+import { IMAGE_PROGRAM_CFLAGS } from '../../../harness/image/initramfs.js';
 import { projectPath } from '../../../harness/core/paths.js';
 import type { ExecResult, GuestShell } from '../../../harness/vm/ssh.js';
 import { tempDir } from '../../helpers.js';
@@ -19,7 +19,7 @@ const COMMAND_MS = 5000;
 /** guest/klp-poll.c built for this host (x86_64), as the image builds it for the guest, in a directory put first in PATH. */
 const pollBin = (() => {
   const dir = tempDir(t);
-  execFileSync('gcc', [...PROGRAM_CFLAGS, '-o', join(dir, 'klp-poll'), projectPath('guest/klp-poll.c')]);
+  execFileSync('gcc', [...IMAGE_PROGRAM_CFLAGS, '-o', join(dir, 'klp-poll'), projectPath('guest/klp-poll.c')]);
   return dir;
 })();
 
@@ -141,7 +141,8 @@ t.test('sample: each reading with its moment, the second file alongside, counts 
   t.ok(s.points.every((p) => p.value === '1' && p.other === 'gone'), 'the unreadable second file reads gone');
   t.ok(s.points.every((p, i) => i === 0 || p.atMs >= s.points[i - 1]!.atMs), 'moments in order');
   t.ok(s.spanMs >= 350, `the span covers the requested time (${s.spanMs} ms)`);
-  t.ok(s.points.at(-1)!.atMs - s.points[0]!.atMs <= s.spanMs, 'the points lie within the span');
+  t.ok(s.points.every((p) => p.atMs >= s.points[0]!.atMs && p.atMs - s.points[0]!.atMs <= s.spanMs), 'the points lie within the span');
+  t.ok(s.points.length <= Math.ceil(350 / 100) + 2, `one reading per 100 ms, not more (${s.points.length})`);
   writeFileSync(join(dir, 'other'), 'x\n');
   const one = await g.ops.sample(join(LP_SYSFS, 'p/transition'), 0, 100);
   t.same(one.points.map((p) => [p.value, p.other]), [['1', undefined]], 'without a second file: no other');
@@ -256,15 +257,16 @@ t.test('must, read, exists, patchStates and the module commands', async (t) => {
   t.equal(ops.patchFile('p', 'force'), '/sys/kernel/livepatch/p/force');
 });
 
-t.test('readings that are missing parse as NaN (or empty), not as numbers', async (t) => {
-  const { ops } = cannedGuest(() => ({ stdout: '' }));
-  const w = await ops.waitFor('/x', { stopOn: ['1'] }, 100);
-  t.same([w.value, Number.isNaN(w.waitedMs)], ['', true]);
-  const wt = await ops.writeThenWait('/x', '1', 'p', 100);
-  t.same([wt.writes, wt.value, Number.isNaN(wt.waitedMs), Number.isNaN(wt.atMs)], [[], '', true, true]);
-  t.ok(Number.isNaN((await ops.runTimed('x')).atMs));
-  t.equal((await ops.waitTransition('p', '0', 100)).value, '');
-  t.equal((await ops.sample('/x', 100, 100)).spanMs, 0);
+t.test('a command that gave no klp-poll end line is a guest-command error, not a reading', async (t) => {
+  const { ops } = cannedGuest((c) => (c.includes('klp-poll') ? { stdout: 'p 1 100\n', code: 127, stderr: 'sh: klp-poll: not found' } : {}));
+  for (const call of [() => ops.waitFor('/x', { stopOn: ['1'] }, 100), () => ops.writeThenWait('/x', '1', 'p', 100), () => ops.waitTransition('p', '0', 100), () => ops.sample('/x', 100, 100)]) {
+    const e = await call().catch((x: unknown) => x);
+    t.ok(e instanceof HarnessError && e.kind === 'guest-command', 'a guest-command error');
+    t.match((e as HarnessError).message, /klp-poll gave no result \(exit status 127\)/);
+    t.match((e as HarnessError).context.details, /klp-poll: not found/, 'with what the shell said');
+  }
+  t.ok(Number.isNaN((await ops.runTimed('x')).atMs), 'runTimed without its uptime line: NaN');
+  t.throws(() => pollCommand({ path: '/x', forMs: 0, everyMs: 100, stopOn: Array.from({ length: 9 }, (_, i) => String(i)) }), /at most 8/);
 });
 
 /** A VM whose death the test triggers. */
