@@ -9,6 +9,7 @@
 // sleep-in-atomic reports. Meant for a kernel built with
 // kconfigs/debug.config; a kernel without lockdep skips it.
 import type { ConsoleEvent } from '../vm/console.js';
+import { NOW_MS } from '../vm/guestops.js';
 import { q } from '../vm/ssh.js';
 import { guestBound, hostMs, timeout } from '../core/timeouts.js';
 import { delay } from '../core/poll.js';
@@ -118,7 +119,7 @@ export function driverScript(b: DriverBounds, paths: RacePaths = GUEST_PATHS): s
     `elif [ -n "$settling" ] && [ $((ms - w0)) -ge ${b.hangMs} ]; then hangs=$((hangs+1)); echo "hang: ${cond.replace(/"/g, "'")} still false ${b.hangMs} ms after the writers paused and signal was written" >> ${T}hangs; break; fi; ` +
     `usleep 50000; now_ms; done; [ -n "$settling" ] && rm -f ${T}pause; [ $hangs -gt 0 ] && break; `;
   return (
-    'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; now_ms; t0=$ms; ' +
+    `${NOW_MS}now_ms; t0=$ms; ` +
     `cycles=0; hangs=0; stalls=0; pinned=0; reversed=0; forced=0; while :; do now_ms; [ $((ms - t0)) -ge ${b.raceMs} ] && break; ` +
     `insmod ${paths.module} || { echo insmod-failed >> ${T}hangs; break; }; ` +
     // The last cycle also writes force: only then, since a forced unpatching pins the module.
