@@ -350,8 +350,8 @@ async function nextRun(g: ArchGuests, queue: PlannedRun[], inFlight: Set<Planned
   else g.slots.release(g.arch.name);
   if (next) inFlight.add(next);
   // Paused QEMUs of snapshots no run taken or left wants stop before this run's guest starts (it may start a QEMU: their memory is the cheapest it can get).
-  const wanted = [...inFlight, ...queue].filter((r) => !r.scenario.notFor?.(g.arch));
-  await g.pool.expect(g.arch.name, wanted.map((r) => guestRequest(g, r, '', '')));
+  const runs = (rs: PlannedRun[]) => rs.filter((r) => !r.scenario.notFor?.(g.arch)).map((r) => guestRequest(g, r, '', ''));
+  await g.pool.expect(g.arch.name, runs([...inFlight, ...queue]), runs(queue));
   return next;
 }
 

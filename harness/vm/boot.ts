@@ -14,7 +14,7 @@ import type { Keys } from '../image/keys.js';
 import type { Logger } from '../core/log.js';
 import { freePort } from './ports.js';
 import { RCU_STALL_LINE } from './console.js';
-import { QemuVM } from './qemu.js';
+import { QemuVM, type QemuOptions } from './qemu.js';
 import { Accelerator, type Accel } from './accel.js';
 import { GuestShell } from './ssh.js';
 import { hostMs, KVM_MS, timeout } from '../core/timeouts.js';
@@ -48,6 +48,8 @@ export interface BootRequest {
   qmpSocket?: string;
   /** A qcow2 image attached as a drive no device uses (a snapshot's state is saved in it with `savevm`). */
   vmstateImage?: string;
+  /** The guest's RAM as a named backend (QemuOptions.ram): a snapshot's boot writes it in a file. */
+  ram?: QemuOptions['ram'];
 }
 
 /** A guest up and reachable over SSH; leaving its `await using` scope closes SSH and stops QEMU. */
@@ -120,7 +122,7 @@ async function bootOnce(req: BootRequest & { accel: Accelerator }, stalled: stri
 export const commandFileOf = (req: Pick<BootRequest, 'commandFile' | 'consoleLog'>) => req.commandFile ?? req.consoleLog.replace(/(\.log)?$/, '.qemu-command.txt');
 
 /** Starts QEMU for the request (booting, or from a saved state) and says where its command line is. */
-export function startQemu(req: BootRequest, port: number, accel: Accel, saved: { paused?: boolean; loadvm?: string } = {}): QemuVM {
+export function startQemu(req: BootRequest, port: number, accel: Accel, saved: Pick<QemuOptions, 'paused' | 'loadvm' | 'incoming' | 'ram'> = {}): QemuVM {
   const { arch, logger } = req;
   const vm = new QemuVM({
     arch,
@@ -137,13 +139,14 @@ export function startQemu(req: BootRequest, port: number, accel: Accel, saved: {
     extraAppend: req.extraAppend,
     qmpSocket: req.qmpSocket,
     vmstateImage: req.vmstateImage,
+    ram: req.ram,
     ...saved,
     onConsoleLine: (line) => logger.verbose(`console ${arch.name}: ${line}`),
   });
   // The full command line is long: it goes to --verbose and next to the console log, not to every default log line.
   const commandFile = commandFileOf(req);
   writeFileSync(commandFile, vm.command + '\n');
-  logger.info(`${saved.loadvm ? 'restore' : 'boot'} ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid} (command line in ${commandFile})`);
+  logger.info(`${saved.loadvm || saved.incoming ? 'restore' : 'boot'} ${arch.name}: ${accel === 'kvm' ? 'KVM' : 'software emulation (TCG)'}, qemu pid ${vm.pid} (command line in ${commandFile})`);
   logger.verbose(`boot ${arch.name}: ${vm.command}`);
   return vm;
 }

@@ -66,10 +66,12 @@ export class GuestPool implements AsyncDisposable {
   /**
    * The guests an arch has still to start (all of them, each time it
    * changes): QEMUs kept paused for its other snapshots stop now, and the
-   * next QEMU started gets their memory.
+   * next QEMU started gets their memory. `queued`: those of them not yet
+   * taken (a QEMU started for a snapshot none of them has serves one guest).
    */
-  async expect(arch: string, reqs: readonly GuestRequest[]): Promise<void> {
-    await expectGuests(arch, await Promise.all(reqs.map((r) => this.full(r))), this.book);
+  async expect(arch: string, reqs: readonly GuestRequest[], queued: readonly GuestRequest[]): Promise<void> {
+    const full = (rs: readonly GuestRequest[]) => Promise.all(rs.map((r) => this.full(r)));
+    await expectGuests(arch, await full(reqs), await full(queued), this.book);
   }
 
   private async full(req: GuestRequest): Promise<FreshGuestRequest> {

@@ -37,6 +37,22 @@ export interface QemuOptions {
    * only to overwrite it cost 0.2-0.3 s of CPU per restore).
    */
   loadvm?: string;
+  /**
+   * Start waiting for a saved state to be sent over QMP (`-incoming defer`,
+   * then migrate-incoming) instead of booting; as with loadvm, no kernel,
+   * initrd or command line is given.
+   */
+  incoming?: boolean;
+  /**
+   * The guest's RAM as a named memory backend (a state saved with it loads
+   * only where it has the same name): anonymous memory, as QEMU's default RAM,
+   * or a file (memory-backend-file). Shared, the guest writes into the file (a
+   * snapshot's boot: the file is its RAM when it stops); private, the guest
+   * starts on the file's pages and its writes go to copies of its own (a
+   * restore: pages it only reads are the page cache's, shared by every QEMU of
+   * the snapshot).
+   */
+  ram?: { file?: string; shared?: boolean };
   /** Start with the guest paused (-S): QEMU waits for `cont`. */
   paused?: boolean;
   /** A qcow2 image (a drive no device uses) holding the saved state a guest starts from and is reset to (`loadvm`). */
@@ -54,6 +70,14 @@ const MAX_EVENTS = 500;
 /** QEMU's own stderr: the last this many characters are kept. */
 const STDERR_MAX_CHARS = 64 * 1024;
 
+/** The id of the guest's RAM when it is a file (QEMU names the RAM block after it: a state saved with it loads only with it). */
+const RAM_BACKEND = 'klp-ram';
+
+function ramBackend(ram: NonNullable<QemuOptions['ram']>, mib: number): string {
+  if (!ram.file) return `memory-backend-ram,id=${RAM_BACKEND},size=${mib}M`;
+  return `memory-backend-file,id=${RAM_BACKEND},size=${mib}M,mem-path=${ram.file.replace(/,/g, ',,')},share=${ram.shared ? 'on' : 'off'}`;
+}
+
 /** The QEMU argv for a boot or a restore (loadvm), from the arch record alone. */
 export function qemuArgs(o: QemuOptions): string[] {
   const q = o.arch.qemu;
@@ -67,11 +91,12 @@ export function qemuArgs(o: QemuOptions): string[] {
     '-cpu', accel === 'kvm' ? 'host' : (o.cpu ?? q.cpuModels[0]!),
     '-smp', String(o.smp ?? 2),
     '-m', String(q.memoryMiB),
+    ...(o.ram ? ['-object', ramBackend(o.ram, q.memoryMiB), '-machine', `memory-backend=${RAM_BACKEND}`] : []),
     '-display', 'none',
     '-monitor', 'none',
     '-serial', 'stdio',
     '-no-reboot',
-    ...(o.loadvm ? [] : ['-kernel', o.kernel, '-initrd', o.initrd, '-append', append.join(' ')]),
+    ...(o.loadvm || o.incoming ? [] : ['-kernel', o.kernel, '-initrd', o.initrd, '-append', append.join(' ')]),
     // restrict=on: the guest reaches nothing outside (no host loopback services); the forward still comes in.
     '-netdev', `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${o.sshPort}-:22`,
     '-device', 'virtio-net-pci,netdev=n0',
@@ -82,6 +107,7 @@ export function qemuArgs(o: QemuOptions): string[] {
     ...(o.vmstateImage ? ['-drive', `if=none,id=klp-vmstate,format=qcow2,cache=unsafe,file=${o.vmstateImage.replace(/,/g, ',,')}`] : []),
     // The same loadvm a reset in place does, at start-up: the command line is the whole restore.
     ...(o.loadvm ? ['-loadvm', o.loadvm] : []),
+    ...(o.incoming ? ['-incoming', 'defer'] : []),
   ];
 }
 

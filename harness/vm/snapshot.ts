@@ -1,10 +1,13 @@
 // Fresh guests from a snapshot instead of a boot. The first guest for a
-// (kernel, image, QEMU command line) boots as usual; once SSH answers, its
-// whole state is saved (`savevm`) in a qcow2 image of the entry, and every
-// guest after that, in this run or a later one, starts from a copy of that
-// image (`-loadvm`, no kernel loaded only to be overwritten): the same
-// pristine state each time, SSH-ready in well under a second instead of a
-// boot. The same image resets its QEMU in place for the next guest. The snapshot is a cache entry (snapshots/<key>)
+// (kernel, image, QEMU command line) boots as usual, its RAM a file of the
+// entry; once SSH answers, its whole state is saved (`savevm`) in a qcow2
+// image of the entry, and its state but the RAM in a stream beside the RAM
+// file. Every guest after that, in this run or a later one, starts from the
+// entry: a QEMU for one guest on a private mapping of the RAM file with the
+// stream loaded (no memory loaded at all), a QEMU that will serve more from a
+// copy of the image (`-loadvm`), which resets it in place for the next guest.
+// Either way the same pristine state each time, SSH-ready in about a second
+// instead of a boot. The snapshot is a cache entry (snapshots/<key>)
 // made under the entry's exclusive lock and used under its shared one, with
 // the boot's console and any kernel reports of the boot kept beside it. A
 // restore that fails is said in the log and the report, and the guest boots.
@@ -28,8 +31,26 @@ import { processCpuMs, qemuArgs, type QemuVM } from './qemu.js';
 import { bounded, QmpClient } from './qmp.js';
 import { GuestShell } from './ssh.js';
 
-/** The file in a snapshot entry that holds the guest's state: a qcow2 image with one saved VM state, PRISTINE. */
+/** The file in a snapshot entry that holds the guest's state: a qcow2 image with one saved VM state, PRISTINE (what a reset in place loads). */
 const IMAGE = 'pristine.qcow2';
+/**
+ * The guest's RAM when it was saved, as a sparse file (the snapshot's boot
+ * ran on it), and the rest of its state (devices, CPUs, clocks: a migration
+ * stream without that RAM, x-ignore-shared). A QEMU for one guest starts on
+ * them: its RAM is a private mapping of the file, so it loads no memory at
+ * all and faults in only the pages the guest uses, from the page cache every
+ * QEMU of the snapshot shares; a -loadvm from IMAGE writes the whole RAM
+ * first (256 MiB on pseries, each page a fault on a host that must back it
+ * anew). Measured here (ppc64le, QEMU 10.0.13): 0.35-0.45 s of QEMU CPU to the
+ * guest running against 1.1-1.5 s. But a QEMU that serves more guests loads
+ * IMAGE as it starts: on the file, each reset in place (loadvm) copied the
+ * pages it wrote (the first 0.7-0.8 s, later ones 0.3-0.45 s against 0.15 s on
+ * anonymous memory, which the host backs with huge pages), and its guests'
+ * steps cost more too (the matrix, side by side: 107-119 s of QEMU CPU with
+ * every first restore on the file, 94-105 s with none).
+ */
+const RAM = 'ram';
+const STATE = 'state';
 
 export interface FreshGuestRequest extends BootRequest {
   cacheDir: string;
@@ -74,6 +95,8 @@ export interface WarmQemu {
   dir: string;
   /** Guests it has served. */
   guests: number;
+  /** Whether it can be reset in place (it has the image). */
+  resettable: boolean;
 }
 
 interface SnapshotMeta {
@@ -90,6 +113,9 @@ interface Snapshot {
   dir: string;
   /** The entry's qcow2 image (each QEMU gets a copy: loadvm needs its image writable). */
   image: string;
+  /** The entry's RAM file and state stream (RAM, STATE). */
+  ram: string;
+  state: string;
   meta: SnapshotMeta;
 }
 
@@ -112,8 +138,9 @@ export class SnapshotBook {
   private sockets = 0;
   /** Paused QEMUs between two guests, oldest first (`reuse`: whether guests are reset in place at all). */
   private idle: WarmQemu[] = [];
-  /** Per arch that said (want): the snapshot keys of its guests still to start. */
+  /** Per arch that said (want): the snapshot keys of its guests still to start, and of those not yet taken. */
   private readonly wanted = new Map<string, ReadonlySet<string>>();
+  private readonly queued = new Map<string, ReadonlySet<string>>();
   /** QEMUs started through this book and not yet stopped: guests in use and paused ones. */
   live = 0;
   constructor(
@@ -144,11 +171,21 @@ export class SnapshotBook {
    * 256 MiB guest: about 0.35 s of QEMU CPU just after another QEMU
    * stopped, 1.0-1.4 s otherwise, measured here).
    */
-  async want(arch: string, keys: ReadonlySet<string>): Promise<void> {
+  async want(arch: string, keys: ReadonlySet<string>, queued: ReadonlySet<string>): Promise<void> {
     this.wanted.set(arch, keys);
+    this.queued.set(arch, queued);
     const stop = this.idle.filter((w) => this.unwanted(w));
     this.idle = this.idle.filter((w) => !stop.includes(w));
     await Promise.all(stop.map(stopWarm));
+  }
+  /**
+   * Whether a QEMU started now for this snapshot would serve only the guest it
+   * starts for: QEMUs are not reused, or the arch said which guests it has
+   * left and none of them restores from it.
+   */
+  singleUse(arch: string, key: string): boolean {
+    const queued = this.queued.get(arch);
+    return !this.reuse || (queued !== undefined && !queued.has(key));
   }
   private unwanted(w: WarmQemu): boolean {
     const keys = this.wanted.get(w.arch);
@@ -177,7 +214,7 @@ export async function snapshotKey(req: BootRequest, book = new SnapshotBook()): 
   // The accelerator is in the command line: a state saved under one restores only under it.
   const args = qemuArgs({ arch: req.arch, accel: accelOf(req), dataArgs: req.qemuDataArgs, kernel: req.kernel, initrd: req.initrd, sshPort: 0, consoleLog: '', cpu: req.cpu, smp: req.smp, extraAppend: req.extraAppend });
   // saved: how the entry holds the state (entries of the migration-stream kind, before it, are made anew).
-  const inputs = { qemu: await book.versionOf(binary), args: args.join(' '), kernel: await book.sumOf(req.kernel), initrd: await book.sumOf(req.initrd), saved: `savevm ${PRISTINE} in ${IMAGE}` };
+  const inputs = { qemu: await book.versionOf(binary), args: args.join(' '), kernel: await book.sumOf(req.kernel), initrd: await book.sumOf(req.initrd), saved: `savevm ${PRISTINE} in ${IMAGE}; RAM in ${RAM}, the rest in ${STATE} (x-ignore-shared)` };
   return { key: `${req.arch.name}-${req.cpu ?? req.arch.qemu.cpuModels[0]}-${hashOf(...Object.values(inputs))}`, inputs };
 }
 
@@ -198,11 +235,11 @@ function restoreRequest(given: FreshGuestRequest): FreshGuestRequest {
   return limits && limits.cpuModels.includes(given.cpu ?? given.arch.qemu.cpuModels[0]!) ? { ...given, smp: limits.smp } : given;
 }
 
-/** Tells the book the guests an arch has still to start (SnapshotBook.want): paused QEMUs of its other snapshots stop. */
-export async function expectGuests(arch: string, given: readonly FreshGuestRequest[], book: SnapshotBook): Promise<void> {
+/** Tells the book the guests an arch has still to start, and those not yet taken (SnapshotBook.want): paused QEMUs of its other snapshots stop. */
+export async function expectGuests(arch: string, given: readonly FreshGuestRequest[], queued: readonly FreshGuestRequest[], book: SnapshotBook): Promise<void> {
   if (!book.reuse) return;
-  const keys = await Promise.all(given.filter((g) => g.snapshots).map(async (g) => (await snapshotKey(restoreRequest(g), book)).key));
-  await book.want(arch, new Set(keys));
+  const keysOf = async (gs: readonly FreshGuestRequest[]) => new Set(await Promise.all(gs.filter((g) => g.snapshots).map(async (g) => (await snapshotKey(restoreRequest(g), book)).key)));
+  await book.want(arch, await keysOf(given), await keysOf(queued));
 }
 
 /** Whether a guest for this request would be a paused QEMU reset in place (one of its snapshot waits). */
@@ -276,7 +313,7 @@ function snapshotEntry(req: FreshGuestRequest, key: string, inputs: Record<strin
   const check = async () => {
     const marker = await readValidMarker(dir);
     if (!marker) return undefined;
-    return { dir, image: join(dir, IMAGE), meta: marker.meta as unknown as SnapshotMeta };
+    return { dir, image: join(dir, IMAGE), ram: join(dir, RAM), state: join(dir, STATE), meta: marker.meta as unknown as SnapshotMeta };
   };
   return useEntry({
     lock: entryLock(req.cacheDir, `snapshots/${key}`),
@@ -303,14 +340,16 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
   writeEmptyQcow2(join(scratch, IMAGE));
   req.logger.info(`snapshot ${req.arch.name}: booting the guest to save (${dir})`);
   try {
-    const saved = await saveBooted(req, consoleLog, join(dir, 'qemu-command.txt'), qmpSocket, join(scratch, IMAGE));
+    // The RAM file is the boot's RAM, written in place (copied, its holes would be written out as zeros).
+    const saved = await saveBooted(req, consoleLog, join(dir, 'qemu-command.txt'), qmpSocket, join(scratch, IMAGE), join(dir, RAM), join(dir, STATE));
     await copyFile(join(scratch, IMAGE), image);
     const meta: SnapshotMeta = { ...saved, stateBytes: statSync(image).size };
     const needs = req.arch.qemu.restoreLimits?.stateSections?.[req.cpu ?? req.arch.qemu.cpuModels[0]!];
     // Kept as a made entry: the next run with this QEMU boots these guests at once instead of saving again.
     if (needs && !stateHasSection(image, needs.section)) meta.unusable = needs.why;
     writeFileSync(join(dir, 'inputs.json'), JSON.stringify(inputs, null, 2) + '\n');
-    await writeMarker(dir, key, inputs, [IMAGE], meta as unknown as Record<string, unknown>);
+    // The RAM file by its size: hashing 256 MiB on every run that uses the entry costs more than it protects.
+    await writeMarker(dir, key, inputs, [IMAGE, STATE], meta as unknown as Record<string, unknown>, { sizeOnly: [RAM] });
     if (meta.unusable) req.logger.info(`snapshot ${req.arch.name}: the state saved by ${inputs.qemu} cannot be restored: ${meta.unusable}`);
     else req.logger.info(`snapshot ${req.arch.name}: saved ${(meta.stateBytes / 1048576).toFixed(0)} MiB in ${(meta.saveMs / 1000).toFixed(2)} s after a ${(meta.bootMs / 1000).toFixed(1)} s boot`);
   } finally {
@@ -319,9 +358,14 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
   }
 }
 
-/** Boots the guest with the image as a drive, waits for SSH, stops it and saves its state there (savevm); QEMU is gone on return. */
-async function saveBooted(req: FreshGuestRequest, consoleLog: string, commandFile: string, qmpSocket: string, image: string): Promise<Omit<SnapshotMeta, 'stateBytes'>> {
-  await using booted = await bootGuest({ ...req, consoleLog, commandFile, qmpSocket, vmstateImage: image });
+/**
+ * Boots the guest on a RAM file with the image as a drive, waits for SSH,
+ * stops it and saves its state twice: whole in the image (savevm, for resets
+ * in place) and without its RAM in a stream (for new QEMUs on the RAM file).
+ * QEMU is gone on return.
+ */
+async function saveBooted(req: FreshGuestRequest, consoleLog: string, commandFile: string, qmpSocket: string, image: string, ram: string, state: string): Promise<Omit<SnapshotMeta, 'stateBytes'>> {
+  await using booted = await bootGuest({ ...req, consoleLog, commandFile, qmpSocket, vmstateImage: image, ram: { file: ram, shared: true } });
   // The guest's SSH server sees our connection end before its state is saved: no half-open session in the snapshot.
   booted.ssh.close();
   await delay(hostMs('sshCloseSettle'));
@@ -331,6 +375,15 @@ async function saveBooted(req: FreshGuestRequest, consoleLog: string, commandFil
     // Stopped first: the state saved is the guest at one instant.
     await bounded(qmp.execute('stop'), hostMs('qmpAnswer'), 'QMP stop');
     await bounded(humanMonitor(qmp, `savevm ${PRISTINE}`), timeout('guestCommand', req.arch), 'savevm');
+    await ignoreSharedRam(qmp, true);
+    await bounded(qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(state)}` }), hostMs('qmpAnswer'), 'QMP migrate');
+    const done = await pollUntil(
+      async () => ((await bounded(qmp.execute('query-migrate'), hostMs('qmpAnswer'), 'QMP query-migrate')) as { status?: string; 'error-desc'?: string }),
+      (m) => m.status === 'completed' || m.status === 'failed' || m.status === 'cancelled',
+      { everyMs: hostMs('restorePoll'), deadlineMs: timeout('guestCommand', req.arch) },
+    );
+    const m = done.ok ? done.value : done.last;
+    if (m?.status !== 'completed') throw infraError(`saving the state without its RAM: migration ${m?.status ?? 'did not end'}${m?.['error-desc'] ? `: ${m['error-desc']}` : ''}`);
   } finally {
     qmp.close();
   }
@@ -354,21 +407,25 @@ async function restoreGuest(req: FreshGuestRequest, s: Snapshot, book: SnapshotB
 }
 
 /**
- * One restore: a QEMU started paused from a copy of the entry's image
- * (`-loadvm`), then run. It serves later guests too when the book reuses
- * QEMUs: reset in place from the same image.
+ * One restore: a QEMU started paused, then run. For one guest, on the
+ * entry's RAM file with the rest of its state loaded from the entry's stream
+ * (RAM); for more (the book reuses QEMUs and guests of the snapshot are
+ * queued), on anonymous memory from a copy of the entry's image (-loadvm),
+ * the copy it is reset in place from for the next guest.
  */
 async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook, key: string): Promise<FreshGuest> {
   const port = await (req.pickPort ?? freePort)();
-  writeFileSync(req.consoleLog, `# klp-harness: restored from ${s.image}; the boot's console is ${join(s.dir, 'boot-console.log')}\n`);
+  const onFile = book.singleUse(req.arch.name, key);
+  writeFileSync(req.consoleLog, `# klp-harness: restored from ${onFile ? `${s.state} on ${s.ram}` : s.image}; the boot's console is ${join(s.dir, 'boot-console.log')}\n`);
   const qmpSocket = book.qmpSocketPath();
   const dir = mkdtempSync(join(tmpdir(), 'klp-warm-'));
-  const vmstateImage = join(dir, 'vmstate.qcow2');
+  const vmstateImage = onFile ? undefined : join(dir, 'vmstate.qcow2');
   let vm: QemuVM;
   try {
     // A clone where the file system has them, else a copy (40-60 MiB from the page cache).
-    await copyFile(s.image, vmstateImage, constants.COPYFILE_FICLONE);
-    vm = startQemu({ ...req, qmpSocket, vmstateImage }, port, accelOf(req), { paused: true, loadvm: PRISTINE });
+    if (vmstateImage) await copyFile(s.image, vmstateImage, constants.COPYFILE_FICLONE);
+    const from = onFile ? { incoming: true, ram: { file: s.ram, shared: false } } : { loadvm: PRISTINE, ram: {} };
+    vm = startQemu({ ...req, qmpSocket, vmstateImage }, port, accelOf(req), { paused: true, ...from });
   } catch (e) {
     // The image could not be copied (a cache pruned under the run): no QEMU started, nothing to retry.
     rmSync(dir, { recursive: true, force: true });
@@ -383,13 +440,18 @@ async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBo
     // restores at once): connect once the guest runs.
     const deadline = timeout('restoreToSsh', req.arch);
     qmp = await Promise.race([QmpClient.connect(qmpSocket, deadline, () => !vm.running), abortOf(vm, 'after the restore').then((why) => Promise.reject(new HarnessError('boot', why)))]);
+    if (onFile) {
+      await ignoreSharedRam(qmp, true);
+      await bounded(qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(s.state)}` }), hostMs('qmpAnswer'), 'QMP migrate-incoming');
+    }
     await untilLoaded(qmp, deadline, vm);
     await bounded(qmp.execute('cont'), hostMs('qmpAnswer'), 'QMP cont');
     const cpuAtRunning = processCpuMs(vm.pid);
     const { ssh, cpuAtConnected } = await connectResumed(req, vm, port, 'after the restore');
     const ms = Date.now() - vm.startedAt;
     const restored = { snapshot: s.dir, ms, cpuAtRunning, cpuAtConnected };
-    const warm: WarmQemu = { book, key, arch: req.arch.name, vm, qmp, port, snapshot: s, dir, guests: 1 };
+    // On the file, no image to reset from: it stops when its guest ends.
+    const warm: WarmQemu = { book, key, arch: req.arch.name, vm, qmp, port, snapshot: s, dir, guests: 1, resettable: !onFile };
     book.live++;
     return { vm, ssh, readyMs: ms, port, stalled: [], restored, ...warmLease(warm, ssh, 0, book) };
   } catch (e) {
@@ -482,7 +544,7 @@ function warmLease(w: WarmQemu, ssh: GuestShell, cpu0: number, book: SnapshotBoo
   return leaseOf(w.vm, cpu0, async () => {
     ssh.close();
     const used = processCpuMs(w.vm.pid);
-    if (book.reuse && w.vm.running && !wasInterrupted()) {
+    if (book.reuse && w.resettable && w.vm.running && !wasInterrupted()) {
       try {
         // A QEMU that does not answer (stopped from outside, hung) is not kept: it is stopped below.
         await bounded(w.qmp.execute('stop'), hostMs('qmpAnswer'), 'QMP stop');
@@ -503,6 +565,14 @@ async function stopWarm(w: WarmQemu): Promise<void> {
   rmSync(w.dir, { recursive: true, force: true });
 }
 
+/** x-ignore-shared: a migration leaves out (saving) or expects no pages of (loading) RAM that is a shared file. */
+async function ignoreSharedRam(qmp: QmpClient, on: boolean): Promise<void> {
+  await bounded(qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: on }] }), hostMs('qmpAnswer'), 'QMP migrate-set-capabilities');
+}
+
+/** A path as one word for the shell QEMU runs an exec: migration in. */
+const shellQuote = (path: string) => `'${path.replace(/'/g, `'\\''`)}'`;
+
 /** A human-monitor command (savevm and loadvm have no plain QMP form in QEMU 7.2); any text it prints is its error. */
 async function humanMonitor(qmp: QmpClient, line: string): Promise<void> {
   const said = String((await qmp.execute('human-monitor-command', { 'command-line': line })) ?? '').trim();
@@ -510,8 +580,8 @@ async function humanMonitor(qmp: QmpClient, line: string): Promise<void> {
 }
 
 /**
- * Waits until QEMU has loaded the state and waits, paused, for `cont`: -loadvm runs before QMP answers,
- * and with -S the guest then waits in 'prelaunch' (QEMU 7.2 and 10.0; 'paused' is taken too).
+ * Waits until QEMU has loaded the state and waits, paused, for `cont`: an incoming migration ends in
+ * 'paused' under -S (-loadvm, before QMP answers, in 'prelaunch'; both are taken).
  */
 async function untilLoaded(qmp: QmpClient, deadlineMs: number, vm: QemuVM): Promise<void> {
   const want = ['prelaunch', 'paused'];

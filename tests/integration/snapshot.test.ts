@@ -50,7 +50,7 @@ t.test('x86_64: restored guests are pristine, their timers run, and they answer 
   const [a, b] = up.stdout.trim().split(' ').map(Number) as [number, number];
   t.ok(b - a >= 0.29 && b - a < 5, `the guest clock runs and a 300 ms sleep ends (uptime ${a} -> ${b})`);
   t.ok(restoreCpuMs < bootCpuMs, `restored to SSH on ${restoreCpuMs} ms of QEMU CPU, a boot took ${bootCpuMs} ms (wall: ${g2.restored!.ms} ms, first ${first} ms)`);
-  t.match(readFileSync(g2.vm.options.consoleLog, 'utf8'), /# klp-harness: restored from \S+\/pristine\.qcow2; the boot's console is \S+boot-console\.log/);
+  t.match(readFileSync(g2.vm.options.consoleLog, 'utf8'), /# klp-harness: restored from \S+\/state on \S+\/ram; the boot's console is \S+boot-console\.log/);
 });
 
 t.test("ppc64le: on QEMU before 8.1 guests boot, and the report says why", async (t) => {

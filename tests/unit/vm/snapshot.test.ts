@@ -40,30 +40,37 @@ t.test('the key follows the kernel, the image, the CPU and the command line, not
   t.not((await snapshotKey({ ...req, qemuDataArgs: ['-L', '/elsewhere'] })).key, a.key, "another QEMU's firmware");
 });
 
-t.test('a restore that fails is said, and the guest boots instead (here into a panic)', async (t) => {
+for (const [how, reuse, said] of [
+  ['a QEMU for one guest, on the RAM file', false, 'load of migration failed: Invalid argument'],
+  ['a QEMU that may serve more, from a copy of the image', true, "Snapshot 'klp-pristine' does not exist in one or more devices"],
+] as const) {
+t.test(`a restore that fails is said, and the guest boots instead (here into a panic): ${how}`, async (t) => {
   const lines: string[] = [];
   const req = request(t, lines);
   const { key, inputs } = await snapshotKey(req);
   const dir = join(req.cacheDir, 'snapshots', key);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'pristine.qcow2'), 'not a qcow2 image with a saved state');
-  await writeMarker(dir, key, inputs, ['pristine.qcow2'], { bootMs: 1, saveMs: 1, stateBytes: 16, bootEvents: [] });
+  writeFileSync(join(dir, 'state'), 'not a migration stream');
+  writeFileSync(join(dir, 'ram'), Buffer.alloc(4096));
+  await writeMarker(dir, key, inputs, ['pristine.qcow2', 'state'], { bootMs: 1, saveMs: 1, stateBytes: 16, bootEvents: [] }, { sizeOnly: ['ram'] });
   process.env.FAKE_QEMU_LOADVM = 'fail';
   process.env.FAKE_QEMU_MODE = 'panic';
   t.teardown(() => {
     delete process.env.FAKE_QEMU_LOADVM;
     delete process.env.FAKE_QEMU_MODE;
   });
-  const err = await freshGuest(req).then(
+  const err = await freshGuest(req, new SnapshotBook(reuse)).then(
     () => undefined,
     (e: unknown) => e,
   );
   const log = lines.join('');
   t.match(log, /restore x86_64: software emulation \(TCG\)/, 'a restore was tried first');
-  t.match(log, new RegExp(`snapshot x86_64: restore from \\S*${key} failed: QEMU exited \\(code 1[^\\n]*Snapshot 'klp-pristine' does not exist in one or more devices; booting instead`));
+  t.match(log, new RegExp(`snapshot x86_64: restore from \\S*${key} failed: QEMU exited \\(code 1[^\\n]*${said}; booting instead`));
   t.type(err, HarnessError);
   t.match((err as HarnessError).message, /kernel failed during boot: .*Kernel panic/, 'then it booted, and the boot is what failed');
 });
+}
 
 t.test('a snapshot entry recorded as unusable is not restored: its guests boot, and the log and report say why', async (t) => {
   const lines: string[] = [];
@@ -121,7 +128,7 @@ t.test('a paused QEMU no guest still to come wants stops at once: when its arch 
   t.ok(pause(qemu('x86_64', 'x-a')), 'before its arch has said what it wants, every paused QEMU is kept');
   t.ok(pause(qemu('x86_64', 'x-b')));
   t.ok(pause(qemu('ppc64le', 'p-a')));
-  await book.want('x86_64', new Set(['x-b', 'x-c']));
+  await book.want('x86_64', new Set(['x-b', 'x-c']), new Set(['x-c']));
   t.same(stopped, ['x-a'], "x86_64's snapshot no run wants: its QEMU stopped; the other arch's untouched (it has said nothing)");
   t.equal(book.live, 2);
   t.equal(book.takeIdle('x-a'), undefined);
@@ -129,12 +136,22 @@ t.test('a paused QEMU no guest still to come wants stops at once: when its arch 
   book.live--;
   t.notOk(pause(qemu('x86_64', 'x-d')), 'a QEMU pausing for a snapshot no run wants is not kept (the caller stops it)');
   t.ok(pause(qemu('x86_64', 'x-c')), 'a wanted one is');
-  await book.want('x86_64', new Set());
+  await book.want('x86_64', new Set(), new Set());
   t.same(stopped, ['x-a', 'x-c'], 'the queue empty: every paused QEMU of the arch stops');
-  await book.want('ppc64le', new Set(['p-a']));
+  await book.want('ppc64le', new Set(['p-a']), new Set(['p-a']));
   t.same(stopped, ['x-a', 'x-c'], 'nothing stops that is wanted');
   await book.close();
   t.same(stopped, ['x-a', 'x-c', 'p-a']);
+});
+
+t.test('a QEMU serves one guest where QEMUs are not reused or no guest of its snapshot is queued: it starts on the RAM file', async (t) => {
+  t.ok(new SnapshotBook(false, 8).singleUse('x86_64', 'x-a'), 'no reuse: every QEMU serves one guest');
+  const book = new SnapshotBook(true, 8);
+  t.notOk(book.singleUse('x86_64', 'x-a'), 'reuse, and the arch has not said what it has left: it may serve more (a copy of the image, reset in place)');
+  await book.want('x86_64', new Set(['x-a', 'x-b']), new Set(['x-b']));
+  t.ok(book.singleUse('x86_64', 'x-a'), 'no queued guest restores from x-a (its run is taken)');
+  t.notOk(book.singleUse('x86_64', 'x-b'), 'a queued guest restores from x-b');
+  t.notOk(book.singleUse('ppc64le', 'x-a'), "another arch's word does not count");
 });
 
 t.test('paused QEMUs kept for reuse never push a run past its QEMUs: a new one stops the oldest paused first', async (t) => {
