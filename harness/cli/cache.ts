@@ -28,7 +28,7 @@ export async function listCache(root: string): Promise<CacheEntry[]> {
     }
     for (const name of names) {
       const path = join(dir, name);
-      const du = await run('du', ['-sb', path]).catch(() => undefined);
+      const du = await run('du', ['-sB1', path]).catch(() => undefined);
       let st = statSync(path);
       let complete = kind === 'runs' || kind === 'apt';
       try {

@@ -71,8 +71,8 @@ interface Marker {
   key: string;
   created: string;
   inputs: Record<string, string>;
-  /** sha256 absent: the file is checked by size alone (a big file read on every use would cost more than it protects). */
-  files: Record<string, { size: number; sha256?: string }>;
+  /** sizeOnly: the file is checked by its size alone (a big file read on every use would cost more than it protects). */
+  files: Record<string, { size: number; sha256: string } | { size: number; sizeOnly: true }>;
   /** For big entries (a source tree): every file's path and size, hashed, so that a partial or planted tree is not taken. */
   manifest?: { files: number; digest: string };
   meta?: Record<string, unknown>;
@@ -113,7 +113,7 @@ export async function readValidMarker(dir: string): Promise<Marker | undefined> 
   for (const [rel, want] of Object.entries(marker.files ?? {})) {
     const file = join(dir, rel);
     if (!existsSync(file) || statSync(file).size !== want.size) return undefined;
-    if (want.sha256 !== undefined && (await sha256File(file)) !== want.sha256) return undefined;
+    if (!('sizeOnly' in want && want.sizeOnly) && (await sha256File(file)) !== (want as { sha256?: string }).sha256) return undefined;
   }
   if (marker.manifest) {
     const now = treeManifest(dir);
@@ -139,7 +139,7 @@ export async function writeMarker(
     const file = join(dir, rel);
     sums[rel] = { size: statSync(file).size, sha256: await sha256File(file) };
   }
-  for (const rel of opts.sizeOnly ?? []) sums[rel] = { size: statSync(join(dir, rel)).size };
+  for (const rel of opts.sizeOnly ?? []) sums[rel] = { size: statSync(join(dir, rel)).size, sizeOnly: true };
   const manifest = opts.manifest ? treeManifest(dir) : undefined;
   const marker: Marker = { key, created: new Date().toISOString(), inputs, files: sums, manifest, meta };
   writeFileAtomic(join(dir, MARKER), JSON.stringify(marker, null, 2) + '\n');

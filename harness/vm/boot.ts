@@ -6,7 +6,7 @@
 // stalled console is kept). A kernel
 // that panics or never brings SSH up fails with the console tail.
 import '../core/dispose.js';
-import { renameSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import pRetry, { AbortError } from 'p-retry';
 import type { ArchRecord } from '../core/arch.js';
 import { bootError, HarnessError, infraError } from '../core/errors.js';
@@ -83,6 +83,8 @@ async function bootOnce(req: BootRequest & { accel: Accelerator }, stalled: stri
   const deadline = timeout('bootToSsh', arch);
   const port = await (req.pickPort ?? freePort)();
   const accel = req.accel.accel;
+  // A RAM file the guest writes starts empty: an attempt that stalled leaves its memory in it.
+  if (req.ram?.file && req.ram.shared) rmSync(req.ram.file, { force: true });
   const vm = startQemu(req, port, accel);
   // Under KVM the first console line comes within a second: silence past the probe's bound is KVM not running the guest.
   const firstLineMs = accel === 'kvm' ? KVM_MS.firstLine : undefined;

@@ -11,7 +11,7 @@
 // made under the entry's exclusive lock and used under its shared one, with
 // the boot's console and any kernel reports of the boot kept beside it. A
 // restore that fails is said in the log and the report, and the guest boots.
-import { constants, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,8 +37,8 @@ const IMAGE = 'pristine.qcow2';
  * The guest's RAM when it was saved, as a sparse file (the snapshot's boot
  * ran on it), and the rest of its state (devices, CPUs, clocks: a migration
  * stream without that RAM, x-ignore-shared). A QEMU for one guest starts on
- * them: its RAM is a private mapping of the file, so it loads no memory at
- * all and faults in only the pages the guest uses, from the page cache every
+ * them: its RAM is a private mapping of the file, so it loads none of the
+ * guest's RAM and faults in only the pages the guest uses, from the page cache every
  * QEMU of the snapshot shares; a -loadvm from IMAGE writes the whole RAM
  * first (256 MiB on pseries, each page a fault on a host that must back it
  * anew). Measured here (ppc64le, QEMU 10.0.13): 0.35-0.45 s of QEMU CPU to the
@@ -186,6 +186,12 @@ export class SnapshotBook {
   singleUse(arch: string, key: string): boolean {
     const queued = this.queued.get(arch);
     return !this.reuse || (queued !== undefined && !queued.has(key));
+  }
+  /** Snapshots whose RAM file and stream failed to restore in this run: their QEMUs start from the image. */
+  readonly noFile = new Set<string>();
+  /** Whether a QEMU started now for this snapshot starts on its RAM file (one guest to serve, and the file has not failed). */
+  onFile(arch: string, key: string): boolean {
+    return this.singleUse(arch, key) && !this.noFile.has(key);
   }
   private unwanted(w: WarmQemu): boolean {
     const keys = this.wanted.get(w.arch);
@@ -335,7 +341,8 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
   const consoleLog = join(dir, 'boot-console.log');
   const image = join(dir, IMAGE);
   // QEMU saves into a scratch image, copied into the entry once QEMU has quit (it writes the image until then):
-  // QEMU never opens the cache (a file system without locks, a path with a comma).
+  // QEMU opens no block image in the cache (a file system without locks). The RAM file and the state stream
+  // it writes in the entry itself (a comma in the path is doubled, the stream's path is quoted for the shell).
   const scratch = mkdtempSync(join(tmpdir(), 'klp-save-'));
   writeEmptyQcow2(join(scratch, IMAGE));
   req.logger.info(`snapshot ${req.arch.name}: booting the guest to save (${dir})`);
@@ -343,6 +350,8 @@ async function makeSnapshot(req: FreshGuestRequest, dir: string, key: string, in
     // The RAM file is the boot's RAM, written in place (copied, its holes would be written out as zeros).
     const saved = await saveBooted(req, consoleLog, join(dir, 'qemu-command.txt'), qmpSocket, join(scratch, IMAGE), join(dir, RAM), join(dir, STATE));
     await copyFile(join(scratch, IMAGE), image);
+    // On disk before the marker says the entry is made: a RAM file is checked by its size alone.
+    for (const f of [RAM, STATE]) syncFile(join(dir, f));
     const meta: SnapshotMeta = { ...saved, stateBytes: statSync(image).size };
     const needs = req.arch.qemu.restoreLimits?.stateSections?.[req.cpu ?? req.arch.qemu.cpuModels[0]!];
     // Kept as a made entry: the next run with this QEMU boots these guests at once instead of saving again.
@@ -376,7 +385,9 @@ async function saveBooted(req: FreshGuestRequest, consoleLog: string, commandFil
     await bounded(qmp.execute('stop'), hostMs('qmpAnswer'), 'QMP stop');
     await bounded(humanMonitor(qmp, `savevm ${PRISTINE}`), timeout('guestCommand', req.arch), 'savevm');
     await ignoreSharedRam(qmp, true);
-    await bounded(qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(state)}` }), hostMs('qmpAnswer'), 'QMP migrate');
+    // Through a temporary name: QEMU says "completed" before its cat has written the end of the stream
+    // (and the group stop at the end would kill it), so the state is taken once the rename is done.
+    await bounded(qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(`${state}.part`)} && mv -f ${shellQuote(`${state}.part`)} ${shellQuote(state)}` }), hostMs('qmpAnswer'), 'QMP migrate');
     const done = await pollUntil(
       async () => ((await bounded(qmp.execute('query-migrate'), hostMs('qmpAnswer'), 'QMP query-migrate')) as { status?: string; 'error-desc'?: string }),
       (m) => m.status === 'completed' || m.status === 'failed' || m.status === 'cancelled',
@@ -384,6 +395,8 @@ async function saveBooted(req: FreshGuestRequest, consoleLog: string, commandFil
     );
     const m = done.ok ? done.value : done.last;
     if (m?.status !== 'completed') throw infraError(`saving the state without its RAM: migration ${m?.status ?? 'did not end'}${m?.['error-desc'] ? `: ${m['error-desc']}` : ''}`);
+    const written = await pollUntil(async () => existsSync(state), (there) => there, { everyMs: hostMs('restorePoll'), deadlineMs: timeout('guestCommand', req.arch) });
+    if (!written.ok) throw infraError(`saving the state without its RAM: QEMU said the migration completed, but ${state} was not written`);
   } finally {
     qmp.close();
   }
@@ -403,7 +416,17 @@ export function stateHasSection(statePath: string, idstr: string): boolean {
 /** Starts QEMU from the snapshot's state and connects; a taken port is retried, anything else thrown. */
 async function restoreGuest(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook, key: string): Promise<FreshGuest> {
   await book.makeRoom();
-  return pRetry(() => restoreOnce(req, s, book, key), { retries: 3, minTimeout: 0 });
+  const once = () => pRetry(() => restoreOnce(req, s, book, key), { retries: 3, minTimeout: 0 });
+  if (!book.onFile(req.arch.name, key)) return once();
+  try {
+    return await once();
+  } catch (e) {
+    if (wasInterrupted()) throw e;
+    // The image may still restore: this run's QEMUs of the snapshot start from it from now on.
+    book.noFile.add(key);
+    req.logger.info(`snapshot ${req.arch.name}: a restore on the RAM file of ${s.dir} failed (${(e as Error).message.split('\n')[0]}); from the image instead`);
+    return once();
+  }
 }
 
 /**
@@ -415,7 +438,7 @@ async function restoreGuest(req: FreshGuestRequest, s: Snapshot, book: SnapshotB
  */
 async function restoreOnce(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook, key: string): Promise<FreshGuest> {
   const port = await (req.pickPort ?? freePort)();
-  const onFile = book.singleUse(req.arch.name, key);
+  const onFile = book.onFile(req.arch.name, key);
   writeFileSync(req.consoleLog, `# klp-harness: restored from ${onFile ? `${s.state} on ${s.ram}` : s.image}; the boot's console is ${join(s.dir, 'boot-console.log')}\n`);
   const qmpSocket = book.qmpSocketPath();
   const dir = mkdtempSync(join(tmpdir(), 'klp-warm-'));
@@ -568,6 +591,16 @@ async function stopWarm(w: WarmQemu): Promise<void> {
 /** x-ignore-shared: a migration leaves out (saving) or expects no pages of (loading) RAM that is a shared file. */
 async function ignoreSharedRam(qmp: QmpClient, on: boolean): Promise<void> {
   await bounded(qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: on }] }), hostMs('qmpAnswer'), 'QMP migrate-set-capabilities');
+}
+
+/** Writes a file's data to disk. */
+function syncFile(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** A path as one word for the shell QEMU runs an exec: migration in. */

@@ -1,6 +1,6 @@
 // Completion markers: an entry counts only with its marker, and only while
 // the files the marker lists (and, for a tree, its manifest) are intact.
-import { appendFileSync, mkdirSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { hashOf, invalidate, MARKER, readValidMarker, writeMarker } from '../../../harness/core/cache.js';
@@ -63,4 +63,21 @@ t.test('keys are stable and tell their inputs apart', async (t) => {
   t.equal(hashOf('a', 'b'), hashOf('a', 'b'));
   t.not(hashOf('a', 'b'), hashOf('ab'), 'parts are not simply concatenated');
   t.not(hashOf('a'), hashOf(Buffer.from('b')));
+});
+
+t.test('a file listed by size alone is checked by its size; a listed file without a sum and not said to be size-only voids the entry', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'image'), 'the image');
+  writeFileSync(join(dir, 'ram'), Buffer.alloc(8192));
+  await writeMarker(dir, 'k', {}, ['image'], undefined, { sizeOnly: ['ram'] });
+  t.ok(await readValidMarker(dir), 'made');
+  writeFileSync(join(dir, 'ram'), Buffer.alloc(8192, 1));
+  t.ok(await readValidMarker(dir), 'the same size, other bytes: still taken (the size is all that is checked)');
+  truncateSync(join(dir, 'ram'), 4096);
+  t.notOk(await readValidMarker(dir), 'another size: void');
+  truncateSync(join(dir, 'ram'), 8192);
+  const marker = JSON.parse(readFileSync(join(dir, MARKER), 'utf8'));
+  delete marker.files.image.sha256;
+  writeFileSync(join(dir, MARKER), JSON.stringify(marker));
+  t.notOk(await readValidMarker(dir), 'a hashed file whose sum went missing from the marker: void, not size-only');
 });
