@@ -31,6 +31,11 @@
  * Freestanding and static like the guest's other programs: no C library.
  */
 
+#include "modules/start.h"
+
+/* _start: calls poll_main(argc, argv). */
+KLP_START(poll_main);
+
 #define AT_FDCWD		(-100)
 #define CLOCK_BOOTTIME		7
 
@@ -54,15 +59,6 @@ static long sys4(long nr, long a, long b, long c, long d)
 		     : "rcx", "r11", "memory");
 	return ret;
 }
-
-asm(".globl _start\n"
-    "_start:\n"
-    "	xor %rbp, %rbp\n"
-    "	mov (%rsp), %rdi\n"
-    "	lea 8(%rsp), %rsi\n"
-    "	and $-16, %rsp\n"
-    "	call poll_main\n"
-    "	hlt\n");
 
 #elif defined(__powerpc64__)
 #define NR_READ 3
@@ -92,20 +88,6 @@ static long sys4(long nr, long a, long b, long c, long d)
 	return r3;
 }
 
-/* No TOC pointer in a static start: computed from our own address. */
-asm(".globl _start\n"
-    "_start:\n"
-    "	bl 0f\n"
-    "0:	mflr 12\n"
-    "	addi 12, 12, -4\n"
-    "	addis 2, 12, .TOC.-_start@ha\n"
-    "	addi 2, 2, .TOC.-_start@l\n"
-    "	ld 3, 0(1)\n"
-    "	addi 4, 1, 8\n"
-    "	li 0, 0\n"
-    "	stdu 1, -128(1)\n"
-    "	bl poll_main\n"
-    "	nop\n");
 #else
 #error "klp-poll: x86_64 and ppc64le only"
 #endif

@@ -31,6 +31,11 @@
  * one a libc picks. Built with the guest modules (harness/modules.ts).
  */
 
+#include "start.h"
+
+/* _start: calls canary_main(argc, argv). */
+KLP_START(canary_main);
+
 struct timespec_k {
 	long tv_sec;
 	long tv_nsec;
@@ -65,15 +70,6 @@ static syscall_fn pick(const char *mode)
 {
 	return mode[0] == 's' && mode[1] == 'y' ? sys_syscall : 0;
 }
-
-asm(".globl _start\n"
-    "_start:\n"
-    "	xor %rbp, %rbp\n"
-    "	mov (%rsp), %rdi\n"
-    "	lea 8(%rsp), %rsi\n"
-    "	and $-16, %rsp\n"
-    "	call canary_main\n"
-    "	hlt\n");
 
 #elif defined(__powerpc64__)
 #define NR_WRITE 4
@@ -133,20 +129,6 @@ static syscall_fn pick(const char *mode)
 	return 0;
 }
 
-/* A static executable gets no TOC pointer: find it from our own address. */
-asm(".globl _start\n"
-    "_start:\n"
-    "	bl 0f\n"
-    "0:	mflr 12\n"
-    "	addi 12, 12, -4\n"
-    "	addis 2, 12, .TOC.-_start@ha\n"
-    "	addi 2, 2, .TOC.-_start@l\n"
-    "	ld 3, 0(1)\n"
-    "	addi 4, 1, 8\n"
-    "	li 0, 0\n"
-    "	stdu 1, -128(1)\n"
-    "	bl canary_main\n"
-    "	nop\n");
 #else
 #error "restart-canary: x86_64 and ppc64le only"
 #endif

@@ -25,6 +25,11 @@
  * for our programs); the thread is a raw clone().
  */
 
+#include "start.h"
+
+/* _start: calls blocker_main(argc, argv). */
+KLP_START(blocker_main);
+
 #define CLONE_VM		0x00000100
 #define CLONE_FS		0x00000200
 #define CLONE_FILES		0x00000400
@@ -79,15 +84,6 @@ asm(".globl start_thread\n"
     "	syscall\n"
     "	hlt\n"
     "1:	ret\n");
-
-asm(".globl _start\n"
-    "_start:\n"
-    "	xor %rbp, %rbp\n"
-    "	mov (%rsp), %rdi\n"
-    "	lea 8(%rsp), %rsi\n"
-    "	and $-16, %rsp\n"
-    "	call blocker_main\n"
-    "	hlt\n");
 
 #elif defined(__powerpc64__)
 #define NR_READ 3
@@ -148,20 +144,6 @@ asm(".globl start_thread\n"
     "1:	ld 31, -8(1)\n"
     "	blr\n");
 
-/* A static executable gets no TOC pointer: find it from our own address. */
-asm(".globl _start\n"
-    "_start:\n"
-    "	bl 0f\n"
-    "0:	mflr 12\n"
-    "	addi 12, 12, -4\n"
-    "	addis 2, 12, .TOC.-_start@ha\n"
-    "	addi 2, 2, .TOC.-_start@l\n"
-    "	ld 3, 0(1)\n"
-    "	addi 4, 1, 8\n"
-    "	li 0, 0\n"
-    "	stdu 1, -128(1)\n"
-    "	bl blocker_main\n"
-    "	nop\n");
 #else
 #error "thread-blocker: x86_64 and ppc64le only"
 #endif

@@ -141,7 +141,7 @@ function lexists(path: string): boolean {
  * static, as the guest programs built with the modules): klp-poll does the
  * harness's waits and samples of sysfs files (guest/klp-poll.c).
  */
-export const IMAGE_PROGRAMS = [{ source: 'guest/klp-poll.c', path: '/usr/bin/klp-poll' }] as const;
+export const IMAGE_PROGRAMS = [{ source: 'guest/klp-poll.c', headers: ['guest/modules/start.h'], path: '/usr/bin/klp-poll' }] as const;
 /** Their flags: the guest programs' (no C library), and no loop turned into a memcpy/memset call there is none to link. */
 export const IMAGE_PROGRAM_CFLAGS = [...PROGRAM_CFLAGS, '-fno-tree-loop-distribute-patterns'];
 
@@ -155,7 +155,7 @@ export async function buildImage(req: ImageRequest): Promise<ImageResult> {
   const { arch, logger } = req;
   const variant = req.variant ?? 'base';
   const contents = IMAGE_CONTENTS[variant];
-  const programs = IMAGE_PROGRAMS.map((p) => readFileSync(projectPath(p.source), 'utf8'));
+  const programs = IMAGE_PROGRAMS.flatMap((p) => [p.source, ...p.headers].map((f) => readFileSync(projectPath(f), 'utf8')));
   const key = hashOf(arch.debArch, JSON.stringify(contents), req.initScript, req.keys.clientPublic, req.keys.hostKeyDropbear, ...programs, IMAGE_PROGRAM_CFLAGS.join(' '), arch.userCflags.join(' '));
   const dir = join(req.cacheDir, 'images', `${arch.name}-${variant}-${key}`);
   const path = join(dir, 'initramfs.cpio');

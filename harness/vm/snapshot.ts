@@ -416,16 +416,16 @@ export function stateHasSection(statePath: string, idstr: string): boolean {
 /** Starts QEMU from the snapshot's state and connects; a taken port is retried, anything else thrown. */
 async function restoreGuest(req: FreshGuestRequest, s: Snapshot, book: SnapshotBook, key: string): Promise<FreshGuest> {
   await book.makeRoom();
-  const once = () => pRetry(() => restoreOnce(req, s, book, key), { retries: 3, minTimeout: 0 });
-  if (!book.onFile(req.arch.name, key)) return once();
+  const restore = () => pRetry(() => restoreOnce(req, s, book, key), { retries: 3, minTimeout: 0 });
+  if (!book.onFile(req.arch.name, key)) return restore();
   try {
-    return await once();
+    return await restore();
   } catch (e) {
     if (wasInterrupted()) throw e;
     // The image may still restore: this run's QEMUs of the snapshot start from it from now on.
     book.noFile.add(key);
     req.logger.info(`snapshot ${req.arch.name}: a restore on the RAM file of ${s.dir} failed (${(e as Error).message.split('\n')[0]}); from the image instead`);
-    return once();
+    return restore();
   }
 }
 
