@@ -29,6 +29,7 @@ import type { FreshGuest } from '../vm/snapshot.js';
 import { sshCommand } from '../vm/ssh.js';
 import { runOnGuest } from './on-guest.js';
 import { prepareArch, type ArchArtifacts, type Stage } from './prepare.js';
+import { RunTimes } from './run-times.js';
 import { defaultJobs, guestsInMemory, hostCapacity, Slots } from './slots.js';
 import { ARTIFACTS } from '../report/result.js';
 
@@ -148,7 +149,9 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
   // Arches run side by side: each is owed slots in proportion to its work from the start (slots.ts),
   // also while it is still being built (on a cold cache the first arch's scenarios then run beside
   // the next build on their share: they are done long before it).
-  if (!opts.sequential && opts.arches.length > 1) for (const arch of opts.arches) slots.reserve(arch.name, workOf(arch, plannedRuns(arch, opts)));
+  // How long each scenario took here before: the order and the shares follow it (run-times.ts).
+  const times = RunTimes.load(report.cacheDir);
+  if (!opts.sequential && opts.arches.length > 1) for (const arch of opts.arches) slots.reserve(arch.name, workOf(times, arch, plannedRuns(arch, opts)));
   for (const arch of opts.arches) {
     const ar: ArchReport = { arch: arch.name, kernel: opts.kernel?.name, kernelVersion: src.version, boots: [], scenarios: [] };
     report.arches.push(ar);
@@ -168,7 +171,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
     const binary = (artifacts as Partial<BinaryArtifacts>).kernel;
     if (binary) Object.assign(ar, { kernel: binary.label, kernelVersion: binary.version });
     const archExpect = binary ? binaryExpectations(expect, binary) : expect;
-    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: binary ? binary.buildDir : src.tree, cacheDir: report.cacheDir, slots, pool, expect: archExpect })
+    const archRun = runGuests({ opts, arch, ar, archOut, artifacts, keys, tree: binary ? binary.buildDir : src.tree, cacheDir: report.cacheDir, slots, pool, expect: archExpect, times })
       .catch((e) => recordArchError(ar, e, logger))
       .finally(() => slots.release(arch.name))
       .finally(() => logger.status(arch.name, ar.error ? `stopped: ${ar.error.kind} error` : `done: ${ar.scenarios.filter((x) => x.ok).length}/${ar.scenarios.length} scenarios passed`));
@@ -176,6 +179,7 @@ async function runStages(opts: RunOptions, report: RunReport): Promise<void> {
     else archRuns.push(archRun);
   }
   await Promise.all(archRuns);
+  times.save();
   if (report.jobs) report.jobs.peak = slots.peak;
 }
 
@@ -232,6 +236,7 @@ interface ArchGuests {
   slots: Slots;
   pool: GuestPool;
   expect: Expectations;
+  times: RunTimes;
 }
 
 /**
@@ -267,6 +272,7 @@ async function runGuests(g: ArchGuests): Promise<void> {
     }
     // An inconclusive run (the kernel's own signal came before the lever) is run once more on a fresh guest.
     let last: ScenarioOutcome | undefined;
+    const since = Date.now();
     for (let attempt = 1; attempt <= 2; attempt++) {
       opts.logger.status(arch.name, `guest: ${cpu} for ${scenario.name}`);
       const { booted, bootRec } = await guestFor(g, run);
@@ -289,11 +295,13 @@ async function runGuests(g: ArchGuests): Promise<void> {
       if (!last?.inconclusive || attempt === 2) break;
       opts.logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name} inconclusive (${last.inconclusive}); running it once more`);
     }
+    // A run that passed at its first try is what the next run's order goes by (a failure may end early, a retry runs twice).
+    if (last?.ok && last.attempts === 1) g.times.record(arch, run, Date.now() - since);
   };
   // A freed slot takes, of the runs left, the longest whose snapshot has a paused QEMU waiting
   // (reset in place: no new QEMU and no first restore, the dearest way to a guest), else the
   // longest. Takes are one at a time: each sees the queue the one before left.
-  const queue = longestFirst(planned);
+  const queue = longestFirst(g, planned);
   // Runs taken and not yet over (a retry included): their snapshots' paused QEMUs are still wanted.
   const inFlight = new Set<PlannedRun>();
   let taking = Promise.resolve<PlannedRun | undefined>(undefined);
@@ -327,18 +335,29 @@ async function cannotLivepatch(g: ArchGuests, planned: PlannedRun[]): Promise<st
 const PROBE: Scenario = { name: 'livepatch-probe', description: 'is there /sys/kernel/livepatch?', run: async () => {} };
 
 /** Longest expected first (a long scenario started last would end the run alone); otherwise as planned. */
-const longestFirst = (runs: PlannedRun[]) => [...runs].sort((a, b) => expectedOf(b) - expectedOf(a));
+const longestFirst = (g: Pick<ArchGuests, 'arch' | 'times'>, runs: PlannedRun[]) => [...runs].sort((a, b) => g.times.expectedMs(g.arch, b) - g.times.expectedMs(g.arch, a));
 
 /**
- * Takes the next run off the queue (longest first): of the runs as long as
- * the first, the first whose guest would be a reset in place, else the
- * first. A longer run never waits for shorter ones that would reset in
- * place (the selftests, on a snapshot of their own, ran last and alone).
+ * How much shorter than the longest run left a run may be and still go
+ * first because its guest would be a reset in place: about what a new
+ * QEMU's first restore costs a loaded host in wall time (1-2 s), and no
+ * more than a fifth of the longest (the order matters most at the end,
+ * where the runs left are short).
+ */
+export const resetSlackMs = (longestMs: number) => Math.min(2000, longestMs / 5);
+
+/**
+ * Takes the next run off the queue (longest first): of the runs nearly as
+ * long as the first (resetSlackMs), the first whose guest would be a reset
+ * in place, else the first. A longer run never waits for much shorter ones
+ * that would reset in place (the selftests, on a snapshot of their own, ran
+ * last and alone).
  */
 async function nextRun(g: ArchGuests, queue: PlannedRun[], inFlight: Set<PlannedRun>): Promise<PlannedRun | undefined> {
   let pick = 0;
-  const longest = expectedOf(queue[0]);
-  for (let i = 0; i < queue.length && expectedOf(queue[i]) === longest; i++) {
+  const expected = (r: PlannedRun) => g.times.expectedMs(g.arch, r);
+  const shortest = queue.length ? expected(queue[0]!) - resetSlackMs(expected(queue[0]!)) : 0;
+  for (let i = 0; i < queue.length && expected(queue[i]!) >= shortest; i++) {
     if (await g.pool.resetWaiting(guestRequest(g, queue[i]!, '', ''))) {
       pick = i;
       break;
@@ -346,7 +365,7 @@ async function nextRun(g: ArchGuests, queue: PlannedRun[], inFlight: Set<Planned
   }
   const next = queue.splice(pick, 1)[0];
   // The arch's share of the slots follows the work it has still to start; none left, the others have it.
-  if (queue.length) g.slots.reserve(g.arch.name, workOf(g.arch, queue));
+  if (queue.length) g.slots.reserve(g.arch.name, workOf(g.times, g.arch, queue));
   else g.slots.release(g.arch.name);
   if (next) inFlight.add(next);
   // Paused QEMUs of snapshots no run taken or left wants stop before this run's guest starts (it may start a QEMU: their memory is the cheapest it can get).
@@ -383,11 +402,8 @@ async function guestFor(g: ArchGuests, { scenario, cpu }: PlannedRun): Promise<{
   return { booted, bootRec };
 }
 
-/** Runs' work in expected guest seconds, for an arch's share of the slots: ppc64le's scenarios take longer. */
-const workOf = (arch: ArchRecord, runs: PlannedRun[]) => runs.reduce((n, r) => n + expectedOf(r) * arch.guestClockScale, 0);
-
-/** A run's expected seconds on x86_64; a stuck scenario's typical time where it names none (most take 4-10 s). */
-const expectedOf = (r: PlannedRun | undefined) => r?.scenario.expectedSeconds ?? 7;
+/** Runs' work in expected milliseconds on the arch, for its share of the slots: ppc64le's scenarios take longer. */
+const workOf = (times: RunTimes, arch: ArchRecord, runs: PlannedRun[]) => runs.reduce((n, r) => n + times.expectedMs(arch, r), 0);
 
 /** The (scenario, CPU) pairs an arch is to run, in order. */
 function plannedRuns(arch: ArchRecord, opts: RunOptions): PlannedRun[] {
