@@ -8,6 +8,8 @@
 //   boot stalls: --stall-boots (200) x86_64 boots, four at a time on this host
 //   remedy-to-completion latency per scenario
 //   the kernel's own KUnit runner on the same tree, as a peer (--no-kunit skips it)
+//   what the host charges for fresh memory and a process start (host-costs.ts)
+//   inside the QEMUs: perf's split of their CPU during one more matrix (qemu-perf.ts; needs perf)
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +30,8 @@ import { PROJECT_ROOT } from '../harness/core/paths.js';
 import { prepareRun, type PreparedRun } from '../harness/pipeline/prepare.js';
 import { parseQemuChoice, type QemuChoice } from '../harness/vm/qemu-dist.js';
 import { phaseTable, profileGuest, type PhaseFigure } from './profile-guest.js';
+import { hostCosts, hostCostTable } from './host-costs.js';
+import { perfAround } from './qemu-perf.js';
 import { runMain } from '../harness/pipeline/run.js';
 import { SCENARIOS } from '../harness/scenarios/index.js';
 import { DEFAULT_VCPUS } from '../harness/scenarios/types.js';
@@ -110,6 +114,14 @@ const mib = (b: number) => `${(b / 1048576).toFixed(0)} MiB`;
   say(`| \`node -e 0\` (node alone) | ${await medianOf10(['-e', '0'])} ms |`);
   say();
 }
+
+// What the host charges for memory and processes: a restore's cost is mostly these (scripts/host-costs.ts).
+say('## What this host charges');
+say();
+say('Medians of 3 (memory, each in a node process of its own) and of 20 (process start). A first restore writes its guest\'s RAM; a reset in place writes the same RAM again, which the QEMU already has.');
+say();
+for (const line of hostCostTable(hostCosts())) say(line);
+say();
 
 if (!skipCold) {
   say('## Cold path: an empty cache, the page cache dropped');
@@ -288,6 +300,26 @@ for (const [j, reuse] of [...jobsList.map((j) => [j, true] as const), ...(reuseJ
 }
 say();
 say('Goal: 45 s for both arches. Host CPU is 2 cores x wall time; the QEMU and harness CPU columns say how much of it the run used.');
+say();
+
+// Inside the QEMUs: one more matrix at the most guests at once, sampled by perf (scripts/qemu-perf.ts).
+{
+  const j = Math.max(...jobsList);
+  say(`## Inside the QEMUs: where their CPU goes (perf, one more matrix at --jobs ${j})`);
+  say();
+  say("`perf record -a` at 499 Hz per CPU over the whole run. A QEMU's samples split into its own code (TCG's translator and lookups, devices, the main loop), the code TCG generated for the guest, the kernel (page faults, system calls and the host's page tables; kernel entry and exit included) and libraries (libc, glib); then the busiest functions of QEMU's own code, in percent of all that QEMU's samples.");
+  say();
+  const runDir = mkdtempSync(join(tmpdir(), `klp-bench-perf-j${j}-`));
+  const shares = await perfAround(() => runMain({ arches, scenarios: [...SCENARIOS], logger, outDir: runDir, jobs: j, qemu: qemuList[0] }));
+  if (typeof shares === 'string') say(`- ${shares}`);
+  else {
+    const pct = (x: number) => `${x.toFixed(0)} %`;
+    say('| QEMU | share of all samples | its own code | generated code | kernel | libraries | busiest functions of its own code |');
+    say('| --- | --- | --- | --- | --- | --- | --- |');
+    for (const x of shares) say(`| ${x.comm} | ${pct(x.total)} | ${pct(x.qemu)} | ${pct(x.generated)} | ${pct(x.kernel)} | ${pct(x.libraries)} | ${x.top.map((f) => `\`${f.name}\` ${f.percent.toFixed(1)} %`).join(', ')} |`);
+  }
+  say();
+}
 say();
 say(`### CPU seconds per scenario (the --jobs ${lastJobs} run)`);
 say();
