@@ -51,14 +51,14 @@ export function sharesOf(commDso: string): Omit<PerfShare, 'top'>[] {
 
 /** The busiest named functions of `perf report --comm C --dso D --sort sym` (percent of all samples), as percent of the QEMU's. */
 export function topOf(symText: string, commTotal: number, n = 6): { name: string; percent: number }[] {
-  const out: { name: string; percent: number }[] = [];
+  // A function perf lists more than once (one line per mapping of the binary) counts once, summed.
+  const by = new Map<string, number>();
   for (const line of symText.split('\n')) {
     const m = /^\s*([\d.]+)%\s+\[[.k]\]\s+(\S+)/.exec(line);
     if (!m || m[2]!.startsWith('0x')) continue;
-    out.push({ name: m[2]!, percent: (100 * Number(m[1])) / commTotal });
-    if (out.length === n) break;
+    by.set(m[2]!, (by.get(m[2]!) ?? 0) + Number(m[1]));
   }
-  return out;
+  return [...by].sort((a, b) => b[1] - a[1]).slice(0, n).map(([name, pct]) => ({ name, percent: (100 * pct) / commTotal }));
 }
 
 /**

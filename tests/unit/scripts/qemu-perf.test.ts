@@ -42,16 +42,17 @@ t.test('no QEMU in the report: nothing', async (t) => {
   t.same(sharesOf('# nothing\n     9.00%  node  node\n'), []);
 });
 
-t.test('busiest functions: named ones only, as percent of the QEMU\'s samples, at most n', async (t) => {
+t.test('busiest functions: named ones only, each once (summed), as percent of the QEMU\'s samples, at most n', async (t) => {
   const sym = `#
      5.00%  [.] qht_lookup_custom
      4.00%  [.] 0x0000000000976327
      2.50%  [.] helper_lookup_tb_ptr
      1.00%  [k] unmap_page_range
      0.50%  [.] tcg_gen_code
+     0.50%  [.] qht_lookup_custom
 `;
   t.same(topOf(sym, 50, 3), [
-    { name: 'qht_lookup_custom', percent: 10 },
+    { name: 'qht_lookup_custom', percent: 11 },
     { name: 'helper_lookup_tb_ptr', percent: 5 },
     { name: 'unmap_page_range', percent: 2 },
   ]);
