@@ -298,9 +298,10 @@ async function runGuests(g: ArchGuests): Promise<void> {
     // A run that passed at its first try is what the next run's order goes by (a failure may end early, a retry runs twice).
     if (last?.ok && last.attempts === 1) g.times.record(arch, run, Date.now() - since);
   };
-  // A freed slot takes, of the runs left, the longest whose snapshot has a paused QEMU waiting
-  // (reset in place: no new QEMU and no first restore, the dearest way to a guest), else the
-  // longest. Takes are one at a time: each sees the queue the one before left.
+  // A freed slot takes, of the runs left nearly as long as the longest (by the times measured
+  // before), one whose snapshot has a paused QEMU waiting (reset in place: no new QEMU and no
+  // first restore, the dearest way to a guest), else the longest. Takes are one at a time: each
+  // sees the queue the one before left.
   const queue = longestFirst(g, planned);
   // Runs taken and not yet over (a retry included): their snapshots' paused QEMUs are still wanted.
   const inFlight = new Set<PlannedRun>();
