@@ -19,6 +19,8 @@ export interface PerfShare {
   generated: number;
   kernel: number;
   libraries: number;
+  /** The shared object perf names for QEMU's binary (qemu-system-ppc64: the command name is cut at 15 characters). */
+  binary?: string;
   /** Its busiest named functions in QEMU's binary: name and percent of this QEMU's samples. */
   top: { name: string; percent: number }[];
 }
@@ -39,7 +41,10 @@ export function sharesOf(commDso: string): Omit<PerfShare, 'top'>[] {
     const [pct, comm, dso] = [Number(m[1]), m[2]!, m[3]!];
     const s = by.get(comm) ?? { comm, total: 0, qemu: 0, generated: 0, kernel: 0, libraries: 0 };
     s.total += pct;
-    if (dso.startsWith('qemu-system')) s.qemu += pct;
+    if (dso.startsWith('qemu-system')) {
+      s.qemu += pct;
+      s.binary = dso;
+    }
     else if (dso.startsWith('[JIT]') || dso.startsWith('perf-')) s.generated += pct;
     else if (dso.startsWith('[kernel') || dso === '[unknown]') s.kernel += pct;
     else s.libraries += pct;
@@ -86,10 +91,7 @@ export async function perfAround(fn: () => Promise<unknown>): Promise<PerfShare[
     const code = await exited;
     if (code !== 0 && code !== null) return `perf record failed (exit ${code}): ${err.trim().split('\n').pop() ?? ''}`;
     const report = (extra: string[]) => spawnSync('perf', ['report', '-i', data, '--stdio', ...extra], { encoding: 'utf8', maxBuffer: 64 << 20 }).stdout ?? '';
-    return sharesOf(report(['--sort', 'comm,dso'])).map((s) => {
-      const binary = report(['--sort', 'dso', '--comm', s.comm]).split('\n').map((l) => LINE.exec(l)).find((m) => m?.[2]?.startsWith('qemu-system'))?.[2];
-      return { ...s, top: binary ? topOf(report(['--sort', 'sym', '--comm', s.comm, '--dso', binary]), s.total) : [] };
-    });
+    return sharesOf(report(['--sort', 'comm,dso'])).map((s) => ({ ...s, top: s.binary ? topOf(report(['--sort', 'sym', '--comm', s.comm, '--dso', s.binary]), s.total) : [] }));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

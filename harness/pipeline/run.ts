@@ -357,8 +357,9 @@ export const resetSlackMs = (longestMs: number) => Math.min(2000, longestMs / 5)
 async function nextRun(g: ArchGuests, queue: PlannedRun[], inFlight: Set<PlannedRun>): Promise<PlannedRun | undefined> {
   let pick = 0;
   const expected = (r: PlannedRun) => g.times.expectedMs(g.arch, r);
-  const shortest = queue.length ? expected(queue[0]!) - resetSlackMs(expected(queue[0]!)) : 0;
-  for (let i = 0; i < queue.length && expected(queue[i]!) >= shortest; i++) {
+  const longest = queue.length ? expected(queue[0]!) : 0;
+  const atLeast = longest - resetSlackMs(longest);
+  for (let i = 0; i < queue.length && expected(queue[i]!) >= atLeast; i++) {
     if (await g.pool.resetWaiting(guestRequest(g, queue[i]!, '', ''))) {
       pick = i;
       break;

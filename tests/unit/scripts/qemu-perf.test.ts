@@ -33,6 +33,7 @@ t.test('each QEMU command: its share of all samples, and how its own splits (sum
   t.equal(ppc.kernel, 20);
   t.equal(ppc.generated, 16, 'every generated-code mapping (one per thread) counts together');
   t.equal(ppc.libraries, 4);
+  t.equal(ppc.binary, 'qemu-system-ppc64', 'the binary named as perf names it, for the function report');
   const x86 = shares[1]!;
   t.equal(x86.total, 20);
   t.same([x86.qemu, x86.generated, x86.kernel, x86.libraries], [50, 25, 25, 0], 'samples perf could not place count as the kernel');
