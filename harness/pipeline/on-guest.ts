@@ -44,8 +44,8 @@ export async function runOnGuest(g: GuestRun): Promise<void> {
   g.record(sr);
   // A guest that died, hung or was stopped has no dmesg to give (its console log has the story);
   // any other gets the usual command deadline.
-  const dmesg = sr.fault || sr.interrupted ? undefined : await ops.run('dmesg').catch(() => undefined);
-  if (dmesg) writeFileSync(join(g.archOut, `dmesg-${label}.txt`), dmesg.stdout);
+  const dmesg = sr.fault || sr.interrupted ? undefined : await ops.dmesg().catch(() => undefined);
+  if (dmesg !== undefined) writeFileSync(join(g.archOut, `dmesg-${label}.txt`), dmesg);
   if (sr.diagnosis) writeFileSync(join(g.archOut, `blocking-tasks-${label}.txt`), sr.diagnosis + '\n');
   logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name} ${sr.ok ? 'passed' : 'FAILED'} in ${(sr.durationMs / 1000).toFixed(1)} s`);
   if (!sr.ok && sr.error) logger.info(sr.error);

@@ -1,16 +1,22 @@
 // Long-lived shells on the guest's SSH connection. An SSH exec of `true`
 // costs the guest a channel, a fork and an exec of sh: ~25 ms of emulated
-// CPU. Sent to a shell already running it costs ~10-12 ms, mostly the fork
-// of one subshell (scripts/profile-guest.ts, x86_64 and ppc64le). The
-// subshell keeps what a command does to its shell (`exit`, `cd`, variables,
-// fds, traps, a syntax error) out of the next one, as `sh -c` did.
+// CPU. Sent to a shell already running, a command costs what its own
+// programs cost plus ~1.5 ms, and ~3 ms more for the fork of a subshell
+// around it (QEMU CPU per command, x86_64 and ppc64le alike; before, the
+// shell took each command's text with `read -r`, a byte per system call,
+// and that alone was ~3 ms).
 //
-// The guest reads each command as text (a line count, then the lines, with
-// `read -r`: the persistent shell never parses it) and evals it in a
-// subshell; then it prints a marker and the status on stdout and on stderr,
-// so a command is over once both markers came and both streams are
-// complete. The marker is a random token the shell only ever prints: its
-// two halves are separate words of the loop's text, so no variable, no
+// The shell (a plain `sh` reading its commands from the channel) is sent one
+// line per command: the command as one single-quoted word given to `eval`,
+// in a subshell, with stdin /dev/null, then two printf of a marker and the
+// status, on stdout and on stderr; a command is over once both markers came
+// and both streams are complete. The subshell keeps what a command does to
+// its shell (`exit`, `cd`, variables, fds, traps, a syntax error) out of the
+// next one, as `sh -c` did. A command its caller vouches for (`noSubshell`:
+// it leaves the shell as it found it and names only `__` variables; the
+// harness's own readings, writes and waits) is eval'd in the shell itself,
+// without that fork. The marker is a random token the shell only ever
+// prints: its two halves are separate words of the line, so no variable, no
 // command line (ps) and no output of the command contains it whole.
 import { randomBytes } from 'node:crypto';
 import type { Client, ClientChannel } from 'ssh2';
@@ -25,34 +31,27 @@ const DISCARD: Sink = { push: () => {} };
 /** Shells kept per connection: more concurrent commands than this get an exec channel each. */
 export const MAX_SHELLS = 3;
 
-/**
- * Longer commands get an exec channel of their own: the shell's `read` takes
- * the text a byte at a time. Measured on x86_64 (QEMU CPU per command of
- * 40-byte lines): 9 ms at 100 bytes, 19 ms at 2000, 26 ms at 4000, against
- * 22-24 ms for a channel whatever the length.
- */
+/** Longer commands get an exec channel of their own (the line a shell is sent stays short of a pipe's buffer). */
 export const SHELL_COMMAND_MAX_BYTES = 3072;
 
 /** Whether a command can go to a shell: NUL cannot be in a shell variable (nor in `sh -c`'s argument). */
 export const fitsShell = (command: string) => !command.includes('\0') && Buffer.byteLength(command) <= SHELL_COMMAND_MAX_BYTES;
 
+/** A word the shell reads as `s` exactly (single quotes; a quote inside as '\\''). */
+const word = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** Prints the marker and a status on stdout, then on stderr. */
+const markLine = (a: string, b: string, status: string) => `printf "%s%s %s\\n" ${a} ${b} ${status}; printf "%s%s %s\\n" ${a} ${b} ${status} >&2`;
+
 /**
- * The loop, POSIX sh (busybox ash in the guest, dash in the unit tests).
- * Variables are `__`-named so that a command relying on an unset `$c`
- * finds it unset; stdin is /dev/null as for a command with nothing to read.
- * It starts with a marker of status "-": the shell is up.
+ * The shell's line for one command (POSIX sh: busybox ash in the guest, dash
+ * in the unit tests). Its status goes to `__st`: a command relying on any
+ * other unset variable finds it unset. The text ends with a newline, as a
+ * here-document's end needs.
  */
-function loopScript(a: string, b: string): string {
-  const mark = `printf "%s%s %s\\n" ${a} ${b} "$__s"; printf "%s%s %s\\n" ${a} ${b} "$__s" >&2`;
-  return [
-    `__s=-; ${mark}`,
-    'while IFS= read -r __n; do',
-    '  __c=; while [ "$__n" -gt 0 ]; do IFS= read -r __l || exit; __c="$__c$__l',
-    '"; __n=$((__n - 1)); done',
-    '  (eval "$__c") </dev/null; __s=$?',
-    `  ${mark}`,
-    'done',
-  ].join('\n');
+export function commandLine(command: string, a: string, b: string, noSubshell = false): string {
+  const run = `eval ${word(`${command}\n`)} </dev/null`;
+  return `${noSubshell ? run : `(${run})`}; __st=$?; ${markLine(a, b, '"$__st"')}\n`;
 }
 
 /** Cuts one stream of the shell at the marker: the bytes before it are the command's, the word after it the status. */
@@ -106,7 +105,8 @@ export class ShellSession {
   private pending?: Pending;
   private closed = false;
   private readonly marker: Buffer;
-  /** Whether the loop came up (its first marker pair). */
+  private readonly halves: [string, string];
+  /** Whether the shell came up (its first marker pair). */
   private readonly ready: Promise<boolean>;
 
   private constructor(private readonly ch: ClientChannel) {
@@ -126,8 +126,12 @@ export class ShellSession {
     });
     this.ready = this.expect(DISCARD, DISCARD).then((s) => s === '-');
     // The SSH server starts the login shell (`-sh`, reading /etc/profile if
-    // there is one); the loop runs in a plain `sh`, as an exec's `sh -c` did.
-    ch.write(`exec sh -c '${loopScript(a, b)}'\n`);
+    // there is one); the commands go to a plain `sh`, as an exec's `sh -c`
+    // did. It marks status "-" before it reads its first line: the login
+    // shell may have read ahead of its own line, so nothing more is sent
+    // until then.
+    ch.write(`exec sh -c '${markLine(a, b, '-')}; exec sh'\n`);
+    this.halves = [a, b];
   }
 
   /** Opens a shell channel (no PTY: a PTY would merge stderr into stdout and echo input). */
@@ -149,13 +153,13 @@ export class ShellSession {
   /**
    * Runs a command, its output into the sinks. Resolves with its exit
    * status, or null when the channel closed first (as an exec channel that
-   * closes without an exit status).
+   * closes without an exit status). `noSubshell`: see the top of the file.
    */
-  async run(command: string, out: Sink, err: Sink): Promise<number | null> {
+  async run(command: string, out: Sink, err: Sink, noSubshell = false): Promise<number | null> {
     if (!(await this.ready) || this.closed) return null;
     if (this.pending) throw new Error('internal: two commands in one guest shell');
     const ended = this.expect(out, err);
-    this.ch.write(`${command.split('\n').length}\n${command}\n`);
+    this.ch.write(commandLine(command, ...this.halves, noSubshell));
     const status = await ended;
     return status === null ? null : Number(status);
   }

@@ -158,14 +158,17 @@ export class GuestShell {
    * The command runs in one of the connection's long-lived shells (see
    * shell-session.ts) with stdin /dev/null; with `stdin`, or when the shells
    * are all busy, on an exec channel of its own that gets `stdin` then EOF.
+   * `noSubshell`: the caller vouches that the command leaves a shell as it
+   * found it (no exit, cd, exec, trap or set; only `__` variables), so a
+   * shell runs it without a subshell's fork (shell-session.ts).
    */
-  exec(command: string, opts: { timeoutMs?: number; stdin?: Buffer | string } = {}): Promise<ExecResult> {
+  exec(command: string, opts: { timeoutMs?: number; stdin?: Buffer | string; noSubshell?: boolean } = {}): Promise<ExecResult> {
     const started = Date.now();
     const timeoutMs = opts.timeoutMs ?? this.deadlines.commandMs;
     this.commands++;
     const stdout = new CappedOutput();
     const stderr = new CappedOutput();
-    const attempt = opts.stdin === undefined && this.shells.canTake(command) ? this.inShell(command, stdout, stderr) : this.onChannel(command, opts.stdin, stdout, stderr);
+    const attempt = opts.stdin === undefined && this.shells.canTake(command) ? this.inShell(command, stdout, stderr, opts.noSubshell ?? false) : this.onChannel(command, opts.stdin, stdout, stderr);
     return new Promise((resolve, reject) => {
       // The timer covers opening the channel too: a frozen guest never answers that.
       const timer = setTimeout(() => {
@@ -229,7 +232,7 @@ export class GuestShell {
    * shell sessions gets an exec channel per command instead (the tests'
    * stand-in servers do; the guest's dropbear does not).
    */
-  private inShell(command: string, stdout: CappedOutput, stderr: CappedOutput): Attempt {
+  private inShell(command: string, stdout: CappedOutput, stderr: CappedOutput, noSubshell: boolean): Attempt {
     let abandoned = false;
     let shell: ShellSession | undefined;
     let instead: Attempt | undefined;
@@ -245,7 +248,7 @@ export class GuestShell {
       // Timed out while the shell opened: that shell goes, as a timed-out one does.
       if (abandoned) shell.close();
       try {
-        return { code: await shell.run(command, stdout, stderr) };
+        return { code: await shell.run(command, stdout, stderr, noSubshell) };
       } finally {
         this.shells.give(shell);
       }

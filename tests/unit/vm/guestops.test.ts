@@ -11,7 +11,7 @@ import { RingBuffer, type ConsoleEvent } from '../../../harness/vm/console.js';
 import { catScript, GuestOps, guestSleep, LP_SYSFS, parsePoll, pollCommand, wholeReadsOnly, type VmWatch } from '../../../harness/vm/guestops.js';
 import { IMAGE_PROGRAM_CFLAGS } from '../../../harness/image/initramfs.js';
 import { projectPath } from '../../../harness/core/paths.js';
-import type { ExecResult, GuestShell } from '../../../harness/vm/ssh.js';
+import { q, type ExecResult, type GuestShell } from '../../../harness/vm/ssh.js';
 import { tempDir } from '../../helpers.js';
 
 const COMMAND_MS = 5000;
@@ -34,16 +34,39 @@ function bash(command: string): Promise<ExecResult> {
   });
 }
 
-/** A temp "guest": livepatch sysfs, the tick FIFO and /tmp scratch files under dir; every command recorded. */
-function localGuest(t: Parameters<typeof tempDir>[0]) {
+/**
+ * What a command run in a shell itself changes there: bash runs it between
+ * two snapshots of its state (variables and functions but `__` ones and
+ * bash's own counters, the working directory, traps, options, open fds);
+ * '' when nothing changed, else the two snapshots' difference (or that the
+ * command ended the shell).
+ */
+async function shellChange(command: string): Promise<string> {
+  const snap = `__snap() { set | grep -Ev '^(__|_=|BASH|PIPESTATUS|FUNCNAME|LINENO|RANDOM|SECONDS|SRANDOM|EPOCH)'; pwd; trap; set +o; ls /proc/$$/fd; }`;
+  const r = await bash(`${snap}; __b=$(__snap); eval ${q(command)} </dev/null >/dev/null 2>&1; __a=$(__snap); if [ "$__b" = "$__a" ]; then echo same; else diff <(echo "$__b") <(echo "$__a"); fi`);
+  return r.stdout === 'same\n' ? '' : r.stdout || `the shell ended (status ${r.code})`;
+}
+
+/**
+ * A temp "guest": livepatch sysfs, the tick FIFO and /tmp scratch files
+ * under dir; every command recorded; with `checkShell`, what each command
+ * given without a subshell changes in a shell (it runs once more for that,
+ * before its own run).
+ */
+function localGuest(t: Parameters<typeof tempDir>[0], checkShell = false) {
   const dir = tempDir(t);
   const sysfs = join(dir, 'livepatch');
   mkdirSync(sysfs);
-  const calls: { command: string; timeoutMs?: number }[] = [];
+  const calls: { command: string; timeoutMs?: number; noSubshell?: boolean }[] = [];
+  const changes: { command: string; change: string }[] = [];
   const local = (command: string) => command.split(LP_SYSFS).join(sysfs).split('/run/klp-tick').join(join(dir, 'tick')).split('/tmp/klp-w').join(join(dir, 'w'));
   const ssh = {
-    exec: (command: string, o: { timeoutMs?: number } = {}) => {
-      calls.push({ command, timeoutMs: o.timeoutMs });
+    exec: async (command: string, o: { timeoutMs?: number; noSubshell?: boolean } = {}) => {
+      calls.push({ command, timeoutMs: o.timeoutMs, noSubshell: o.noSubshell });
+      if (checkShell && o.noSubshell) {
+        const change = await shellChange(local(command));
+        if (change) changes.push({ command, change });
+      }
       return bash(local(command));
     },
     put: async () => {},
@@ -53,7 +76,7 @@ function localGuest(t: Parameters<typeof tempDir>[0]) {
     if (transition !== undefined) writeFileSync(join(sysfs, name, 'transition'), `${transition}\n`);
     return join(sysfs, name);
   };
-  return { dir, sysfs, calls, ops: new GuestOps(ssh, COMMAND_MS), patch };
+  return { dir, sysfs, calls, changes, ops: new GuestOps(ssh, COMMAND_MS), patch };
 }
 
 /** The host's uptime in ms: the local guest's clock. */
@@ -237,7 +260,7 @@ function cannedGuest(answer: (command: string) => Partial<ExecResult> | Promise<
 
 t.test('must, read, exists, patchStates and the module commands', async (t) => {
   const { ops, calls } = cannedGuest((c) =>
-    c === catScript('/sys/x') ? { stdout: '  1\n' } : c.startsWith('test -e') ? { code: c.includes('yes') ? 0 : 1 } : c.includes('for t in /proc/') ? { stdout: '0\n0\n1\n-1\n\n0\n' } : c.startsWith('bad') ? { code: 2, stdout: 'o', stderr: 'e' } : {},
+    c === catScript('/sys/x') ? { stdout: '  1\n' } : c.startsWith('test -e') ? { code: c.includes('yes') ? 0 : 1 } : c.includes('for __t in /proc/') ? { stdout: '0\n0\n1\n-1\n\n0\n' } : c.startsWith('bad') ? { code: 2, stdout: 'o', stderr: 'e' } : {},
   );
   t.equal(await ops.read('/sys/x'), '1', 'trimmed');
   t.equal(calls.at(-1), catScript('/sys/x'));
@@ -415,4 +438,32 @@ t.test('read: a file\'s bytes through the shell\'s builtins, as cat gives them; 
   t.ok(wholeReadsOnly('/proc/sys/kernel/tainted') && !wholeReadsOnly('/sys/kernel/livepatch/p/enabled'));
   await ops.read('/proc/sys/kernel/tainted');
   t.equal(calls.at(-1)!.command, "cat '/proc/sys/kernel/tainted'", 'a sysctl is read by cat, whole');
+});
+
+t.test("the harness's own commands run in the guest's shell without a subshell, and leave it as they found it", async (t) => {
+  t.match(await shellChange('x=1; cd /; exec 7</dev/null; f() { :; }; trap "echo" USR1; set -u'), /x=1/, 'the check sees a variable, and the rest, change');
+  t.match(await shellChange('exit 3'), /the shell ended/, 'the check sees the shell end');
+  t.equal(await shellChange('__x=1; read __y < /proc/uptime'), '', '`__` variables are the commands\' own');
+  const g = localGuest(t, true);
+  g.patch('p', '0');
+  writeFileSync(join(g.sysfs, 'p', 'enabled'), '1\n');
+  await g.ops.read(join(g.sysfs, 'p', 'enabled'));
+  await g.ops.read('/proc/sys/kernel/tainted');
+  await g.ops.exists(join(g.sysfs, 'p'));
+  await g.ops.write(join(g.sysfs, 'p', 'enabled'), '1');
+  await g.ops.waitTransition('p', '0', 300);
+  await g.ops.waitFor(join(g.sysfs, 'p', 'transition'), { stopOn: ['0'] }, 300);
+  await g.ops.waitGone(join(g.sysfs, 'p', 'none'), 300);
+  await g.ops.sample(join(g.sysfs, 'p', 'transition'), 300, 100, join(g.sysfs, 'p', 'enabled'));
+  await g.ops.writeThenWait(join(g.sysfs, 'p', 'enabled'), '1', 'p', 300, 2);
+  await g.ops.writeThenWait(join(g.sysfs, 'p', 'nodir', 'x'), '1', 'p', 300, 1);
+  await g.ops.patchStates();
+  await g.ops.auxv(process.pid);
+  await g.ops.dmesg().catch(() => '');
+  await g.ops.insmod('/nonexistent.ko');
+  await g.ops.rmmod('nonexistent');
+  t.equal(g.calls.filter((c) => !c.noSubshell).length, 0, 'every one without a subshell');
+  t.same(g.changes, [], 'none changed the shell');
+  await g.ops.run('x=1');
+  t.equal(g.calls.at(-1)?.noSubshell, undefined, 'a command given to run() gets its subshell');
 });

@@ -197,12 +197,25 @@ t.test('a shell killed under a command: that command ends with no status, the ne
   t.equal(shells(), 2);
 });
 
-t.test("output holding the shell's own text (its command line) does not end a command early", async (t) => {
+t.test("output holding what the shell has (its command line, variables, functions, fds) does not end a command early", async (t) => {
   const { ssh } = await withSh(t);
-  const r = await ssh.exec(`tr '\\0' ' ' < /proc/$$/cmdline; echo; set; echo end`);
-  t.match(r.stdout, /printf/, 'the loop is in the output');
+  await ssh.exec('true');
+  const r = await ssh.exec(`tr '\\0' ' ' < /proc/$$/cmdline; echo; set; ls -l /proc/$$/fd; echo end`);
+  t.match(r.stdout, /__st=/, "the shell's variables are in the output");
   t.match(r.stdout, /\nend\n$/);
   t.equal(r.code, 0);
+});
+
+t.test('noSubshell: the shell runs the command itself (what it sets stays), with the same status, streams and stdin', async (t) => {
+  const { ssh, shells } = await withSh(t);
+  const own = (command: string) => ssh.exec(command, { noSubshell: true });
+  t.match(await own('__k=kept; printf out; printf err >&2; false'), { stdout: 'out', stderr: 'err', code: 1 });
+  t.equal((await own('echo "${__k:-unset}"')).stdout, 'kept\n', 'the variable is still there: no subshell ran it');
+  t.equal((await ssh.exec('__j=gone')).code, 0);
+  t.equal((await own('echo "${__j:-unset}"')).stdout, 'unset\n', 'a command without noSubshell still gets its subshell');
+  t.equal((await own('read x; echo "read $?"')).stdout, 'read 1\n', 'stdin is /dev/null');
+  t.equal((await own(['for i in 1 2; do', '  echo "$i"', 'done', "echo 'it''s'"].join('\n'))).stdout, '1\n2\nits\n', 'several lines, quotes');
+  t.equal(shells(), 1, 'one shell all along');
 });
 
 t.test('in a shell, both streams are complete when the call resolves; a flood is capped and still ends', async (t) => {
