@@ -36,7 +36,7 @@ export async function runOnGuest(g: GuestRun): Promise<void> {
   const { arch, scenario, cpu, booted, logger } = g;
   const label = `${scenario.name}-${cpu}`;
   const ops = new GuestOps(booted.ssh, timeout('guestCommand', arch), booted.vm);
-  const uname = (await ops.must('uname -m')).trim();
+  const uname = await ops.machine();
   if (uname !== arch.unameMachine) throw new HarnessError('boot', `guest reports uname -m '${uname}', expected '${arch.unameMachine}'`, { arch: arch.name });
   logger.info(`scenario ${arch.name}/${cpu}: ${scenario.name}`);
   const sr: ScenarioOutcome = await runScenario(scenario, { arch, ops, build: g.build, tree: g.tree, modules: g.modules, vm: booted.vm, logger, expect: g.expect }, cpu);

@@ -351,6 +351,11 @@ export class GuestOps {
     return { ...r, stdout: r.stdout.replace(/@uptime .*\s*$/, ''), atMs: m ? Number(m[1]) * 1000 + Number(m[2]!.padEnd(3, '0').slice(0, 3)) : NaN };
   }
 
+  /** The guest's `uname -m`. */
+  async machine(): Promise<string> {
+    return (await this.mustRun(this.own('uname -m'))).trim();
+  }
+
   async dmesg(): Promise<string> {
     return this.mustRun(this.own('dmesg'));
   }

@@ -127,10 +127,10 @@ export class ShellSession {
     this.ready = this.expect(DISCARD, DISCARD).then((s) => s === '-');
     // The SSH server starts the login shell (`-sh`, reading /etc/profile if
     // there is one); the commands go to a plain `sh`, as an exec's `sh -c`
-    // did. It marks status "-" before it reads its first line: the login
-    // shell may have read ahead of its own line, so nothing more is sent
-    // until then.
-    ch.write(`exec sh -c '${markLine(a, b, '-')}; exec sh'\n`);
+    // did. The login shell parses this whole line before it runs it, marks
+    // status "-" and becomes that `sh`, which reads the next line from the
+    // channel: nothing more is sent until the mark came.
+    ch.write(`${markLine(a, b, '-')}; exec sh\n`);
     this.halves = [a, b];
   }
 

@@ -460,6 +460,7 @@ t.test("the harness's own commands run in the guest's shell without a subshell, 
   await g.ops.patchStates();
   await g.ops.auxv(process.pid);
   await g.ops.dmesg().catch(() => '');
+  t.equal(await g.ops.machine(), execFileSync('uname', ['-m'], { encoding: 'utf8' }).trim());
   await g.ops.insmod('/nonexistent.ko');
   await g.ops.rmmod('nonexistent');
   t.equal(g.calls.filter((c) => !c.noSubshell).length, 0, 'every one without a subshell');
