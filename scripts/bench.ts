@@ -323,7 +323,7 @@ say();
 say();
 say(`### CPU seconds per scenario (the --jobs ${lastJobs} run)`);
 say();
-say('QEMU CPU split at the moment SSH answered: the restore (or boot) and the connection, then the scenario; guest commands are the commands the scenario ran over SSH (each a subshell of a shell kept open, or an exec channel of its own).');
+say('QEMU CPU split at the moment SSH answered: the restore (or boot) and the connection, then the scenario; guest commands are the commands the scenario ran over SSH (each a line to a shell kept open, run in a subshell unless the harness made it and it leaves the shell as it was; or an exec channel of its own).');
 say();
 say('| arch | scenario | cpu | guest | scenario time | QEMU CPU | to SSH | scenario part | guest commands |');
 say('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
