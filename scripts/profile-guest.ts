@@ -13,7 +13,7 @@ import type { Logger } from '../harness/core/log.js';
 import type { Keys } from '../harness/image/keys.js';
 import type { ArchArtifacts } from '../harness/pipeline/prepare.js';
 import { GuestPool } from '../harness/vm/guest-pool.js';
-import { guestSleep, NOW_MS, pollCommand, TICK_OPEN } from '../harness/vm/guestops.js';
+import { GuestOps, guestSleep, NOW_MS, pollCommand, TICK_OPEN } from '../harness/vm/guestops.js';
 import { GuestShell } from '../harness/vm/ssh.js';
 import { processCpuMs } from '../harness/vm/qemu.js';
 import type { QemuInstall } from '../harness/vm/qemu-dist.js';
@@ -66,6 +66,11 @@ export async function profileGuest(o: { arch: ArchRecord; artifacts: ArchArtifac
   // A command given stdin gets an exec channel of its own, as every command did before the shells.
   await measure('one SSH command on a channel of its own (`true`)', REPEAT, async () => {
     for (let i = 0; i < REPEAT; i++) await g.ssh.exec('true', { timeoutMs: 60_000 * arch.timeoutScale, stdin: '' });
+  });
+  // What most of a scenario's commands are: GuestOps' own, run by the shell itself (no subshell).
+  const ops = new GuestOps(g.ssh, 60_000 * arch.timeoutScale);
+  await measure('one reading as the harness takes it (`read` of a sysfs file: builtins, no subshell)', REPEAT, async () => {
+    for (let i = 0; i < REPEAT; i++) await ops.read('/sys/devices/system/cpu/online');
   });
   await measure('one SSH command that starts a program (`cat /proc/uptime`)', REPEAT, async () => {
     for (let i = 0; i < REPEAT; i++) await sh('cat /proc/uptime');

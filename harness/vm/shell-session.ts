@@ -31,7 +31,7 @@ const DISCARD: Sink = { push: () => {} };
 /** Shells kept per connection: more concurrent commands than this get an exec channel each. */
 export const MAX_SHELLS = 3;
 
-/** Longer commands get an exec channel of their own (the line a shell is sent stays short of a pipe's buffer). */
+/** Longer commands (scripts, not the harness's readings and writes) get an exec channel of their own, as when the shell read a byte at a time. */
 export const SHELL_COMMAND_MAX_BYTES = 3072;
 
 /** Whether a command can go to a shell: NUL cannot be in a shell variable (nor in `sh -c`'s argument). */
