@@ -17,11 +17,15 @@ export interface VmWatch {
 
 export const LP_SYSFS = '/sys/kernel/livepatch';
 
-/** The guest's clock in a shell: sets $ms from /proc/uptime ("12.34" -> 12340; the "1" prefix keeps "0.09" from reading as octal). */
-export const NOW_MS = 'now_ms() { read u _ < /proc/uptime; ms=$(( (${u%.*} * 100 + 1${u#*.} - 100) * 10 )); }; ';
-
-/** Sets the shell variable `name` to the guest's clock in ms, as NOW_MS does, naming only `__` variables (for a command run without a subshell). */
+/**
+ * Sets the shell variable `name` to the guest's clock in ms from /proc/uptime
+ * ("12.34" -> 12340; the "1" prefix keeps "0.09" from reading as octal),
+ * naming no other variable but `__` ones (fit for a command run without a subshell).
+ */
 export const clockInto = (name: string) => `read __u __r < /proc/uptime; ${name}=$(( (\${__u%.*} * 100 + 1\${__u#*.} - 100) * 10 )); `;
+
+/** The guest's clock in a shell: a function `now_ms` that sets $ms. */
+export const NOW_MS = `now_ms() { ${clockInto('ms')}}; `;
 
 /** klp-poll's limit on -s (MAX_STOPS in guest/klp-poll.c). */
 const MAX_STOPS = 8;

@@ -37,8 +37,8 @@ export const SHELL_COMMAND_MAX_BYTES = 3072;
 /** Whether a command can go to a shell: NUL cannot be in a shell variable (nor in `sh -c`'s argument). */
 export const fitsShell = (command: string) => !command.includes('\0') && Buffer.byteLength(command) <= SHELL_COMMAND_MAX_BYTES;
 
-/** A word the shell reads as `s` exactly (single quotes; a quote inside as '\\''). */
-const word = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+/** Quotes a value as one shell word (single quotes; a quote inside as '\\''). */
+export const q = (s: string | number) => `'${String(s).replace(/'/g, `'\\''`)}'`;
 
 /** Prints the marker and a status on stdout, then on stderr. */
 const markLine = (a: string, b: string, status: string) => `printf "%s%s %s\\n" ${a} ${b} ${status}; printf "%s%s %s\\n" ${a} ${b} ${status} >&2`;
@@ -49,8 +49,8 @@ const markLine = (a: string, b: string, status: string) => `printf "%s%s %s\\n" 
  * other unset variable finds it unset. The text ends with a newline, as a
  * here-document's end needs.
  */
-export function commandLine(command: string, a: string, b: string, noSubshell = false): string {
-  const run = `eval ${word(`${command}\n`)} </dev/null`;
+function commandLine(command: string, a: string, b: string, noSubshell = false): string {
+  const run = `eval ${q(`${command}\n`)} </dev/null`;
   return `${noSubshell ? run : `(${run})`}; __st=$?; ${markLine(a, b, '"$__st"')}\n`;
 }
 

@@ -11,8 +11,10 @@ import { HarnessError, infraError, timeoutError } from '../core/errors.js';
 import { hostMs } from '../core/timeouts.js';
 import type { Keys } from '../image/keys.js';
 import { writeCpio } from '../image/cpio.js';
-import { ShellPool, type ShellSession } from './shell-session.js';
+import { q, ShellPool, type ShellSession } from './shell-session.js';
 import { loadSsh2 } from '../image/keys.js';
+
+export { q };
 
 export interface ExecResult {
   command: string;
@@ -22,9 +24,6 @@ export interface ExecResult {
   signal?: string;
   durationMs: number;
 }
-
-/** Quotes a string for the guest's POSIX shell. */
-export const q = (s: string | number) => `'${String(s).replace(/'/g, `'\\''`)}'`;
 
 /** Each of a command's stdout and stderr is kept up to this many bytes. */
 export const OUTPUT_MAX_BYTES = 4 * 1024 * 1024;
