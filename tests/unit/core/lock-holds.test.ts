@@ -84,14 +84,20 @@ t.test('exclusive sections queue per lock file: a failed one does not block the 
   const { queues } = supervisor.locks;
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
+  let started!: () => void;
+  const inFirst = new Promise<void>((r) => (started = r));
   const order: string[] = [];
   const first = withExclusive(a, 'first', undefined, async () => {
     order.push('a1');
+    started();
     await gate;
     throw new Error('the make failed');
   });
   t.ok(queues.has(a), 'the section is queued under its lock file');
   const second = withExclusive(a, 'second', undefined, async () => order.push('a2'));
+  // Each section takes its lock with a flock child of its own, so which lock is
+  // taken first is the host's business: b starts once the first holds a.
+  await inFirst;
   const onB = withExclusive(b, 'other', undefined, async () => order.push('b'));
   await onB;
   t.same(order, ['a1', 'b'], 'the section on another lock file ran while the first held its own');
