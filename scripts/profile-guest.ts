@@ -84,6 +84,13 @@ export async function profileGuest(o: { arch: ArchRecord; artifacts: ArchArtifac
     sh(`${NOW_MS}now_ms; t0=$ms; ${TICK_OPEN}while :; do read v < ${file} || v=gone; now_ms; [ $((ms - t0)) -ge 3000 ] && break; ${guestSleep(100)} done`),
   );
   await measure('a 3 s wait, a sysfs reading every 100 ms (klp-poll, as the harness waits)', 30, () => sh(pollCommand({ path: file, forMs: 3000, everyMs: 100, lastOnly: true })));
+  // A dynamic program's start: the loader and libc (dropbear is the image's one dynamic program). The kernel
+  // command line says norandmaps; with the addresses random again QEMU translates that code anew each time.
+  const dynamic = `for i in $(seq ${REPEAT}); do /usr/sbin/dropbear -V 2>/dev/null; done`;
+  await measure('a dynamic program started (`dropbear -V`: the loader and libc, norandmaps)', REPEAT, () => sh(dynamic));
+  await measure('the same with user-space addresses random (randomize_va_space=2)', REPEAT, () =>
+    sh(`echo 2 > /proc/sys/kernel/randomize_va_space; ${dynamic}; echo 0 > /proc/sys/kernel/randomize_va_space`),
+  );
   const ko = artifacts.modules.modules['klp_sleeper.ko'];
   if (ko) {
     await g.ssh.put(readFileSync(ko), '/root/profile-sleeper.ko');

@@ -81,10 +81,10 @@ t.test('-smp is 2 unless given; -cpu is the first model under TCG, the given one
 
 t.test('the kernel command line: one argument, the harness\'s words, then extraAppend in order', async (t) => {
   const plain = after(qemuArgs(base()), '-append')!.split(' ');
-  t.same(plain.slice(1), ['panic=-1', 'printk.time=1', 'random.trust_cpu=on']);
+  t.same(plain.slice(1), ['panic=-1', 'printk.time=1', 'random.trust_cpu=on', 'norandmaps']);
   const args = qemuArgs(base({ arch: ppc, extraAppend: ['no_rfi_flush', 'livepatch.debug=1'] }));
   t.equal(args.filter((a) => a === '-append').length, 1);
-  t.equal(after(args, '-append'), 'console=hvc0 panic=-1 printk.time=1 random.trust_cpu=on no_rfi_flush livepatch.debug=1');
+  t.equal(after(args, '-append'), 'console=hvc0 panic=-1 printk.time=1 random.trust_cpu=on norandmaps no_rfi_flush livepatch.debug=1');
 });
 
 t.test('the SSH forward listens on 127.0.0.1 only, and the guest reaches nothing outside', async (t) => {
