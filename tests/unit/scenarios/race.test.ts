@@ -19,7 +19,10 @@ t.test('restart canaries cover each system call entry path of the CPU', async (t
 const fakeModule = (lp: string) =>
   `insmod() { mkdir -p ${lp}; echo 1 > ${lp}/transition; echo 1 > ${lp}/enabled; : > ${lp}/signal; : > ${lp}/force; }; rmmod() { return 0; }; usleep() { sleep 0.02; }; `;
 
-async function raceOnHost(t: Test, kernel: 'settles' | 'never ends', started = 2): Promise<{ out: string; hangs: string; stalls: number }> {
+// hangMs: how long the driver waits before it calls a transition or a writer hung. The
+// run that must not hang gives 2 s (the fake kernel's shell loop is what a loaded host
+// delays: at 400 ms one run beside QEMUs reported a false hang); the hang cases keep 400 ms.
+async function raceOnHost(t: Test, kernel: 'settles' | 'never ends', started = 2, hangMs = 400): Promise<{ out: string; hangs: string; stalls: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'klp-race-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const paths: RacePaths = { lp: join(dir, 'lp'), module: join(dir, 'lp.ko'), tmp: join(dir, 'race-') };
@@ -39,7 +42,7 @@ async function raceOnHost(t: Test, kernel: 'settles' | 'never ends', started = 2
             `if [ $n -ge ${W} ] && read s < ${paths.lp}/signal 2>/dev/null && [ "$s" = 1 ]; then : > ${paths.lp}/signal; ` +
             `read en < ${paths.lp}/enabled; if [ "$en" = 0 ]; then rm -rf ${paths.lp}; else echo 0 > ${paths.lp}/transition; fi; fi; sleep 0.02; done`,
         ]);
-  const driver = await execa('sh', ['-c', fakeModule(paths.lp) + driverScript({ raceMs: 1000, settleMs: 300, hangMs: 400, writers: W }, paths)], { timeout: 30_000 }).finally(() =>
+  const driver = await execa('sh', ['-c', fakeModule(paths.lp) + driverScript({ raceMs: 1000, settleMs: 300, hangMs, writers: W }, paths)], { timeout: 30_000 }).finally(() =>
     writeFileSync(`${paths.tmp}stop`, ''),
   );
   await Promise.all([...writers, kernel_]);
@@ -50,7 +53,7 @@ async function raceOnHost(t: Test, kernel: 'settles' | 'never ends', started = 2
 }
 
 t.test('race driver: a transition the writers keep reversing settles once they pause (a removal disabled again); it is not a hang', async (t) => {
-  const r = await raceOnHost(t, 'settles');
+  const r = await raceOnHost(t, 'settles', 2, 2000);
   t.match(r.out, /cycles=[1-9]\d* hangs=0 /, r.out);
   t.equal(r.hangs, '', 'no hang recorded');
   t.ok(r.stalls >= 2, `each wait needed the writers paused (stalls=${r.stalls})`);
