@@ -15,14 +15,17 @@ export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'klp-tes
   return dir;
 }
 
-/** Whether a pid is gone within a second (a killed process is reaped by its parent or init). */
-export async function goneSoon(pid: number): Promise<boolean> {
-  for (let i = 0; i < 50; i++) {
-    if (!procStat(pid)) return true;
+/** Whether `ok()` holds within `ms`, looked at every 20 ms. */
+export async function soon(ok: () => boolean, ms = 1000): Promise<boolean> {
+  for (let i = 0; i < ms / 20; i++) {
+    if (ok()) return true;
     await new Promise((r) => setTimeout(r, 20));
   }
   return false;
 }
+
+/** Whether a pid is gone within a second (a killed process is reaped by its parent or init). */
+export const goneSoon = (pid: number): Promise<boolean> => soon(() => !procStat(pid));
 
 type Teardown = { teardown(fn: () => void): void };
 

@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { getArch } from '../../../harness/core/arch.js';
 import { groupMembers } from '../../../harness/proc/stat.js';
 import { CONSOLE_LINE_MAX_CHARS, processCpuMs, QemuVM, qemuArgs, qemuCommandText, type QemuOptions } from '../../../harness/vm/qemu.js';
-import { fixture, goneSoon, killAtEnd, tempDir } from '../../helpers.js';
+import { fixture, goneSoon, killAtEnd, soon, tempDir } from '../../helpers.js';
 
 const x86 = getArch('x86_64');
 const ppc = getArch('ppc64le');
@@ -165,8 +165,7 @@ t.test('a QemuVM on the fake QEMU: its command quoted, the panic reported, lines
   t.same(vm.console.last(), seen, 'every line went to onConsoleLine and the ring buffer');
   t.ok(vm.lastLineAt >= vm.startedAt);
   const pid = vm.pid!;
-  for (let i = 0; i < 250 && groupMembers(pid).length < 2; i++) await new Promise((r) => setTimeout(r, 20));
-  t.ok(groupMembers(pid).length >= 2, 'the script and its sleep run in the group');
+  t.ok(await soon(() => groupMembers(pid).length >= 2, 5000), 'the script and its sleep run in the group');
   const exit = await vm.stop(1000);
   t.equal(exit.signal, 'SIGTERM');
   t.equal(exit.code, null);
@@ -175,7 +174,7 @@ t.test('a QemuVM on the fake QEMU: its command quoted, the panic reported, lines
   t.type(vm.cpuMs, 'number', 'its CPU time was read before it stopped');
   t.ok(await goneSoon(pid));
   // The script's sleep got the same SIGTERM; on a loaded host it may still be exiting (state R, reparented) when the script is gone.
-  for (let i = 0; i < 50 && groupMembers(pid).length; i++) await new Promise((r) => setTimeout(r, 20));
+  await soon(() => groupMembers(pid).length === 0);
   t.same(groupMembers(pid), [], 'nothing of its group is left');
   const log = await readWhen(consoleLog, (s) => s.includes('Kernel panic'));
   t.equal(log.split('\n')[0], `# ${vm.command}`, 'the log starts with the command');
