@@ -3,8 +3,10 @@
 //   the cold path: npm ci, then the main job from an empty cache with the
 //     page cache dropped, next to a plain make of the same tree and configs
 //   a fresh guest: restore from a snapshot vs a boot vs a reset in place, median of --samples (20)
-//   the warm full matrix for each --jobs-list value (1,2,4): wall, CPU per scenario;
-//     then with --no-reuse at the --reuse-jobs value (default 4): each guest in a QEMU of its own
+//   the warm full matrix for each --jobs-list value (1,2,4; `default`: what a run
+//     without --jobs picks here), each --repeat times (1; medians and ranges): wall,
+//     CPU per scenario; then with --no-reuse at the --reuse-jobs value (default 4):
+//     each guest in a QEMU of its own
 //   boot stalls: --stall-boots (200) x86_64 boots, four at a time on this host
 //   remedy-to-completion latency per scenario
 //   the kernel's own KUnit runner on the same tree, as a peer (--no-kunit skips it)
@@ -45,7 +47,14 @@ const valueOf = (name: string, dflt: string) => {
 };
 const skipCold = args.has('--no-cold');
 const skipKunit = args.has('--no-kunit');
-const jobsList = valueOf('--jobs-list', '1,2,4').split(',').map(Number);
+/** Guests at once per matrix row; `default` (undefined here) is the run's own choice for this host. */
+const jobsList = valueOf('--jobs-list', '1,2,4')
+  .split(',')
+  .map((j) => (j === 'default' ? undefined : Number(j)));
+if (jobsList.some((j) => j !== undefined && !(Number.isInteger(j) && j > 0))) throw new Error(`--jobs-list: whole numbers of 1 or more, or default (got ${valueOf('--jobs-list', '')})`);
+/** Matrices per row: this host varies by 10-30 % from run to run, so a row can be the median of several. */
+const repeat = Number(valueOf('--repeat', '1'));
+if (!(Number.isInteger(repeat) && repeat > 0)) throw new Error(`--repeat: a whole number of 1 or more (got ${valueOf('--repeat', '')})`);
 const samples = Number(valueOf('--samples', '20'));
 const stallBoots = Number(valueOf('--stall-boots', '200'));
 const logger = createLogger(args.has('--verbose') ? 'verbose' : 'quiet');
@@ -269,8 +278,10 @@ say(`Every scenario on a pristine guest (restored from a snapshot, or booted whe
 say();
 say("QEMU CPU, all guests: the sum over guests, each from its start (or reset) to its end. Child processes' CPU: every process the run started and waited for (its QEMUs, paused or not, with their exits), from /proc/self/stat: the cross-check that nothing escapes the per-guest sums.");
 say();
-say('| --jobs | QEMUs | wall | scenarios passed | sum of scenario times | peak guests | QEMU processes | QEMU CPU, all guests | child processes\' CPU | harness CPU | boot stalls |');
-say('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+say(`Each row is ${repeat === 1 ? 'one matrix' : `the median of ${repeat} matrices run one after the other, with the slowest and the fastest in brackets (this host varies by 10-30 % from run to run)`}.`);
+say();
+say('| --jobs | QEMUs | runs | wall | scenarios passed | sum of scenario times | peak guests | QEMU processes | QEMU CPU, all guests | child processes\' CPU | harness CPU | boot stalls |');
+say('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 /** User + system CPU of this process's waited-for children (/proc/self/stat cutime + cstime, clock ticks of 10 ms). */
 const childrenCpuMs = () => {
   const f = readFileSync('/proc/self/stat', 'utf8');
@@ -279,24 +290,44 @@ const childrenCpuMs = () => {
 };
 // The run the per-scenario tables describe: the one at --reuse-jobs (the default --jobs, 4), else the last.
 let last: RunReport | undefined;
-let lastJobs = 0;
+let lastJobs: number | undefined = 0;
 const reuseJobs = Number(valueOf('--reuse-jobs', '4'));
+/** A row's figure: the median, and with more than one run the range. */
+const spread = (xs: number[]) => (xs.length > 1 ? `${sec(median(xs))} (${sec(Math.min(...xs))}-${sec(Math.max(...xs))})` : sec(xs[0]!));
 for (const [j, reuse] of [...jobsList.map((j) => [j, true] as const), ...(reuseJobs > 0 ? [[reuseJobs, false] as const] : [])]) {
-  const runDir = mkdtempSync(join(tmpdir(), `klp-bench-run-j${j}-`));
-  const cpu0 = process.cpuUsage();
-  const children0 = childrenCpuMs();
-  const w0 = Date.now();
-  const report = await runMain({ arches, scenarios: [...SCENARIOS], logger, outDir: runDir, jobs: j, qemu: qemuList[0], reuse });
-  const wallMs = Date.now() - w0;
-  const cpu = process.cpuUsage(cpu0);
-  const all = report.arches.flatMap((a) => a.scenarios);
-  const boots = report.arches.flatMap((a) => a.boots);
-  const qemuCpu = boots.reduce((s, b) => s + (b.cpuMs ?? 0), 0);
-  const processes = boots.filter((b) => !b.resetInPlace).length;
-  const stalls = boots.filter((b) => b.stalledConsoleLogs?.length).length;
-  say(`| ${j} | ${reuse ? 'reset in place' : 'one per guest (--no-reuse)'} | ${sec(wallMs)} | ${all.filter((s) => s.ok).length}/${all.length} | ${sec(all.reduce((s, x) => s + x.durationMs, 0))} | ${report.jobs?.peak ?? '?'} | ${processes} | ${sec(qemuCpu)} | ${sec(childrenCpuMs() - children0)} | ${sec((cpu.user + cpu.system) / 1000)} | ${stalls} of ${boots.length} |`);
-  process.stdout.write(`(logs of this run: ${runDir})\n`);
-  if (reuse && lastJobs !== reuseJobs) [last, lastJobs] = [report, j];
+  const runs: { wall: number; passed: number; all: number; sumTimes: number; peak: number; processes: number; qemuCpu: number; children: number; harness: number; stalls: number; boots: number }[] = [];
+  let chosen = '';
+  for (let i = 0; i < repeat; i++) {
+    const runDir = mkdtempSync(join(tmpdir(), `klp-bench-run-j${j ?? 'default'}-`));
+    const cpu0 = process.cpuUsage();
+    const children0 = childrenCpuMs();
+    const w0 = Date.now();
+    const report = await runMain({ arches, scenarios: [...SCENARIOS], logger, outDir: runDir, jobs: j, qemu: qemuList[0], reuse });
+    const wall = Date.now() - w0;
+    const cpu = process.cpuUsage(cpu0);
+    const all = report.arches.flatMap((a) => a.scenarios);
+    const boots = report.arches.flatMap((a) => a.boots);
+    chosen = j === undefined ? `default (${report.jobs?.size ?? '?'})` : String(j);
+    runs.push({
+      wall,
+      passed: all.filter((s) => s.ok).length,
+      all: all.length,
+      sumTimes: all.reduce((t, x) => t + x.durationMs, 0),
+      peak: report.jobs?.peak ?? 0,
+      processes: boots.filter((b) => !b.resetInPlace).length,
+      qemuCpu: boots.reduce((t, b) => t + (b.cpuMs ?? 0), 0),
+      children: childrenCpuMs() - children0,
+      harness: (cpu.user + cpu.system) / 1000,
+      stalls: boots.filter((b) => b.stalledConsoleLogs?.length).length,
+      boots: boots.length,
+    });
+    process.stdout.write(`(logs of this run: ${runDir})\n`);
+    if (reuse && i === repeat - 1 && lastJobs !== reuseJobs) [last, lastJobs] = [report, j];
+  }
+  const col = (f: (r: (typeof runs)[number]) => number) => runs.map(f);
+  const passed = runs.map((r) => `${r.passed}/${r.all}`).join(', ');
+  const processes = [...new Set(col((r) => r.processes))].join(', ');
+  say(`| ${chosen} | ${reuse ? 'reset in place' : 'one per guest (--no-reuse)'} | ${runs.length} | ${spread(col((r) => r.wall))} | ${passed} | ${spread(col((r) => r.sumTimes))} | ${Math.max(...col((r) => r.peak))} | ${processes} | ${spread(col((r) => r.qemuCpu))} | ${spread(col((r) => r.children))} | ${spread(col((r) => r.harness))} | ${col((r) => r.stalls).reduce((a, b) => a + b, 0)} of ${col((r) => r.boots).reduce((a, b) => a + b, 0)} |`);
 }
 say();
 say('Goal: 45 s for both arches. Host CPU is 2 cores x wall time; the QEMU and harness CPU columns say how much of it the run used.');
@@ -304,12 +335,13 @@ say();
 
 // Inside the QEMUs: one more matrix at the most guests at once, sampled by perf (scripts/qemu-perf.ts).
 {
-  const j = Math.max(...jobsList);
-  say(`## Inside the QEMUs: where their CPU goes (perf, one more matrix at --jobs ${j})`);
+  const numeric = jobsList.filter((n): n is number => n !== undefined);
+  const j = numeric.length ? Math.max(...numeric) : undefined;
+  say(`## Inside the QEMUs: where their CPU goes (perf, one more matrix at --jobs ${j ?? 'default'})`);
   say();
   say("`perf record -a` at 499 Hz per CPU over the whole run. A QEMU's samples split into its own code (TCG's translator and lookups, devices, the main loop), the code TCG generated for the guest, the kernel (page faults, system calls and the host's page tables; kernel entry and exit included) and libraries (libc, glib); then the busiest functions of QEMU's own code, in percent of all that QEMU's samples.");
   say();
-  const runDir = mkdtempSync(join(tmpdir(), `klp-bench-perf-j${j}-`));
+  const runDir = mkdtempSync(join(tmpdir(), `klp-bench-perf-j${j ?? 'default'}-`));
   const shares = await perfAround(() => runMain({ arches, scenarios: [...SCENARIOS], logger, outDir: runDir, jobs: j, qemu: qemuList[0] }));
   if (typeof shares === 'string') say(`- ${shares}`);
   else {
@@ -321,7 +353,7 @@ say();
   say();
 }
 say();
-say(`### CPU seconds per scenario (the --jobs ${lastJobs} run)`);
+say(`### CPU seconds per scenario (the --jobs ${lastJobs ?? 'default'} run)`);
 say();
 say('QEMU CPU split at the moment SSH answered: the restore (or boot) and the connection, then the scenario; guest commands are the commands the scenario ran over SSH (each a line to a shell kept open, run in a subshell unless the harness made it and it leaves the shell as it was; or an exec channel of its own).');
 say();
@@ -359,7 +391,7 @@ say();
     }
   }
   if (kinds.size) {
-    say(`### Getting a guest to SSH, by how it came (the --jobs ${lastJobs} run)`);
+    say(`### Getting a guest to SSH, by how it came (the --jobs ${lastJobs ?? 'default'} run)`);
     say();
     say("QEMU CPU up to SSH answering; for a restore or reset, the medians of the QEMU CPU used by two moments on the way (counted from the QEMU's start, or the reset's): the saved state loaded and the guest running, and SSH connected (the difference is the guest's side of the handshake); for a restore, the timer proof (a 20 ms sleep over SSH) takes it to the first column.");
     say();
@@ -385,7 +417,7 @@ for (const s of (last?.arches ?? []).flatMap((a) => a.scenarios)) {
 if (bySteps.size) {
   const rest = splits.reduce((t, x) => t + x.rest, 0);
   const stepCpu = [...bySteps.values()].reduce((t, e) => t + e.cpu, 0);
-  say(`### Where the scenario part goes: QEMU CPU by step (the --jobs ${lastJobs} run)`);
+  say(`### Where the scenario part goes: QEMU CPU by step (the --jobs ${lastJobs ?? 'default'} run)`);
   say();
   say(`The steps' QEMU CPU adds up to ${sec(stepCpu)} of the scenario parts' ${sec(rest)}; the rest is spent outside any step (between steps and after the last one, until the guest is stopped). The 12 steps that cost most over all scenarios:`);
   say();
