@@ -278,7 +278,7 @@ say(`Every scenario on a pristine guest (restored from a snapshot, or booted whe
 say();
 say("QEMU CPU, all guests: the sum over guests, each from its start (or reset) to its end. Child processes' CPU: every process the run started and waited for (its QEMUs, paused or not, with their exits), from /proc/self/stat: the cross-check that nothing escapes the per-guest sums.");
 say();
-say(`Each row is ${repeat === 1 ? 'one matrix' : `the median of ${repeat} matrices run one after the other, with the slowest and the fastest in brackets (this host varies by 10-30 % from run to run)`}.`);
+say(`Each row is ${repeat === 1 ? 'one matrix' : `the median of ${repeat} matrices run one after the other, with the fastest and the slowest in brackets (this host varies by 10-30 % from run to run)`}.`);
 say();
 say('| --jobs | QEMUs | runs | wall | scenarios passed | sum of scenario times | peak guests | QEMU processes | QEMU CPU, all guests | child processes\' CPU | harness CPU | boot stalls |');
 say('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
@@ -288,10 +288,13 @@ const childrenCpuMs = () => {
   const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[13]) + Number(fields[14])) * 10;
 };
-// The run the per-scenario tables describe: the one at --reuse-jobs (the default --jobs, 4), else the last.
+// The run the per-scenario tables describe: the (last) one at --reuse-jobs (default 4); with
+// --reuse-jobs 0, the default row's; else the last row's.
 let last: RunReport | undefined;
-let lastJobs: number | undefined = 0;
+let lastJobs: number | undefined;
+let described = false;
 const reuseJobs = Number(valueOf('--reuse-jobs', '4'));
+const describeJobs = reuseJobs > 0 ? reuseJobs : undefined;
 /** A row's figure: the median, and with more than one run the range. */
 const spread = (xs: number[]) => (xs.length > 1 ? `${sec(median(xs))} (${sec(Math.min(...xs))}-${sec(Math.max(...xs))})` : sec(xs[0]!));
 for (const [j, reuse] of [...jobsList.map((j) => [j, true] as const), ...(reuseJobs > 0 ? [[reuseJobs, false] as const] : [])]) {
@@ -322,7 +325,10 @@ for (const [j, reuse] of [...jobsList.map((j) => [j, true] as const), ...(reuseJ
       boots: boots.length,
     });
     process.stdout.write(`(logs of this run: ${runDir})\n`);
-    if (reuse && i === repeat - 1 && lastJobs !== reuseJobs) [last, lastJobs] = [report, j];
+    if (reuse && i === repeat - 1 && !described) {
+      [last, lastJobs] = [report, j];
+      described = j === describeJobs;
+    }
   }
   const col = (f: (r: (typeof runs)[number]) => number) => runs.map(f);
   const passed = runs.map((r) => `${r.passed}/${r.all}`).join(', ');
