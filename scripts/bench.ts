@@ -52,6 +52,8 @@ const jobsList = valueOf('--jobs-list', '1,2,4')
   .split(',')
   .map((j) => (j === 'default' ? undefined : Number(j)));
 if (jobsList.some((j) => j !== undefined && !(Number.isInteger(j) && j > 0))) throw new Error(`--jobs-list: whole numbers of 1 or more, or default (got ${valueOf('--jobs-list', '')})`);
+/** A row's --jobs as the tables and temporary directories name it. */
+const jobsName = (j: number | undefined) => (j === undefined ? 'default' : String(j));
 /** Matrices per row: this host varies by 10-30 % from run to run, so a row can be the median of several. */
 const repeat = Number(valueOf('--repeat', '1'));
 if (!(Number.isInteger(repeat) && repeat > 0)) throw new Error(`--repeat: a whole number of 1 or more (got ${valueOf('--repeat', '')})`);
@@ -301,7 +303,7 @@ for (const [j, reuse] of [...jobsList.map((j) => [j, true] as const), ...(reuseJ
   const runs: { wall: number; passed: number; all: number; sumTimes: number; peak: number; processes: number; qemuCpu: number; children: number; harness: number; stalls: number; boots: number }[] = [];
   let chosen = '';
   for (let i = 0; i < repeat; i++) {
-    const runDir = mkdtempSync(join(tmpdir(), `klp-bench-run-j${j ?? 'default'}-`));
+    const runDir = mkdtempSync(join(tmpdir(), `klp-bench-run-j${jobsName(j)}-`));
     const cpu0 = process.cpuUsage();
     const children0 = childrenCpuMs();
     const w0 = Date.now();
@@ -343,11 +345,11 @@ say();
 {
   const numeric = jobsList.filter((n): n is number => n !== undefined);
   const j = numeric.length ? Math.max(...numeric) : undefined;
-  say(`## Inside the QEMUs: where their CPU goes (perf, one more matrix at --jobs ${j ?? 'default'})`);
+  say(`## Inside the QEMUs: where their CPU goes (perf, one more matrix at --jobs ${jobsName(j)})`);
   say();
   say("`perf record -a` at 499 Hz per CPU over the whole run. A QEMU's samples split into its own code (TCG's translator and lookups, devices, the main loop), the code TCG generated for the guest, the kernel (page faults, system calls and the host's page tables; kernel entry and exit included) and libraries (libc, glib); then the busiest functions of QEMU's own code, in percent of all that QEMU's samples.");
   say();
-  const runDir = mkdtempSync(join(tmpdir(), `klp-bench-perf-j${j ?? 'default'}-`));
+  const runDir = mkdtempSync(join(tmpdir(), `klp-bench-perf-j${jobsName(j)}-`));
   const shares = await perfAround(() => runMain({ arches, scenarios: [...SCENARIOS], logger, outDir: runDir, jobs: j, qemu: qemuList[0] }));
   if (typeof shares === 'string') say(`- ${shares}`);
   else {
@@ -359,7 +361,7 @@ say();
   say();
 }
 say();
-say(`### CPU seconds per scenario (the --jobs ${lastJobs ?? 'default'} run)`);
+say(`### CPU seconds per scenario (the --jobs ${jobsName(lastJobs)} run)`);
 say();
 say('QEMU CPU split at the moment SSH answered: the restore (or boot) and the connection, then the scenario; guest commands are the commands the scenario ran over SSH (each a line to a shell kept open, run in a subshell unless the harness made it and it leaves the shell as it was; or an exec channel of its own).');
 say();
@@ -397,7 +399,7 @@ say();
     }
   }
   if (kinds.size) {
-    say(`### Getting a guest to SSH, by how it came (the --jobs ${lastJobs ?? 'default'} run)`);
+    say(`### Getting a guest to SSH, by how it came (the --jobs ${jobsName(lastJobs)} run)`);
     say();
     say("QEMU CPU up to SSH answering; for a restore or reset, the medians of the QEMU CPU used by two moments on the way (counted from the QEMU's start, or the reset's): the saved state loaded and the guest running, and SSH connected (the difference is the guest's side of the handshake); for a restore, the timer proof (a 20 ms sleep over SSH) takes it to the first column.");
     say();
@@ -423,7 +425,7 @@ for (const s of (last?.arches ?? []).flatMap((a) => a.scenarios)) {
 if (bySteps.size) {
   const rest = splits.reduce((t, x) => t + x.rest, 0);
   const stepCpu = [...bySteps.values()].reduce((t, e) => t + e.cpu, 0);
-  say(`### Where the scenario part goes: QEMU CPU by step (the --jobs ${lastJobs ?? 'default'} run)`);
+  say(`### Where the scenario part goes: QEMU CPU by step (the --jobs ${jobsName(lastJobs)} run)`);
   say();
   say(`The steps' QEMU CPU adds up to ${sec(stepCpu)} of the scenario parts' ${sec(rest)}; the rest is spent outside any step (between steps and after the last one, until the guest is stopped). The 12 steps that cost most over all scenarios:`);
   say();
